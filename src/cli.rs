@@ -1,0 +1,275 @@
+//! The command line, as DESIGN.md fixes it. Value parsers live here so that every bad flag or
+//! env value is a clap usage error (exit 2) that names the flag.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pidbeat",
+    version,
+    about = "Liveness watcher for agent runtimes: a pidfd heartbeat that records death the instant it happens",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Watch a running PID and keep <run-dir>/<agent>.hb up to date until it dies.
+    Watch(WatchArgs),
+    /// Spawn CMD, watch it like `watch`, and exit with its status (container entrypoint).
+    Run(RunArgs),
+    /// Show the fleet: one line per agent record in the run dir.
+    Ps(PsArgs),
+    /// Block until every named agent is dead or lost.
+    Wait(WaitArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunDirArg {
+    /// Directory holding the records [default: $XDG_CONFIG_HOME/mosaic/fleet/run or ~/.config/mosaic/fleet/run]
+    #[arg(long, value_name = "DIR", env = "MOSAIC_HEARTBEAT_RUN_DIR", value_parser = parse_run_dir)]
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IntervalArg {
+    /// Seconds between heartbeats (fractions allowed, 0.001 to 86400)
+    #[arg(long, value_name = "SECS", env = "MOSAIC_HEARTBEAT_INTERVAL", default_value = "15", value_parser = parse_interval)]
+    pub interval: Interval,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// PID of the runtime to watch (in this PID namespace)
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub pid: i32,
+    /// Agent name: the record is <run-dir>/<agent>.hb
+    #[arg(long, value_name = "NAME", value_parser = parse_agent)]
+    pub agent: String,
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    #[command(flatten)]
+    pub interval: IntervalArg,
+    /// How death is noticed: pidfd events, or /proc polling every 100 ms
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Go to the background once the first alive record is on disk
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Agent name: the record is <run-dir>/<agent>.hb
+    #[arg(long, value_name = "NAME", value_parser = parse_agent)]
+    pub agent: String,
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    #[command(flatten)]
+    pub interval: IntervalArg,
+    /// The command to run, after `--`
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub cmd: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    /// One JSON array: the record's keys plus agent, state, age_ms
+    #[arg(long, conflicts_with = "prom")]
+    pub json: bool,
+    /// Prometheus text exposition (node_exporter textfile collector)
+    #[arg(long)]
+    pub prom: bool,
+    /// Redraw whenever a record changes (and every second for ages)
+    #[arg(long)]
+    pub watch: bool,
+    /// Only these agents
+    #[arg(value_name = "AGENT", value_parser = parse_agent)]
+    pub agents: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    /// Give up after SECS and exit 124
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+    /// Agents to wait for
+    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
+    pub agents: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// pidfd, falling back to poll where pidfd_open is unavailable (ENOSYS/EPERM)
+    Auto,
+    /// pidfd_open + epoll: death is an event
+    Pidfd,
+    /// /proc polling every 100 ms (kernels before 5.3, seccomp'd containers)
+    Poll,
+}
+
+/// A validated heartbeat interval, kept with the seconds the user gave for the record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    pub secs: f64,
+}
+
+impl Interval {
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+}
+
+pub const MAX_INTERVAL_SECS: f64 = 86_400.0;
+pub const MIN_INTERVAL_SECS: f64 = 0.001;
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !v.is_finite() {
+        return Err(format!("`{s}` is not a finite number of seconds"));
+    }
+    Ok(v)
+}
+
+pub fn parse_interval(s: &str) -> Result<Interval, String> {
+    let v = parse_secs(s)?;
+    if v <= 0.0 {
+        return Err(format!("interval must be positive, got {s}"));
+    }
+    if v < MIN_INTERVAL_SECS {
+        return Err(format!(
+            "interval {s} is below the 0.001 s minimum (a watcher would spin)"
+        ));
+    }
+    if v > MAX_INTERVAL_SECS {
+        return Err(format!("interval {s} is over one day (86400 s)"));
+    }
+    Ok(Interval { secs: v })
+}
+
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let v = parse_secs(s)?;
+    if v < 0.0 {
+        return Err(format!("timeout must not be negative, got {s}"));
+    }
+    Duration::try_from_secs_f64(v).map_err(|e| format!("timeout {s}: {e}"))
+}
+
+pub fn parse_pid(s: &str) -> Result<i32, String> {
+    let v: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a PID (a positive integer)"))?;
+    if v <= 0 {
+        return Err(format!("PID must be positive, got {v}"));
+    }
+    let max = crate::procfs::pid_max();
+    if v > max {
+        return Err(format!("PID {v} is above pid_max ({max})"));
+    }
+    Ok(v as i32)
+}
+
+/// DESIGN.md's rule: 1–128 bytes of `[A-Za-z0-9._@+-]`, not starting with `.`. This keeps
+/// names safe as file names (no `/`, no `..`, no NUL, no hidden lock/temp collisions).
+pub fn validate_agent(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("agent name is empty".into());
+    }
+    if s.len() > 128 {
+        return Err(format!("agent name is {} bytes, the limit is 128", s.len()));
+    }
+    if s.starts_with('.') {
+        return Err(format!("agent name `{s}` starts with `.`"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._@+-".contains(*c)))
+    {
+        return Err(format!(
+            "agent name `{}` contains {c:?}; allowed: A-Z a-z 0-9 . _ @ + -",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+fn parse_agent(s: &str) -> Result<String, String> {
+    validate_agent(s).map(|()| s.to_owned())
+}
+
+fn parse_run_dir(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("run dir is empty".into());
+    }
+    let p = PathBuf::from(s);
+    if p.exists() && !p.is_dir() {
+        return Err(format!("`{s}` exists and is not a directory"));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("0.05").unwrap().secs, 0.05);
+        assert_eq!(parse_interval("86400").unwrap().secs, 86400.0);
+        for bad in [
+            "0", "-1", "NaN", "inf", "-inf", "86400.5", "", "abc", "0.0001",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn agents() {
+        for ok in ["pi", "claude-1", "a.b", "x@host", "c++", "A_9"] {
+            validate_agent(ok).unwrap();
+        }
+        let long = "a".repeat(129);
+        for bad in [
+            "",
+            ".hidden",
+            "..",
+            "a/b",
+            "a\0b",
+            "a b",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(validate_agent(bad).is_err(), "{bad:?} accepted");
+        }
+        validate_agent(&"a".repeat(128)).unwrap();
+    }
+
+    #[test]
+    fn pids() {
+        assert_eq!(parse_pid("1").unwrap(), 1);
+        for bad in ["0", "-5", "x", "1.5", "99999999999"] {
+            assert!(parse_pid(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

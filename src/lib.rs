@@ -1,0 +1,50 @@
+//! pidbeat: a pidfd + epoll liveness watcher for agent runtimes. See DESIGN.md.
+
+pub mod cli;
+pub mod detach;
+pub mod error;
+pub mod procfs;
+pub mod ps;
+pub mod record;
+pub mod run;
+pub mod rundir;
+mod sys;
+pub mod target;
+pub mod timer;
+pub mod wait;
+pub mod watch;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+
+/// Parses argv, runs the subcommand, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Watch(a) => watch::command(a),
+        Command::Run(a) => run::command(a),
+        Command::Ps(a) => ps::command(a),
+        Command::Wait(a) => wait::command(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "pidbeat",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| 0)
+            .map_err(|e| runtime!("cannot write the man page: {e}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pidbeat: error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Reading process identity and state from /proc.
+
+use std::io;
+
+/// What /proc says about one process: its state letter and its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub state: u8,
+    /// Field 22: clock ticks since boot. With the PID, names one incarnation.
+    pub start_time: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and `)`, so fields
+/// are counted after the *last* `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    // After the state (field 3), field 22 is the 19th further on.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+pub fn read_stat(pid: i32) -> io::Result<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).ok_or_else(|| io::Error::other(format!("unparsable /proc/{pid}/stat")))
+}
+
+fn is_exited(state: u8) -> bool {
+    state == b'Z' || state == b'X' || state == b'x'
+}
+
+/// The liveness verdict of the poll backend and of `ps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// Gone, a zombie, or the PID now names another process.
+    Dead,
+}
+
+/// Is the incarnation `(pid, start_time)` still running? A leader shows `Z` while its other
+/// threads still run; the process is dead only when the whole thread group has exited.
+pub fn probe(pid: i32, start_time: u64) -> Liveness {
+    match read_stat(pid) {
+        Ok(st) if st.start_time != start_time => Liveness::Dead,
+        Ok(st) if is_exited(st.state) => {
+            if group_has_live_thread(pid) {
+                Liveness::Alive
+            } else {
+                Liveness::Dead
+            }
+        }
+        Ok(_) => Liveness::Alive,
+        Err(_) => Liveness::Dead,
+    }
+}
+
+/// True if the process exists and is not a fully exited thread group.
+pub fn is_running(pid: i32) -> Option<Stat> {
+    let st = read_stat(pid).ok()?;
+    (probe(pid, st.start_time) == Liveness::Alive).then_some(st)
+}
+
+fn group_has_live_thread(pid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    dir.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| parse_stat(&s))
+            .is_some_and(|st| !is_exited(st.state))
+    })
+}
+
+/// The kernel's PID ceiling; 2^22 (the hard maximum) if /proc does not say.
+pub fn pid_max() -> i64 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 22)
+}
+
+pub fn self_start_time() -> u64 {
+    read_stat(std::process::id() as i32)
+        .map(|s| s.start_time)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_parens_and_spaces() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: b'S',
+                start_time: 987654
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_is_alive() {
+        let pid = std::process::id() as i32;
+        let st = read_stat(pid).unwrap();
+        assert_eq!(probe(pid, st.start_time), Liveness::Alive);
+        assert_eq!(probe(pid, st.start_time + 1), Liveness::Dead);
+        assert!(is_running(pid).is_some());
+    }
+}

@@ -1,0 +1,246 @@
+//! The run dir: where it is, that it is safe, atomic record writes, and the per-agent lock.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::runtime;
+
+/// DESIGN.md's search order: `--run-dir`/`$MOSAIC_HEARTBEAT_RUN_DIR` (clap has merged those),
+/// then `$XDG_CONFIG_HOME/mosaic/fleet/run`, then `~/.config/mosaic/fleet/run`.
+pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    // XDG says a relative XDG_CONFIG_HOME is invalid and must be ignored.
+    if let Some(x) = nonempty("XDG_CONFIG_HOME").filter(|x| Path::new(x).is_absolute()) {
+        return Ok(Path::new(&x).join("mosaic/fleet/run"));
+    }
+    match nonempty("HOME") {
+        Some(h) => Ok(Path::new(&h).join(".config/mosaic/fleet/run")),
+        None => Err(Error::Usage(
+            "no run dir: pass --run-dir or set MOSAIC_HEARTBEAT_RUN_DIR (HOME is unset)".into(),
+        )),
+    }
+}
+
+/// Creates the run dir (mode 0700) if missing and refuses one that others could write to:
+/// whoever can write there could forge records or plant symlinks.
+pub fn prepare(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::Usage(format!(
+                "run dir {} exists and is not a directory",
+                dir.display()
+            )));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| runtime!("cannot create run dir {}: {e}", dir.display()))?,
+        Err(e) => return Err(runtime!("cannot stat run dir {}: {e}", dir.display())),
+    }
+    check_safe(dir)
+}
+
+fn check_safe(dir: &Path) -> Result<()> {
+    let m = std::fs::metadata(dir).map_err(|e| runtime!("run dir {}: {e}", dir.display()))?;
+    let euid = rustix::process::geteuid().as_raw();
+    if m.uid() != euid {
+        return Err(runtime!(
+            "run dir {} is owned by uid {}, not by you (uid {euid}); use a run dir of your own",
+            dir.display(),
+            m.uid()
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(runtime!(
+            "run dir {} is writable by group or others (mode {mode:04o}); fix with: chmod go-w {}",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes one agent's record. The dir is opened by path on every write, so a run dir that is
+/// deleted and recreated is written again once it is back.
+pub struct RecordWriter {
+    dir: PathBuf,
+    record_name: String,
+    tmp_name: String,
+}
+
+impl RecordWriter {
+    pub fn new(dir: &Path, agent: &str) -> Self {
+        RecordWriter {
+            dir: dir.to_path_buf(),
+            record_name: format!("{agent}.hb"),
+            // Dot-prefixed (agents never start with `.`) and unique per watcher.
+            tmp_name: format!(".{agent}.hb.{}.tmp", std::process::id()),
+        }
+    }
+
+    pub fn record_path(&self) -> PathBuf {
+        self.dir.join(&self.record_name)
+    }
+
+    /// Replaces the record atomically. `durable` also fsyncs the file and then the dir after
+    /// the rename: the record is visible first, then safe from a crash.
+    pub fn write(&self, bytes: &[u8], durable: bool) -> io::Result<()> {
+        let dirfd = rfs::open(
+            &self.dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let file = self.create_tmp(&dirfd)?;
+        let written = (|| {
+            let mut f = std::fs::File::from(file);
+            f.write_all(bytes)?;
+            if durable {
+                f.sync_data()?;
+            }
+            rfs::renameat(&dirfd, &self.tmp_name, &dirfd, &self.record_name)?;
+            Ok::<(), io::Error>(())
+        })();
+        if let Err(e) = written {
+            // Never leave a partial temp file behind (ENOSPC, EIO …).
+            let _ = rfs::unlinkat(&dirfd, &self.tmp_name, rfs::AtFlags::empty());
+            return Err(e);
+        }
+        if durable {
+            rfs::fsync(&dirfd)?;
+        }
+        Ok(())
+    }
+
+    /// O_EXCL|O_NOFOLLOW: a planted file or symlink at the temp name is never written
+    /// through; it is unlinked (the link itself, never its target) and the create retried.
+    fn create_tmp(&self, dirfd: &OwnedFd) -> io::Result<OwnedFd> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o644);
+        match rfs::openat(dirfd, &self.tmp_name, flags, mode) {
+            Err(Errno::EXIST) => {
+                rfs::unlinkat(dirfd, &self.tmp_name, rfs::AtFlags::empty())?;
+                Ok(rfs::openat(dirfd, &self.tmp_name, flags, mode)?)
+            }
+            r => Ok(r?),
+        }
+    }
+}
+
+pub fn lock_name(agent: &str) -> String {
+    format!(".{agent}.lock")
+}
+
+/// The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for
+/// the watcher's life (the kernel drops it when the watcher dies, even as a zombie). The file
+/// holds the holder's PID so a refused watcher can name it. It is never deleted: deleting a
+/// lock file lets two holders lock two different inodes.
+pub fn acquire_lock(dir: &Path, agent: &str) -> Result<OwnedFd> {
+    let path = dir.join(lock_name(agent));
+    let fd = rfs::open(
+        &path,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| runtime!("cannot open lock {}: {e}", path.display()))?;
+    match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.split_whitespace().next().unwrap_or("?");
+            return Err(runtime!(
+                "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
+                path.display()
+            ));
+        }
+        Err(e) => return Err(runtime!("cannot lock {}: {e}", path.display())),
+    }
+    let line = format!(
+        "{} {}\n",
+        std::process::id(),
+        crate::procfs::self_start_time()
+    );
+    let _ = rfs::ftruncate(&fd, 0);
+    let _ = rustix::io::pwrite(&fd, line.as_bytes(), 0);
+    Ok(fd)
+}
+
+/// For readers: is some live process holding the agent's lock? `None` if there is no lock
+/// file (a record from the shell baseline, or a deleted file).
+pub fn lock_held(dir: &Path, agent: &str) -> Option<bool> {
+    let fd = rfs::open(
+        dir.join(lock_name(agent)),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    match rfs::flock(fd.as_fd(), FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Some(false),
+        Err(Errno::WOULDBLOCK) => Some(true),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replaces_and_leaves_no_temp() {
+        let t = tempfile::tempdir().unwrap();
+        let w = RecordWriter::new(t.path(), "a");
+        w.write(b"one\n", false).unwrap();
+        w.write(b"two\n", true).unwrap();
+        assert_eq!(std::fs::read(t.path().join("a.hb")).unwrap(), b"two\n");
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn planted_symlinks_are_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let w = RecordWriter::new(t.path(), "a");
+        std::os::unix::fs::symlink(&victim, t.path().join("a.hb")).unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join(&w.tmp_name)).unwrap();
+        w.write(b"rec\n", false).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(t.path().join("a.hb")).unwrap(), b"rec\n");
+        assert!(!t.path().join("a.hb").is_symlink());
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_visible() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(lock_held(t.path(), "a"), None);
+        let fd = acquire_lock(t.path(), "a").unwrap();
+        assert_eq!(lock_held(t.path(), "a"), Some(true));
+        drop(fd);
+        assert_eq!(lock_held(t.path(), "a"), Some(false));
+    }
+
+    #[test]
+    fn unsafe_dirs_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("run");
+        prepare(&d).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(matches!(prepare(&d), Err(Error::Runtime(_))));
+        let f = t.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        assert!(matches!(prepare(&f), Err(Error::Usage(_))));
+    }
+}

@@ -1,0 +1,61 @@
+//! Every `unsafe` block of pidbeat lives here, each with the reason it is sound.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rustix::io::Errno;
+
+/// What PIDFD_GET_INFO can say about a process's exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidfdExit {
+    /// The raw wait status.
+    Status(i32),
+    /// The kernel knows the ioctl but has no exit status yet (not yet reaped).
+    NotYet,
+    /// This kernel cannot say (before 6.13 no ioctl; 6.13–6.14 no EXIT bit; or the process
+    /// is gone and its info with it).
+    Unsupported,
+}
+
+/// Asks the kernel for the exit status behind a pidfd (PIDFD_GET_INFO, PIDFD_INFO_EXIT;
+/// Linux 6.15+). rustix has no wrapper for this ioctl.
+pub fn pidfd_exit(fd: BorrowedFd<'_>) -> PidfdExit {
+    // SAFETY: `pidfd_info` is plain old data, so an all-zero value is valid; it is
+    // `#[non_exhaustive]`, hence zeroed() rather than a struct literal.
+    let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
+    info.mask = libc::PIDFD_INFO_EXIT as u64;
+    // SAFETY: PIDFD_GET_INFO reads and writes exactly one `pidfd_info` (its size is encoded
+    // in the request number), and `info` is a live, exclusively borrowed one. A non-pidfd or
+    // an old kernel fails with an errno; nothing else is touched.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::PIDFD_GET_INFO, &mut info) };
+    if rc != 0 {
+        // ESRCH: reaped on a kernel that drops the info at reap (6.13/6.14). ENOTTY/EINVAL:
+        // no such ioctl. Either way this kernel will never tell.
+        return PidfdExit::Unsupported;
+    }
+    if info.mask & libc::PIDFD_INFO_EXIT as u64 != 0 {
+        PidfdExit::Status(info.exit_code)
+    } else {
+        PidfdExit::NotYet
+    }
+}
+
+pub enum Fork {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2). rustix exposes no safe fork.
+///
+/// Callers must be single-threaded: pidbeat forks only in `--detach`, before it has started
+/// any thread (signal-hook-mio and mio start none).
+pub fn fork() -> Result<Fork, Errno> {
+    // SAFETY: the process is single-threaded at this point (see above), so the child gets a
+    // consistent copy of every lock and allocator state and may keep running Rust code.
+    match unsafe { libc::fork() } {
+        -1 => Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        )),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid)),
+    }
+}

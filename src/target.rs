@@ -1,0 +1,156 @@
+//! The watched process: how it is pinned (pidfd or /proc identity) and how its death and exit
+//! status are learnt.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
+
+use crate::cli::BackendChoice;
+use crate::error::{Error, Result};
+use crate::procfs::{self, Liveness};
+use crate::record::ExitInfo;
+use crate::runtime;
+use crate::sys::{self, PidfdExit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Pidfd,
+    Poll,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Pidfd => "pidfd",
+            Backend::Poll => "poll",
+        }
+    }
+}
+
+/// What the kernel can say about the exit right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitQuery {
+    Known(ExitInfo),
+    /// Not yet: may arrive when the parent reaps.
+    Pending,
+    /// Never on this kernel / for this target.
+    Unknowable,
+}
+
+pub struct Target {
+    pub pid: i32,
+    pub start_time: u64,
+    pub backend: Backend,
+    /// Present for the pidfd backend; the poll backend never holds one.
+    pub pidfd: Option<OwnedFd>,
+    /// Our own child (`pidbeat run`): its exit status is exact, by waitid.
+    pub is_child: bool,
+}
+
+fn is_readable(fd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+}
+
+impl Target {
+    /// Pins `pid`: pidfd first, then the start time, then "pidfd not yet readable". That order
+    /// proves the start time belongs to the process the pidfd names (no PID-reuse window).
+    pub fn open(pid: i32, choice: BackendChoice, is_child: bool) -> Result<Target> {
+        if pid == std::process::id() as i32 {
+            return Err(Error::Usage(format!(
+                "--pid {pid} is pidbeat's own PID; give the runtime's PID"
+            )));
+        }
+        let raw = Pid::from_raw(pid).ok_or_else(|| Error::Usage(format!("bad PID {pid}")))?;
+        let pidfd = match choice {
+            BackendChoice::Poll => None,
+            _ => match rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK) {
+                Ok(fd) => Some(fd),
+                Err(Errno::SRCH) => return Err(no_such_process(pid)),
+                Err(e @ (Errno::NOSYS | Errno::PERM)) if choice == BackendChoice::Auto => {
+                    eprintln!("pidbeat: pidfd_open unavailable ({e}); using the poll backend");
+                    None
+                }
+                Err(e) => {
+                    return Err(runtime!(
+                        "pidfd_open({pid}) failed: {e}; try --backend poll"
+                    ));
+                }
+            },
+        };
+        let stat = procfs::read_stat(pid).map_err(|_| no_such_process(pid))?;
+        let dead = match &pidfd {
+            Some(fd) => is_readable(fd),
+            None => procfs::probe(pid, stat.start_time) == Liveness::Dead,
+        };
+        if dead {
+            return Err(runtime!(
+                "PID {pid} has already exited (a zombie waiting for its parent to reap it); nothing to watch"
+            ));
+        }
+        Ok(Target {
+            pid,
+            start_time: stat.start_time,
+            backend: if pidfd.is_some() {
+                Backend::Pidfd
+            } else {
+                Backend::Poll
+            },
+            pidfd,
+            is_child,
+        })
+    }
+
+    /// The poll backend's check: has the pinned incarnation ended (gone, zombie, reused)?
+    pub fn poll_dead(&self) -> bool {
+        procfs::probe(self.pid, self.start_time) == Liveness::Dead
+    }
+
+    /// For a non-child: PIDFD_INFO_EXIT. Own children are reaped by the caller instead.
+    pub fn query_exit(&self) -> ExitQuery {
+        match &self.pidfd {
+            Some(fd) => match sys::pidfd_exit(fd.as_fd()) {
+                PidfdExit::Status(s) => ExitQuery::Known(ExitInfo::from_wait_status(s)),
+                PidfdExit::NotYet => ExitQuery::Pending,
+                PidfdExit::Unsupported => ExitQuery::Unknowable,
+            },
+            None => ExitQuery::Unknowable,
+        }
+    }
+
+    /// Reaps our own exited child without blocking: `Some` once it is reaped.
+    pub fn reap_child(&self) -> Option<ExitInfo> {
+        let id = match &self.pidfd {
+            Some(fd) => WaitId::PidFd(fd.as_fd()),
+            None => WaitId::Pid(Pid::from_raw(self.pid)?),
+        };
+        match rustix::process::waitid(id, WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+            Ok(Some(st)) => {
+                if let Some(code) = st.exit_status() {
+                    Some(ExitInfo {
+                        code: Some(code),
+                        signal: None,
+                        core: false,
+                    })
+                } else {
+                    st.terminating_signal().map(|sig| ExitInfo {
+                        code: None,
+                        signal: Some(sig),
+                        core: st.dumped(),
+                    })
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+fn no_such_process(pid: i32) -> Error {
+    runtime!("no process with PID {pid} (in this PID namespace); is the runtime running?")
+}

@@ -1,0 +1,345 @@
+//! The watcher: one epoll set (mio) holding the target (pidfd, or a 100 ms check timer for
+//! the poll backend), the heartbeat timerfd and the signals. Death is an event: the `dead`
+//! record is written the moment the pidfd becomes readable.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use rustix::process::{Pid, Signal, WaitOptions};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::cli::Interval;
+use crate::error::Result;
+use crate::record::{ExitInfo, Record, Status, now_ms};
+use crate::rundir::RecordWriter;
+use crate::runtime;
+use crate::target::{Backend, ExitQuery, Target};
+use crate::timer::Timer;
+
+const SIG: Token = Token(0);
+const BEAT: Token = Token(1);
+const TARGET: Token = Token(2);
+
+/// How often the poll backend looks at /proc: death shows within 250 ms with margin.
+pub const POLL_PERIOD: Duration = Duration::from_millis(100);
+/// How long a `dead` record waits for the kernel to learn a non-child's exit status (it
+/// does once the parent reaps).
+pub const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Dead(Option<ExitInfo>),
+    Unwatched,
+}
+
+/// Signals are forwarded to the child (`pidbeat run`) or end the watch (`pidbeat watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Watch,
+    Run,
+}
+
+pub struct Watcher {
+    target: Target,
+    writer: RecordWriter,
+    interval: Interval,
+    mode: Mode,
+    seq: u64,
+    watcher_pid: i32,
+    watcher_start_time: u64,
+    /// Set while writes fail, so a persistent fault warns once, not once per beat.
+    failing: bool,
+    /// Our child's status when the orphan reaper collected it before the pidfd event.
+    child_exit: Option<ExitInfo>,
+    _lock: OwnedFd,
+}
+
+impl Watcher {
+    pub fn new(
+        target: Target,
+        run_dir: PathBuf,
+        agent: &str,
+        interval: Interval,
+        mode: Mode,
+        lock: OwnedFd,
+    ) -> Self {
+        Watcher {
+            target,
+            writer: RecordWriter::new(&run_dir, agent),
+            interval,
+            mode,
+            seq: 0,
+            watcher_pid: std::process::id() as i32,
+            watcher_start_time: crate::procfs::self_start_time(),
+            failing: false,
+            child_exit: None,
+            _lock: lock,
+        }
+    }
+
+    fn record(&self, status: Status, exit: Option<ExitInfo>, died_ms: Option<u64>) -> Record {
+        let ms = now_ms();
+        Record {
+            ts: ms / 1000,
+            pid: self.target.pid,
+            status,
+            ts_ms: Some(ms),
+            seq: Some(self.seq),
+            interval: Some(self.interval.secs),
+            backend: Some(self.target.backend.name().to_owned()),
+            watcher_pid: Some(self.watcher_pid),
+            start_time: Some(self.target.start_time),
+            exit,
+            died_ms,
+            watcher_start_time: Some(self.watcher_start_time),
+        }
+    }
+
+    /// Writes one record; final records (`durable`) are fsynced. A failure warns once per
+    /// outage and is retried by the caller; the watcher never dies of it.
+    fn write(
+        &mut self,
+        status: Status,
+        exit: Option<ExitInfo>,
+        died_ms: Option<u64>,
+        durable: bool,
+    ) -> io::Result<()> {
+        self.seq += 1;
+        let line = self.record(status, exit, died_ms).to_line();
+        match self.writer.write(&line, durable) {
+            Ok(()) => {
+                if self.failing {
+                    self.failing = false;
+                    eprintln!(
+                        "pidbeat: {} is writable again",
+                        self.writer.record_path().display()
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.seq -= 1;
+                if !self.failing {
+                    self.failing = true;
+                    eprintln!(
+                        "pidbeat: warning: cannot write {}: {e}; retrying",
+                        self.writer.record_path().display()
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs until the target dies or a signal ends the watch. `ready` runs once the first
+    /// `alive` record is on disk (it is where `--detach` lets its parent go).
+    pub fn run(
+        mut self,
+        mut signals: Signals,
+        ready: impl FnOnce() -> Result<()>,
+    ) -> Result<Outcome> {
+        let mut poll = Poll::new().map_err(|e| runtime!("epoll: {e}"))?;
+        let beat =
+            Timer::periodic(self.interval.duration()).map_err(|e| runtime!("timerfd: {e}"))?;
+        let check = match self.target.backend {
+            Backend::Poll => {
+                Some(Timer::periodic(POLL_PERIOD).map_err(|e| runtime!("timerfd: {e}"))?)
+            }
+            Backend::Pidfd => None,
+        };
+        let reg = poll.registry();
+        let r = (|| {
+            reg.register(&mut signals, SIG, Interest::READABLE)?;
+            reg.register(&mut SourceFd(&beat.as_raw_fd()), BEAT, Interest::READABLE)?;
+            let target_fd = match (&self.target.pidfd, &check) {
+                (Some(fd), _) => fd.as_raw_fd(),
+                (None, Some(t)) => t.as_raw_fd(),
+                (None, None) => unreachable!("a poll target always has a check timer"),
+            };
+            reg.register(&mut SourceFd(&target_fd), TARGET, Interest::READABLE)
+        })();
+        r.map_err(|e| runtime!("epoll register: {e}"))?;
+
+        self.write(Status::Alive, None, None, false).map_err(|e| {
+            runtime!(
+                "cannot write the first record {}: {e}",
+                self.writer.record_path().display()
+            )
+        })?;
+        ready()?;
+
+        let mut events = Events::with_capacity(8);
+        loop {
+            if let Err(e) = poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(runtime!("epoll_wait: {e}"));
+            }
+            let mut died = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    SIG => {
+                        if let Some(o) = self.on_signals(&mut signals)? {
+                            return Ok(o);
+                        }
+                    }
+                    BEAT => {
+                        beat.drain();
+                        let _ = self.write(Status::Alive, None, None, false);
+                    }
+                    TARGET => match &check {
+                        Some(t) => {
+                            t.drain();
+                            died |= self.target.poll_dead();
+                        }
+                        None => died = true,
+                    },
+                    _ => {}
+                }
+            }
+            if died {
+                return self.on_death(&mut poll, &mut events, &mut signals);
+            }
+        }
+    }
+
+    /// Returns `Some` when a signal ends the watch.
+    fn on_signals(&mut self, signals: &mut Signals) -> Result<Option<Outcome>> {
+        for sig in signals.pending() {
+            match (self.mode, sig) {
+                (Mode::Watch, SIGTERM | SIGINT) => {
+                    // The target still lives: say nobody watches it any more, durably.
+                    while self.write(Status::Unwatched, None, None, true).is_err() {
+                        if self.target.poll_dead() {
+                            break;
+                        }
+                        std::thread::sleep(retry_period(self.interval));
+                    }
+                    return Ok(Some(Outcome::Unwatched));
+                }
+                (Mode::Watch, _) => {} // SIGHUP: a detached watcher outlives its terminal.
+                (Mode::Run, SIGCHLD) => self.reap_orphans(),
+                (Mode::Run, s) => {
+                    let sig = match s {
+                        SIGTERM => Signal::TERM,
+                        SIGINT => Signal::INT,
+                        _ => Signal::HUP,
+                    };
+                    if let Some(pid) = Pid::from_raw(self.target.pid) {
+                        let _ = rustix::process::kill_process(pid, sig);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// As a container's PID 1 we inherit every orphan; reap them all so none stays a zombie.
+    /// Our own child's status is kept for its `dead` record.
+    fn reap_orphans(&mut self) {
+        while let Ok(Some((pid, st))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            if pid.as_raw_nonzero().get() == self.target.pid {
+                self.child_exit = Some(ExitInfo::from_wait_status(st.as_raw()));
+            }
+        }
+    }
+
+    fn on_death(
+        &mut self,
+        poll: &mut Poll,
+        events: &mut Events,
+        signals: &mut Signals,
+    ) -> Result<Outcome> {
+        let died_ms = now_ms();
+        let mut query = if self.target.is_child {
+            match self.child_exit.or_else(|| self.target.reap_child()) {
+                Some(e) => ExitQuery::Known(e),
+                None => ExitQuery::Unknowable,
+            }
+        } else {
+            self.target.query_exit()
+        };
+        let known = |q: ExitQuery| match q {
+            ExitQuery::Known(e) => Some(e),
+            _ => None,
+        };
+        // The death is written first, whatever we know of the exit: a reader must not wait.
+        while self
+            .write(Status::Dead, known(query), Some(died_ms), true)
+            .is_err()
+        {
+            let _ = poll.poll(events, Some(retry_period(self.interval)));
+            if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
+                return Ok(Outcome::Dead(known(query)));
+            }
+        }
+        if query == ExitQuery::Pending {
+            // A non-child's status exists only after its parent reaps it; the pidfd fires
+            // again then (EPOLLHUP). Wait for that, bounded, re-asking on every wakeup.
+            let deadline = Instant::now() + EXIT_GRACE;
+            while query == ExitQuery::Pending {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let _ = poll.poll(events, Some(left.min(Duration::from_millis(50))));
+                if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
+                    break;
+                }
+                query = self.target.query_exit();
+            }
+            if let ExitQuery::Known(e) = query {
+                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true);
+            }
+        }
+        Ok(Outcome::Dead(known(query)))
+    }
+}
+
+/// Takes over the signals a mode handles. Call it before spawning or announcing anything, so
+/// no SIGTERM can arrive while the default action (die silently) is still in place.
+pub fn signals(mode: Mode) -> Result<Signals> {
+    let mut sigs = vec![SIGTERM, SIGINT, SIGHUP];
+    if mode == Mode::Run {
+        sigs.push(SIGCHLD);
+    }
+    Signals::new(&sigs).map_err(|e| runtime!("cannot install signal handlers: {e}"))
+}
+
+/// `pidbeat watch`.
+pub fn command(args: crate::cli::WatchArgs) -> Result<i32> {
+    let run_dir = crate::rundir::resolve(args.run_dir.run_dir.as_deref())?;
+    let detached = if args.detach {
+        Some(crate::detach::detach()?)
+    } else {
+        None
+    };
+    crate::rundir::prepare(&run_dir)?;
+    let lock = crate::rundir::acquire_lock(&run_dir, &args.agent)?;
+    let target = Target::open(args.pid, args.backend, false)?;
+    let signals = signals(Mode::Watch)?;
+    let watcher = Watcher::new(
+        target,
+        run_dir,
+        &args.agent,
+        args.interval.interval,
+        Mode::Watch,
+        lock,
+    );
+    watcher.run(signals, || match detached {
+        Some(d) => d.ready(),
+        None => Ok(()),
+    })?;
+    Ok(0)
+}
+
+/// While writes fail, retry often enough that a death lands soon after the dir recovers.
+fn retry_period(interval: Interval) -> Duration {
+    interval.duration().min(Duration::from_millis(250))
+}
