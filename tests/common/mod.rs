@@ -137,7 +137,10 @@ pub fn read_record(path: &Path) -> Option<Value> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => panic!("read {}: {e}", path.display()),
     };
-    assert!(text.ends_with('\n'), "record not newline-terminated: {text:?}");
+    assert!(
+        text.ends_with('\n'),
+        "record not newline-terminated: {text:?}"
+    );
     Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad record {text:?}: {e}")))
 }
 

@@ -1,0 +1,400 @@
+//! `pidbeat watch` end to end: real targets, real pidfds, temp run dirs.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const KEYS: [&str; 11] = [
+    "ts",
+    "pid",
+    "status",
+    "ts_ms",
+    "seq",
+    "interval",
+    "backend",
+    "watcher_pid",
+    "start_time",
+    "exit",
+    "died_ms",
+];
+
+fn start_watch(sb: &Sandbox, pid: i32, agent: &str, extra: &[&str]) -> Guard {
+    let child = sb
+        .cmd()
+        .args([
+            "watch",
+            "--pid",
+            &pid.to_string(),
+            "--agent",
+            agent,
+            "--run-dir",
+        ])
+        .arg(sb.run_dir())
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Guard::new(child)
+}
+
+fn stat_start_time(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn first_alive_record_is_immediate_and_complete() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let t0 = Instant::now();
+    let mut w = start_watch(&sb, target.pid(), "a", &[]);
+    let rec = wait_record(&sb.record_path("a"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    let took = t0.elapsed();
+    eprintln!("first alive record after {took:?}");
+    assert!(
+        took < Duration::from_millis(100),
+        "first record took {took:?}"
+    );
+    // Every contract key, in the contract's order (serde_json's Map sorts, so read the text).
+    let text = std::fs::read_to_string(sb.record_path("a")).unwrap();
+    let at: Vec<usize> = KEYS
+        .iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("no {k}: {text}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "keys out of order: {text}"
+    );
+    assert_eq!(rec["pid"], target.pid());
+    assert_eq!(rec["seq"], 1);
+    assert_eq!(rec["interval"], 15.0);
+    assert_eq!(rec["backend"], "pidfd");
+    assert_eq!(rec["watcher_pid"], w.pid());
+    assert_eq!(rec["start_time"], stat_start_time(target.pid()));
+    assert!(rec["exit"].is_null() && rec["died_ms"].is_null());
+    let ts_ms = rec["ts_ms"].as_u64().unwrap();
+    assert_eq!(rec["ts"].as_u64().unwrap(), ts_ms / 1000);
+    // Compact JSON, one line.
+    assert!(
+        !text.contains(' ') && text.matches('\n').count() == 1,
+        "{text}"
+    );
+    // Nothing but the record and the lock in the run dir, and it is private.
+    let mut names: Vec<String> = std::fs::read_dir(sb.run_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".a.lock", "a.hb"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sb.run_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    w.kill();
+    sb.assert_home_untouched();
+}
+
+#[test]
+fn beats_count_up_on_schedule() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut w = start_watch(&sb, target.pid(), "b", &["--interval", "0.1"]);
+    let path = sb.record_path("b");
+    let first = wait_record(&path, Duration::from_secs(5), |v| v["seq"] == 1);
+    let mut last = 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last < 8 {
+        assert!(Instant::now() < deadline, "stuck at seq {last}");
+        let v = read_record(&path).unwrap();
+        let seq = v["seq"].as_u64().unwrap();
+        assert!(seq >= last, "seq went back: {seq} < {last}");
+        assert_eq!(v["status"], "alive");
+        last = seq;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let v = wait_record(&path, Duration::from_secs(5), |v| v["seq"] == 8);
+    let span = v["ts_ms"].as_u64().unwrap() - first["ts_ms"].as_u64().unwrap();
+    // Seven periods of 100 ms: the timerfd keeps the grid, so no drift piles up.
+    assert!((650..=900).contains(&span), "7 beats took {span} ms");
+    assert_eq!(v["interval"], 0.1);
+    w.kill();
+}
+
+#[test]
+fn sigkill_of_a_non_child_is_dead_with_signal_9() {
+    let sb = Sandbox::new();
+    let mut target = spawn_sleep();
+    let mut w = start_watch(&sb, target.pid(), "k", &["--interval", "15"]);
+    wait_record(&sb.record_path("k"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    let killed_ms = now_ms();
+    target.kill(); // SIGKILL and reap: we are the parent, the watcher is not.
+    let v = wait_record(&sb.record_path("k"), Duration::from_secs(5), |v| {
+        status_is(v, "dead") && !v["exit"].is_null()
+    });
+    assert_eq!(v["exit"]["signal"], 9);
+    assert!(v["exit"]["code"].is_null());
+    assert_eq!(v["exit"]["core"], false);
+    let died = v["died_ms"].as_u64().unwrap();
+    assert!(
+        died >= killed_ms && died - killed_ms < 1000,
+        "died_ms {died} vs {killed_ms}"
+    );
+    let st = w
+        .wait_timeout(Duration::from_secs(5))
+        .expect("watcher exits after death");
+    assert!(st.success(), "watcher exit {st:?}");
+}
+
+#[test]
+fn exit_code_of_a_non_child_is_recorded() {
+    let sb = Sandbox::new();
+    let mut target = spawn_target(&["sh", "-c", "sleep 0.4; exit 7"]);
+    let mut w = start_watch(&sb, target.pid(), "c", &[]);
+    wait_record(&sb.record_path("c"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    let st = target.wait_timeout(Duration::from_secs(5)).unwrap(); // reaps
+    assert_eq!(st.code(), Some(7));
+    let v = wait_record(&sb.record_path("c"), Duration::from_secs(5), |v| {
+        status_is(v, "dead") && !v["exit"].is_null()
+    });
+    assert_eq!(v["exit"]["code"], 7);
+    assert!(v["exit"]["signal"].is_null());
+    assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
+}
+
+#[test]
+fn sigterm_writes_unwatched_and_leaves_the_target_alone() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut w = start_watch(&sb, target.pid(), "u", &["--interval", "0.05"]);
+    wait_record(&sb.record_path("u"), Duration::from_secs(5), |v| {
+        v["seq"] == 2
+    });
+    send_signal(w.pid(), 15);
+    let st = w.wait_timeout(Duration::from_secs(5)).unwrap();
+    assert!(st.success(), "{st:?}");
+    let v = read_record(&sb.record_path("u")).unwrap();
+    assert_eq!(v["status"], "unwatched");
+    assert!(pid_running(target.pid()));
+}
+
+#[test]
+fn sigint_also_writes_unwatched() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut w = start_watch(&sb, target.pid(), "i", &[]);
+    wait_record(&sb.record_path("i"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    send_signal(w.pid(), 2);
+    assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
+    assert_eq!(
+        read_record(&sb.record_path("i")).unwrap()["status"],
+        "unwatched"
+    );
+}
+
+#[test]
+fn second_watcher_for_an_agent_is_refused_naming_the_holder() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let w = start_watch(&sb, target.pid(), "dup", &[]);
+    wait_record(&sb.record_path("dup"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    let out = sb
+        .cmd()
+        .args([
+            "watch",
+            "--pid",
+            &target.pid().to_string(),
+            "--agent",
+            "dup",
+            "--run-dir",
+        ])
+        .arg(sb.run_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {}", w.pid())), "{err}");
+    // The first watcher is untouched.
+    assert_eq!(
+        read_record(&sb.record_path("dup")).unwrap()["watcher_pid"],
+        w.pid()
+    );
+}
+
+#[test]
+fn refuses_missing_own_and_zombie_pids() {
+    let sb = Sandbox::new();
+    // A PID that existed and is gone.
+    let mut gone = spawn_target(&["true"]);
+    let gone_pid = gone.pid();
+    gone.child().wait().unwrap();
+    // A zombie: the exec'd `sleep 1000` never reaps its background child.
+    let pidfile = sb.dir.path().join("zpid");
+    let _parent = spawn_target(&[
+        "sh",
+        "-c",
+        &format!("true & echo $! > {}; exec sleep 1000", pidfile.display()),
+    ]);
+    let zpid: i32 = loop {
+        if let Ok(s) = std::fs::read_to_string(&pidfile) {
+            if s.ends_with('\n') {
+                break s.trim().parse().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    wait_gone(zpid, Duration::from_secs(5));
+    for backend in ["pidfd", "poll"] {
+        for (pid, what) in [(gone_pid, "no process"), (zpid, "already exited")] {
+            let out = sb
+                .cmd()
+                .args([
+                    "watch",
+                    "--pid",
+                    &pid.to_string(),
+                    "--agent",
+                    "r",
+                    "--backend",
+                    backend,
+                ])
+                .arg("--run-dir")
+                .arg(sb.run_dir())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{backend} {pid}: {err}");
+            assert!(err.contains(what), "{backend}: {err}");
+        }
+    }
+    // Its own PID: `exec` makes the shell's $$ pidbeat's PID.
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            r#"exec "$0" watch --pid $$ --agent r --run-dir "$1""#,
+            BIN,
+        ])
+        .arg(sb.run_dir())
+        .env("HOME", sb.home())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("own PID"), "{err}");
+    assert!(read_record(&sb.record_path("r")).is_none());
+}
+
+#[test]
+fn poll_backend_sees_death_fast_and_zombies_as_dead() {
+    let sb = Sandbox::new();
+    // Death of a reaped target.
+    let mut target = spawn_sleep();
+    let mut w = start_watch(&sb, target.pid(), "p", &["--backend", "poll"]);
+    let v = wait_record(&sb.record_path("p"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    assert_eq!(v["backend"], "poll");
+    let t0 = Instant::now();
+    target.kill();
+    wait_record(&sb.record_path("p"), Duration::from_secs(5), |v| {
+        status_is(v, "dead")
+    });
+    let took = t0.elapsed();
+    eprintln!("poll backend: death visible after {took:?}");
+    assert!(
+        took <= Duration::from_millis(250),
+        "poll death took {took:?}"
+    );
+    assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
+
+    // A zombie (exited, never reaped by its parent) is dead too.
+    let pidfile = sb.dir.path().join("zpid");
+    let _parent = spawn_target(&[
+        "sh",
+        "-c",
+        &format!(
+            "sleep 0.5 & echo $! > {}; exec sleep 1000",
+            pidfile.display()
+        ),
+    ]);
+    let zpid: i32 = loop {
+        if let Ok(s) = std::fs::read_to_string(&pidfile) {
+            if s.ends_with('\n') {
+                break s.trim().parse().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut wz = start_watch(&sb, zpid, "z", &["--backend", "poll"]);
+    wait_record(&sb.record_path("z"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    let v = wait_record(&sb.record_path("z"), Duration::from_secs(5), |v| {
+        status_is(v, "dead")
+    });
+    assert!(v["exit"].is_null(), "poll cannot know a non-child's exit");
+    assert!(
+        std::fs::read_to_string(format!("/proc/{zpid}/stat"))
+            .unwrap()
+            .contains(") Z")
+    );
+    assert!(wz.wait_timeout(Duration::from_secs(5)).unwrap().success());
+}
+
+#[test]
+fn pidfd_backend_sees_a_zombie_as_dead() {
+    let sb = Sandbox::new();
+    let pidfile = sb.dir.path().join("zpid");
+    let _parent = spawn_target(&[
+        "sh",
+        "-c",
+        &format!(
+            "(sleep 0.4; exit 5) & echo $! > {}; exec sleep 1000",
+            pidfile.display()
+        ),
+    ]);
+    let zpid: i32 = loop {
+        if let Ok(s) = std::fs::read_to_string(&pidfile) {
+            if s.ends_with('\n') {
+                break s.trim().parse().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut w = start_watch(&sb, zpid, "zp", &[]);
+    wait_record(&sb.record_path("zp"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    let v = wait_record(&sb.record_path("zp"), Duration::from_secs(5), |v| {
+        status_is(v, "dead")
+    });
+    // Nobody reaps it, so no kernel can know the status yet: exit stays null, no guessing.
+    assert!(v["exit"].is_null(), "{v}");
+    assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
