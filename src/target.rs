@@ -89,7 +89,9 @@ impl Target {
             Some(fd) => is_readable(fd),
             None => procfs::probe(pid, stat.start_time) == Liveness::Dead,
         };
-        if dead {
+        // An own child that already exited is still ours to report (its status is waiting for
+        // us); anyone else's zombie is nothing to watch.
+        if dead && !is_child {
             return Err(runtime!(
                 "PID {pid} has already exited (a zombie waiting for its parent to reap it); nothing to watch"
             ));

@@ -1,0 +1,141 @@
+//! `pidbeat run -- CMD`: the child's exact status, passed through; PID 1 duties.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> std::process::Output {
+    sb.cmd()
+        .args(["run", "--agent", agent, "--run-dir"])
+        .arg(sb.run_dir())
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn exit_codes_pass_through_and_are_recorded_exactly() {
+    let sb = Sandbox::new();
+    for (agent, script, want_code, want_exit) in [
+        (
+            "zero",
+            "exit 0",
+            0,
+            serde_json::json!({"code":0,"signal":null,"core":false}),
+        ),
+        (
+            "three",
+            "exit 3",
+            3,
+            serde_json::json!({"code":3,"signal":null,"core":false}),
+        ),
+        (
+            "killed",
+            "kill -9 $$",
+            137,
+            serde_json::json!({"code":null,"signal":9,"core":false}),
+        ),
+        (
+            "termed",
+            "kill -15 $$",
+            143,
+            serde_json::json!({"code":null,"signal":15,"core":false}),
+        ),
+    ] {
+        let out = run(&sb, agent, &["sh", "-c", script]);
+        assert_eq!(out.status.code(), Some(want_code), "{agent}: {out:?}");
+        let v = read_record(&sb.record_path(agent)).expect("record");
+        assert_eq!(v["status"], "dead", "{agent}");
+        assert_eq!(v["exit"], want_exit, "{agent}");
+        assert!(v["died_ms"].is_u64());
+    }
+}
+
+#[test]
+fn the_child_is_watched_while_it_runs() {
+    let sb = Sandbox::new();
+    let mut r = Guard::new(
+        sb.cmd()
+            .args(["run", "--agent", "live", "--interval", "0.05", "--run-dir"])
+            .arg(sb.run_dir())
+            .args(["--", "sleep", "1000"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let v = wait_record(&sb.record_path("live"), Duration::from_secs(5), |v| {
+        v["seq"].as_u64() >= Some(3)
+    });
+    assert_eq!(v["status"], "alive");
+    assert_eq!(v["watcher_pid"], r.pid());
+    let child = v["pid"].as_i64().unwrap() as i32;
+    assert!(pid_running(child));
+    // SIGTERM is forwarded, and run reports the child's death by it.
+    send_signal(r.pid(), 15);
+    let st = r.wait_timeout(Duration::from_secs(5)).expect("run exits");
+    assert_eq!(st.code(), Some(143));
+    let v = read_record(&sb.record_path("live")).unwrap();
+    assert_eq!(v["status"], "dead");
+    assert_eq!(v["exit"]["signal"], 15);
+    assert!(!pid_running(child));
+}
+
+#[test]
+fn missing_command_is_127() {
+    let sb = Sandbox::new();
+    let out = run(&sb, "nope", &["/nonexistent/binary"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
+}
+
+#[test]
+fn as_pid_1_it_reaps_orphans() {
+    let sb = Sandbox::new();
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status();
+    if !probe.map(|s| s.success()).unwrap_or(false) {
+        eprintln!("SKIP: unshare --pid --fork --mount-proc is not available here");
+        return;
+    }
+    // The subshell orphans `sleep 0.1` to PID 1 (pidbeat). Once it has exited, count zombies
+    // in the namespace: the exit status is that count, so 0 means pidbeat reaped it.
+    let script = r#"
+        (sleep 0.1 &)
+        sleep 0.6
+        n=0
+        for s in /proc/[0-9]*/stat; do
+            read -r line < "$s" 2>/dev/null || continue
+            case "${line##*) }" in Z*) n=$((n+1));; esac
+        done
+        echo "pid1=$(cat /proc/1/comm) zombies=$n"
+        exit "$n"
+    "#;
+    let out = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            BIN,
+            "run",
+            "--agent",
+            "init",
+            "--run-dir",
+        ])
+        .arg(sb.run_dir())
+        .args(["--", "bash", "-c", script])
+        .env("HOME", sb.home())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("pid1=pidbeat"), "{stdout} {out:?}");
+    assert_eq!(out.status.code(), Some(0), "zombies left: {stdout}");
+    let v = read_record(&sb.record_path("init")).unwrap();
+    assert_eq!(v["status"], "dead");
+    assert_eq!(v["exit"]["code"], 0);
+    assert_eq!(v["watcher_pid"], 1);
+}
