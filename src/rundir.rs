@@ -102,22 +102,18 @@ impl RecordWriter {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let file = self.create_tmp(&dirfd)?;
-        let written = (|| {
-            let mut f = std::fs::File::from(file);
-            f.write_all(bytes)?;
-            if durable {
-                f.sync_data()?;
-            }
-            rfs::renameat(&dirfd, &self.tmp_name, &dirfd, &self.record_name)?;
-            Ok::<(), io::Error>(())
-        })();
+        let mut file = std::fs::File::from(self.create_tmp(&dirfd)?);
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| Ok(rfs::renameat(&dirfd, &self.tmp_name, &dirfd, &self.record_name)?));
         if let Err(e) = written {
             // Never leave a partial temp file behind (ENOSPC, EIO …).
             let _ = rfs::unlinkat(&dirfd, &self.tmp_name, rfs::AtFlags::empty());
             return Err(e);
         }
         if durable {
+            // After the rename, so readers see the death without waiting on the disk.
+            file.sync_all()?;
             rfs::fsync(&dirfd)?;
         }
         Ok(())
