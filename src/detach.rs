@@ -50,6 +50,7 @@ pub fn detach() -> Result<Detached> {
         }
         Fork::Child => {
             drop(rx);
+            sys::close_inherited_fds(tx.as_fd());
             // A new session: no controlling terminal, no SIGHUP from the caller's shell.
             let _ = rustix::process::setsid();
             Ok(Detached { ready_tx: tx })

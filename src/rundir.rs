@@ -103,9 +103,14 @@ impl RecordWriter {
             Mode::empty(),
         )?;
         let mut file = std::fs::File::from(self.create_tmp(&dirfd)?);
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| Ok(rfs::renameat(&dirfd, &self.tmp_name, &dirfd, &self.record_name)?));
+        let written = file.write_all(bytes).and_then(|()| {
+            Ok(rfs::renameat(
+                &dirfd,
+                &self.tmp_name,
+                &dirfd,
+                &self.record_name,
+            )?)
+        });
         if let Err(e) = written {
             // Never leave a partial temp file behind (ENOSPC, EIO …).
             let _ = rfs::unlinkat(&dirfd, &self.tmp_name, rfs::AtFlags::empty());

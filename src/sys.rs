@@ -59,3 +59,29 @@ pub fn fork() -> Result<Fork, Errno> {
         pid => Ok(Fork::Parent(pid)),
     }
 }
+
+/// Closes every descriptor from 3 up except `keep`: a daemon must not pin the caller's pipes,
+/// sockets or ttys for its whole life. Only for the `--detach` child right after fork, when
+/// nothing but `keep` has been opened by pidbeat itself.
+pub fn close_inherited_fds(keep: BorrowedFd<'_>) {
+    let keep = keep.as_raw_fd() as libc::c_uint;
+    // SAFETY: close_range only closes descriptors. Right after fork no Rust object of ours
+    // owns any descriptor >= 3 but `keep`, which is spared, so no OwnedFd is left dangling.
+    // On kernels before 5.9 it fails with ENOSYS and the fds simply stay open.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                keep - 1,
+                0 as libc::c_uint,
+            );
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            keep + 1,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+    }
+}
