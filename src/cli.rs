@@ -96,7 +96,7 @@ pub struct PsArgs {
     #[arg(long)]
     pub prom: bool,
     /// Redraw whenever a record changes (and every second for ages)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prom")]
     pub watch: bool,
     /// Only these agents
     #[arg(value_name = "AGENT", value_parser = parse_agent)]

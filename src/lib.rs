@@ -2,12 +2,16 @@
 
 pub mod cli;
 pub mod detach;
+pub mod dirwatch;
 pub mod error;
+pub mod fleet;
+pub mod pins;
 pub mod procfs;
 pub mod ps;
 pub mod record;
 pub mod run;
 pub mod rundir;
+pub mod settle;
 mod sys;
 pub mod target;
 pub mod timer;

@@ -1,0 +1,174 @@
+//! `ps --watch`: redraws when a record or lock changes (inotify) and every second for the
+//! ages, until Ctrl-C or SIGTERM (exit 0).
+//!
+//! On a TTY the screen is redrawn in place with ANSI cursor codes (written raw: they are not
+//! colour, so `NO_COLOR` keeps them). Off a TTY a frame is printed only when something other
+//! than an age changed, after a `---` separator line, so the output is a log of changes.
+//! With `--json` every frame is one line holding one JSON array. Here, unlike one-shot `ps`,
+//! the no-agents hint and awaited named agents (`missing`) are part of the frame on stdout.
+
+use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::{Snapshot, collect, color_wanted, hint, json, quiet_on_broken_pipe, settle, table};
+use crate::dirwatch::{self, DirWatch};
+use crate::error::Result;
+use crate::runtime;
+use crate::settle::Settler;
+use crate::timer::Timer;
+
+const SIG: Token = Token(0);
+const DIR: Token = Token(1);
+const TICK: Token = Token(2);
+
+pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<i32> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(|e| runtime!("cannot handle signals: {e}"))?;
+    let mut poll = Poll::new().map_err(|e| runtime!("epoll: {e}"))?;
+    let mut watch = DirWatch::new(dir).map_err(|e| {
+        runtime!(
+            "cannot watch {} with inotify: {e} (if the limit is reached, raise \
+             fs.inotify.max_user_instances or max_user_watches)",
+            dir.display()
+        )
+    })?;
+    let tick = Timer::periodic(Duration::from_secs(1)).map_err(|e| runtime!("timerfd: {e}"))?;
+    let reg = poll.registry();
+    (|| {
+        reg.register(&mut signals, SIG, Interest::READABLE)?;
+        reg.register(&mut SourceFd(&watch.as_raw_fd()), DIR, Interest::READABLE)?;
+        reg.register(&mut SourceFd(&tick.as_raw_fd()), TICK, Interest::READABLE)
+    })()
+    .map_err(|e| runtime!("epoll register: {e}"))?;
+
+    let relevant = |name: &std::ffi::OsStr| {
+        if named.is_empty() {
+            dirwatch::is_fleet_file(name)
+        } else {
+            named.iter().any(|a| dirwatch::is_agent_file(name, a))
+        }
+    };
+    let mut screen = Screen {
+        tty: io::stdout().is_terminal() && !as_json,
+        as_json,
+        color: color_wanted(),
+        last: None,
+    };
+    let mut settler = Settler::default();
+    let mut events = Events::with_capacity(16);
+    let mut next_settle = None;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            let mut snap = collect(dir, named)?;
+            next_settle = settle(&mut snap, &mut settler, Instant::now());
+            if let Err(e) = screen.show(dir, &snap) {
+                return quiet_on_broken_pipe(e);
+            }
+        }
+        let timeout = next_settle.map(|d| d.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(runtime!("epoll_wait: {e}"));
+        }
+        // No event: a dying agent's grace is over.
+        dirty = events.is_empty();
+        for ev in events.iter() {
+            match ev.token() {
+                SIG if signals.pending().any(|s| s == SIGINT || s == SIGTERM) => return Ok(0),
+                DIR => {
+                    dirty |= watch
+                        .drain(relevant)
+                        .map_err(|e| runtime!("inotify: {e}"))?
+                }
+                TICK => {
+                    tick.drain();
+                    dirty = true;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+struct Screen {
+    /// Redraw in place (and on every tick, for the ages).
+    tty: bool,
+    as_json: bool,
+    color: bool,
+    /// The last frame's signature.
+    last: Option<String>,
+}
+
+impl Screen {
+    fn show(&mut self, dir: &Path, snap: &Snapshot) -> io::Result<()> {
+        let sig = signature(snap);
+        if !self.tty && self.last.as_ref() == Some(&sig) {
+            return Ok(());
+        }
+        let frame = if self.as_json {
+            json::render(&snap.entries, false)
+        } else {
+            body(dir, snap, self.color)
+        };
+        let out = if self.tty {
+            // Home, each line erased to its end, then everything below: no flicker.
+            let mut s = format!("\x1b[H{}\x1b[K\n\x1b[K\n", header(dir));
+            for l in frame.lines() {
+                s.push_str(l);
+                s.push_str("\x1b[K\n");
+            }
+            s + "\x1b[J"
+        } else if self.last.is_some() && !self.as_json {
+            format!("---\n{frame}")
+        } else {
+            frame
+        };
+        self.last = Some(sig);
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(out.as_bytes())?;
+        stdout.flush()
+    }
+}
+
+fn header(dir: &Path) -> String {
+    format!(
+        "pidbeat ps --watch: {} (every 1s and on change; Ctrl-C quits)",
+        dir.display()
+    )
+}
+
+fn body(dir: &Path, snap: &Snapshot, color: bool) -> String {
+    if snap.entries.is_empty() && snap.missing.is_empty() {
+        format!("{}\n", hint(dir, snap.dir_missing))
+    } else {
+        table::render(&snap.entries, &snap.missing, color)
+    }
+}
+
+/// What a frame says, ages left out: off a TTY only a change of this is printed.
+fn signature(snap: &Snapshot) -> String {
+    let mut s = format!("{}|{:?}|", snap.dir_missing, snap.missing);
+    for e in &snap.entries {
+        let r = e.record.as_ref();
+        s += &format!(
+            "{}|{}|{:?}|{:?}|{:?}|{:?}\n",
+            e.agent,
+            e.state,
+            r.map(|r| (r.pid, r.start_time, r.status, r.exit)),
+            r.and_then(|r| r.backend.as_deref()),
+            r.and_then(|r| r.watcher_pid),
+            e.error
+        );
+    }
+    s
+}

@@ -1,0 +1,598 @@
+//! `pidbeat ps`: every state from real processes, the three output formats, and the edges
+//! (empty/missing run dir, hostile files, broken pipe, `--watch`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pidbeat::record::{Record, Status};
+use serde_json::Value;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn watcher(sb: &Sandbox, agent: &str, pid: i32, interval: &str) -> Guard {
+    let child = sb
+        .cmd()
+        .args(["watch", "--pid", &pid.to_string(), "--agent", agent])
+        .arg("--run-dir")
+        .arg(sb.run_dir())
+        .args(["--interval", interval])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn watcher");
+    let g = Guard::new(child);
+    let wpid = g.pid();
+    wait_record(&sb.record_path(agent), 5 * SEC, |v| {
+        status_is(v, "alive") && v["watcher_pid"] == wpid
+    });
+    g
+}
+
+fn ps_cmd(sb: &Sandbox, args: &[&str]) -> Command {
+    let mut c = sb.cmd();
+    c.arg("ps").arg("--run-dir").arg(sb.run_dir()).args(args);
+    c
+}
+
+fn ps(sb: &Sandbox, args: &[&str]) -> Output {
+    ps_cmd(sb, args).output().expect("run ps")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `ps --json`, as agent → object.
+fn json(sb: &Sandbox) -> HashMap<String, Value> {
+    let o = ps(sb, &["--json"]);
+    assert!(o.status.success(), "ps --json failed: {}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("ps --json is JSON");
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|o| (o["agent"].as_str().unwrap().to_owned(), o.clone()))
+        .collect()
+}
+
+fn state(sb: &Sandbox, agent: &str) -> String {
+    json(sb)[agent]["state"].as_str().unwrap().to_owned()
+}
+
+/// The table row for `agent`, split into its cells.
+fn row(sb: &Sandbox, agent: &str) -> Vec<String> {
+    let o = ps(sb, &[]);
+    assert!(o.status.success(), "ps failed: {}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|cells| cells[0] == agent)
+        .unwrap_or_else(|| panic!("no row for {agent} in\n{}", stdout(&o)))
+}
+
+fn proc_state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s[s.rfind(')').unwrap() + 2..].chars().next().unwrap()
+}
+
+fn wait_stopped(pid: i32) {
+    let deadline = Instant::now() + 5 * SEC;
+    while proc_state(pid) != 'T' {
+        assert!(Instant::now() < deadline, "pid {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A record written by hand, for states real processes cannot hold still for.
+fn plant(sb: &Sandbox, agent: &str, r: &Record) {
+    std::fs::create_dir_all(sb.run_dir()).unwrap();
+    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), agent)
+        .write(&r.to_line(), false)
+        .unwrap();
+}
+
+fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
+    let ms = pidbeat::record::now_ms();
+    Record {
+        ts: ms / 1000,
+        pid: 1234,
+        status: Status::Dead,
+        ts_ms: Some(ms),
+        seq: Some(3),
+        interval: Some(15.0),
+        backend: Some("pidfd".into()),
+        watcher_pid: None,
+        start_time: Some(1),
+        exit: Some(pidbeat::record::ExitInfo {
+            code,
+            signal,
+            core: false,
+        }),
+        died_ms: Some(ms),
+        watcher_start_time: None,
+    }
+}
+
+#[test]
+fn alive_with_table_and_json_keys() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let _w = watcher(&sb, "pi", target.pid(), "0.2");
+
+    let cells = row(&sb, "pi");
+    assert_eq!(cells[1], "alive");
+    assert_eq!(cells[2], target.pid().to_string());
+    assert!(cells[3].ends_with('s'), "age {}", cells[3]);
+    assert_eq!(cells[4], "pidfd");
+    assert_eq!(cells[5], "-");
+
+    let o = ps(&sb, &["--json"]);
+    let text = stdout(&o);
+    let obj = &json(&sb)["pi"];
+    for k in [
+        "agent",
+        "state",
+        "age_ms",
+        "ts",
+        "pid",
+        "status",
+        "ts_ms",
+        "seq",
+        "interval",
+        "backend",
+        "watcher_pid",
+        "start_time",
+        "exit",
+        "died_ms",
+    ] {
+        assert!(obj.get(k).is_some(), "key {k} missing from {obj}");
+    }
+    assert_eq!(obj["state"], "alive");
+    assert_eq!(obj["status"], "alive");
+    assert_eq!(obj["pid"], target.pid());
+    assert!(obj["age_ms"].as_u64().unwrap() < 5_000);
+    // Stable order: ours first, then the record's keys as the record has them.
+    let line = text.lines().find(|l| l.contains("\"pi\"")).unwrap();
+    let pos = |k: &str| {
+        line.find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("{k}"))
+    };
+    let order = [
+        "agent", "state", "age_ms", "ts", "pid", "status", "ts_ms", "seq",
+    ];
+    assert!(order.windows(2).all(|w| pos(w[0]) < pos(w[1])), "{line}");
+    sb.assert_home_untouched();
+}
+
+#[test]
+fn stale_when_the_watcher_is_stopped() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let w = watcher(&sb, "slow", target.pid(), "0.1");
+    send_signal(w.pid(), 19); // SIGSTOP: it keeps its lock but cannot beat.
+    wait_stopped(w.pid());
+    // Past 2 × 0.1 + 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(state(&sb, "slow"), "stale");
+    assert_eq!(row(&sb, "slow")[1], "stale");
+
+    send_signal(w.pid(), 18); // SIGCONT: beats resume.
+    wait_record(&sb.record_path("slow"), 5 * SEC, |v| {
+        v["ts_ms"].as_u64().unwrap() + 500 > pidbeat::record::now_ms()
+    });
+    assert_eq!(state(&sb, "slow"), "alive");
+}
+
+#[test]
+fn dead_with_exit_code() {
+    let sb = Sandbox::new();
+    let child = Command::new("sh")
+        .args(["-c", "read _; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut target = Guard::new(child);
+    let mut w = watcher(&sb, "seven", target.pid(), "15");
+    drop(target.child().stdin.take()); // EOF: the shell exits 7.
+    assert!(target.wait_timeout(5 * SEC).is_some());
+    wait_record(&sb.record_path("seven"), 5 * SEC, |v| {
+        v["exit"]["code"] == 7
+    });
+    assert!(w.wait_timeout(5 * SEC).is_some(), "watcher should end");
+
+    let cells = row(&sb, "seven");
+    assert_eq!(cells[1], "dead");
+    assert_eq!(cells[5..], ["code", "7"]);
+    let obj = &json(&sb)["seven"];
+    assert_eq!(obj["state"], "dead");
+    assert_eq!(obj["exit"]["code"], 7);
+    assert!(obj["died_ms"].is_u64());
+}
+
+#[test]
+fn dead_with_signal() {
+    let sb = Sandbox::new();
+    let mut target = spawn_sleep();
+    let _w = watcher(&sb, "nine", target.pid(), "15");
+    target.kill(); // SIGKILL, and reaped: the kernel can then tell the watcher.
+    wait_record(&sb.record_path("nine"), 5 * SEC, |v| {
+        v["exit"]["signal"] == 9
+    });
+    let cells = row(&sb, "nine");
+    assert_eq!(cells[1], "dead");
+    assert_eq!(cells[5..], ["signal", "9", "(KILL)"]);
+    assert_eq!(json(&sb)["nine"]["exit"]["signal"], 9);
+}
+
+#[test]
+fn unwatched_after_sigterm() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut w = watcher(&sb, "uw", target.pid(), "15");
+    send_signal(w.pid(), 15);
+    assert!(w.wait_timeout(5 * SEC).is_some());
+    assert_eq!(state(&sb, "uw"), "unwatched");
+    assert_eq!(row(&sb, "uw")[1], "unwatched");
+}
+
+#[test]
+fn lost_when_the_watcher_is_killed() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut w = watcher(&sb, "orphan", target.pid(), "15");
+    w.kill(); // Its lock goes with it; the record still says alive.
+    assert!(pid_running(target.pid()));
+    assert_eq!(
+        read_record(&sb.record_path("orphan")).unwrap()["status"],
+        "alive"
+    );
+    assert_eq!(state(&sb, "orphan"), "lost");
+    assert_eq!(row(&sb, "orphan")[1], "lost");
+}
+
+#[test]
+fn lost_when_the_target_dies_under_a_stopped_watcher() {
+    let sb = Sandbox::new();
+    let mut target = spawn_sleep();
+    let w = watcher(&sb, "frozen", target.pid(), "15");
+    send_signal(w.pid(), 19);
+    wait_stopped(w.pid());
+    target.kill();
+    let t0 = Instant::now();
+    assert_eq!(state(&sb, "frozen"), "lost");
+    // A stopped watcher cannot write `dead`: no grace is owed to it.
+    assert!(t0.elapsed() < SEC, "took {:?}", t0.elapsed());
+    send_signal(w.pid(), 18);
+}
+
+/// A record that says alive, a target that is gone, a watcher (this test, holding the lock)
+/// that runs: `ps` gives the watcher its grace instead of calling a clean death `lost`.
+#[test]
+fn a_death_being_recorded_is_not_called_lost() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.run_dir()).unwrap();
+    let _lock = pidbeat::rundir::acquire_lock(&sb.run_dir(), "racy").unwrap();
+    let me = std::process::id() as i32;
+    let alive = Record {
+        status: Status::Alive,
+        exit: None,
+        died_ms: None,
+        watcher_pid: Some(me),
+        watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
+        ..dead_record(None, None)
+    };
+    plant(&sb, "racy", &alive);
+
+    // Nobody writes `dead`: after the grace it is lost.
+    let t0 = Instant::now();
+    assert_eq!(state(&sb, "racy"), "lost");
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(900), "no grace: {waited:?}");
+
+    // The watcher writes `dead` during the grace: ps shows that, early.
+    plant(&sb, "racy", &alive);
+    let child = ps_cmd(&sb, &["--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut g = Guard::new(child);
+    std::thread::sleep(Duration::from_millis(200));
+    let t1 = Instant::now();
+    plant(&sb, "racy", &dead_record(Some(0), None));
+    assert!(g.wait_timeout(5 * SEC).unwrap().success());
+    let latency = t1.elapsed();
+    let out = std::io::read_to_string(g.child().stdout.take().unwrap()).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["state"], "dead", "{out}");
+    assert!(latency < Duration::from_millis(700), "{latency:?}");
+}
+
+#[test]
+fn corrupt_records_are_refused_fast() {
+    let sb = Sandbox::new();
+    let d = sb.run_dir();
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("garbage.hb"), b"this is not json\n").unwrap();
+    std::fs::write(
+        d.join("latin1.hb"),
+        b"{\"ts\":1,\"pid\":2,\"status\":\"\xe9\"}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("deep.hb"), "[".repeat(10_000)).unwrap();
+    std::fs::write(d.join("partial.hb"), b"{\"ts\":1,\"pid\":2,").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", d.join("link.hb")).unwrap();
+    std::fs::File::create(d.join("huge.hb"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let mk = Command::new("mkfifo")
+        .arg(d.join("fifo.hb"))
+        .status()
+        .unwrap();
+    assert!(mk.success());
+
+    let t0 = Instant::now();
+    let child = ps_cmd(&sb, &["--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut g = Guard::new(child);
+    assert!(
+        g.wait_timeout(10 * SEC).is_some(),
+        "ps hung on a hostile record"
+    );
+    let elapsed = t0.elapsed();
+    let out = std::io::read_to_string(g.child().stdout.take().unwrap()).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 7, "{out}");
+    for r in rows {
+        assert_eq!(r["state"], "corrupt", "{r}");
+        assert!(r["error"].is_string(), "{r}");
+        assert!(r.get("age_ms").is_none(), "{r}");
+    }
+    assert!(elapsed < 2 * SEC, "took {elapsed:?}");
+    eprintln!("7 hostile records judged in {elapsed:?}");
+    let link = rows.iter().find(|r| r["agent"] == "link").unwrap();
+    assert!(link["error"].as_str().unwrap().contains("symlink"));
+    assert_eq!(row(&sb, "garbage")[1..], ["corrupt", "-", "-", "-", "-"]);
+}
+
+#[test]
+fn prom_exposition_parses() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let _w = watcher(&sb, "up", target.pid(), "15");
+    plant(&sb, "code3", &dead_record(Some(3), None));
+    plant(&sb, "sig15", &dead_record(None, Some(15)));
+
+    let o = ps(&sb, &["--prom"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for m in [
+        "pidbeat_agent_up",
+        "pidbeat_agent_state",
+        "pidbeat_heartbeat_age_seconds",
+        "pidbeat_agent_exit_code",
+        "pidbeat_agent_exit_signal",
+    ] {
+        assert!(text.contains(&format!("# HELP {m} ")), "no HELP for {m}");
+        assert!(
+            text.contains(&format!("# TYPE {m} gauge\n")),
+            "no TYPE for {m}"
+        );
+    }
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+    let value = |metric: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                ref other => panic!("{metric} is {other:?}"),
+            })
+    };
+    assert_eq!(value("pidbeat_agent_up", &[("agent", "up")]), Some(1.0));
+    assert_eq!(value("pidbeat_agent_up", &[("agent", "code3")]), Some(0.0));
+    for s in ["alive", "stale", "dead", "lost", "unwatched", "corrupt"] {
+        let want = if s == "alive" { 1.0 } else { 0.0 };
+        assert_eq!(
+            value("pidbeat_agent_state", &[("agent", "up"), ("state", s)]),
+            Some(want),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        value(
+            "pidbeat_agent_state",
+            &[("agent", "sig15"), ("state", "dead")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("pidbeat_agent_exit_code", &[("agent", "code3")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        value("pidbeat_agent_exit_code", &[("agent", "sig15")]),
+        None
+    );
+    assert_eq!(
+        value("pidbeat_agent_exit_signal", &[("agent", "sig15")]),
+        Some(15.0)
+    );
+    assert_eq!(value("pidbeat_agent_exit_code", &[("agent", "up")]), None);
+    let age = value("pidbeat_heartbeat_age_seconds", &[("agent", "up")]).unwrap();
+    assert!((0.0..20.0).contains(&age), "{age}");
+}
+
+#[test]
+fn table_aligns_and_colour_obeys_no_color() {
+    let sb = Sandbox::new();
+    plant(&sb, "a", &dead_record(Some(0), None));
+    plant(
+        &sb,
+        "a-rather-long-agent-name@host",
+        &dead_record(None, Some(9)),
+    );
+    plant(&sb, "m", &dead_record(Some(100), None));
+
+    let o = ps(&sb, &[]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(!text.contains('\x1b'), "escape codes off a TTY: {text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[1].starts_with("a "));
+    assert!(lines[2].starts_with("a-rather-long"));
+    assert!(lines[3].starts_with("m "));
+    // Every column starts where its header does.
+    for h in ["STATE", "PID", "AGE", "BACKEND", "EXIT"] {
+        let col = lines[0].find(&format!(" {h}")).unwrap() + 1;
+        for l in &lines[1..] {
+            let b = l.as_bytes();
+            assert!(
+                b[col] != b' ' && b[col - 1] == b' ',
+                "{h} misaligned in {l:?}"
+            );
+        }
+    }
+
+    // Forced colour shows the path works; NO_COLOR still wins over it.
+    let forced = ps_cmd(&sb, &[])
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        forced.stdout.contains(&0x1b),
+        "CLICOLOR_FORCE gave no colour"
+    );
+    let no_color = ps_cmd(&sb, &[])
+        .env("CLICOLOR_FORCE", "1")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!no_color.stdout.contains(&0x1b));
+    assert_eq!(no_color.stdout, o.stdout);
+}
+
+#[test]
+fn empty_and_missing_run_dir_hint() {
+    let sb = Sandbox::new();
+    let o = ps(&sb, &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty());
+    assert!(stderr(&o).contains("no run dir"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1);
+    assert!(!sb.run_dir().exists(), "ps must not create the run dir");
+
+    std::fs::create_dir(sb.run_dir()).unwrap();
+    let o = ps(&sb, &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty());
+    assert!(stderr(&o).contains("no agents in"), "{}", stderr(&o));
+
+    let o = ps(&sb, &["--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "[]\n");
+    sb.assert_home_untouched();
+}
+
+#[test]
+fn named_agent_without_record_is_an_error() {
+    let sb = Sandbox::new();
+    plant(&sb, "there", &dead_record(Some(0), None));
+    let o = ps(&sb, &["there", "nobody"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("there"));
+    assert!(!stdout(&o).contains("nobody"));
+    assert!(stderr(&o).contains("nobody: no record"), "{}", stderr(&o));
+    let o = ps(&sb, &["there"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = ps(&sb, &["../etc"]);
+    assert_eq!(o.status.code(), Some(2), "bad names are usage errors");
+}
+
+#[test]
+fn broken_pipe_is_quiet() {
+    let sb = Sandbox::new();
+    for i in 0..3 {
+        plant(&sb, &format!("a{i}"), &dead_record(Some(i), None));
+    }
+    for args in [&[][..], &["--json"], &["--prom"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // Every write now fails with EPIPE.
+        let o = ps_cmd(&sb, args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn watch_redraws_on_change_and_exits_on_sigterm() {
+    let sb = Sandbox::new();
+    let child = ps_cmd(&sb, &["--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ps = Guard::new(child);
+    let (tx, rx) = mpsc::channel();
+    let out = ps.child().stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            if tx.send(l.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let expect = |pred: &dyn Fn(&str) -> bool, what: &str| -> Instant {
+        let deadline = Instant::now() + 5 * SEC;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if pred(&l) => return Instant::now(),
+                Ok(_) => {}
+                Err(_) => panic!("no line with {what}"),
+            }
+        }
+    };
+    expect(&|l| l.contains("no run dir"), "the hint");
+
+    let mut target = spawn_sleep();
+    let _w = watcher(&sb, "live", target.pid(), "15");
+    expect(&|l| l.starts_with("live ") && l.contains("alive"), "alive");
+    let t0 = Instant::now();
+    target.kill();
+    let t1 = expect(&|l| l.starts_with("live ") && l.contains("dead"), "dead");
+    eprintln!("ps --watch showed the death after {:?}", t1 - t0);
+
+    send_signal(ps.pid(), 15);
+    let st = ps.wait_timeout(5 * SEC).expect("ps --watch should exit");
+    assert_eq!(st.code(), Some(0));
+}
+
+#[test]
+fn watch_refuses_prom() {
+    let sb = Sandbox::new();
+    let o = ps(&sb, &["--watch", "--prom"]);
+    assert_eq!(o.status.code(), Some(2));
+}

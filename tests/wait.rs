@@ -1,0 +1,430 @@
+//! `pidbeat wait`: woken by events, not a sleep loop. Latencies are printed; the bounds
+//! asserted are loose (a second) so that only a polling regression, not a busy machine,
+//! fails them.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pidbeat::record::{Record, Status};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn watcher(sb: &Sandbox, agent: &str, pid: i32) -> Guard {
+    let child = sb
+        .cmd()
+        .args(["watch", "--pid", &pid.to_string(), "--agent", agent])
+        .arg("--run-dir")
+        .arg(sb.run_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn watcher");
+    let g = Guard::new(child);
+    let wpid = g.pid();
+    wait_record(&sb.record_path(agent), 5 * SEC, |v| {
+        status_is(v, "alive") && v["watcher_pid"] == wpid
+    });
+    g
+}
+
+/// A running `wait`, its stdout lines delivered as they come.
+struct Waiter {
+    guard: Guard,
+    lines: Receiver<String>,
+}
+
+impl Waiter {
+    fn start(sb: &Sandbox, args: &[&str]) -> Waiter {
+        let child = sb
+            .cmd()
+            .arg("wait")
+            .arg("--run-dir")
+            .arg(sb.run_dir())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wait");
+        let mut guard = Guard::new(child);
+        let (tx, lines) = mpsc::channel();
+        let out = guard.child().stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                if tx.send(l.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut w = Waiter { guard, lines };
+        // It must block, not return at once or fail.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            w.guard.child().try_wait().unwrap().is_none(),
+            "wait {args:?} returned early: {:?}",
+            w.finish(SEC)
+        );
+        w
+    }
+
+    fn line(&self, timeout: Duration) -> String {
+        self.lines
+            .recv_timeout(timeout)
+            .expect("wait printed no line")
+    }
+
+    /// Exit code, stdout lines not yet taken, stderr.
+    fn finish(&mut self, timeout: Duration) -> (Option<i32>, Vec<String>, String) {
+        let st = self.guard.wait_timeout(timeout).expect("wait did not exit");
+        let err = std::io::read_to_string(self.guard.child().stderr.take().unwrap()).unwrap();
+        // The reader thread ends at EOF, which follows the exit.
+        let mut rest = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(SEC) {
+            rest.push(l);
+        }
+        (st.code(), rest, err)
+    }
+}
+
+#[test]
+fn wakes_on_death_and_prints_the_signal() {
+    let sb = Sandbox::new();
+    let mut target = spawn_sleep();
+    let _w = watcher(&sb, "pi", target.pid());
+    let mut wait = Waiter::start(&sb, &["pi"]);
+    let t0 = Instant::now();
+    target.kill();
+    let line = wait.line(5 * SEC);
+    let latency = t0.elapsed();
+    let (code, rest, err) = wait.finish(5 * SEC);
+    eprintln!("wait returned {latency:?} after SIGKILL of the target");
+    assert_eq!(line, "pi dead signal 9");
+    assert_eq!((code, rest, err), (Some(0), vec![], String::new()));
+    assert!(latency < SEC, "a sleep loop? {latency:?}");
+}
+
+#[test]
+fn prints_the_exit_code() {
+    let sb = Sandbox::new();
+    let child = Command::new("sh")
+        .args(["-c", "read _; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut target = Guard::new(child);
+    let _w = watcher(&sb, "seven", target.pid());
+    let mut wait = Waiter::start(&sb, &["seven"]);
+    drop(target.child().stdin.take());
+    assert!(target.wait_timeout(5 * SEC).is_some());
+    assert_eq!(wait.line(5 * SEC), "seven dead code 7");
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+}
+
+#[test]
+fn times_out_with_124() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let _w = watcher(&sb, "busy", target.pid());
+    let t0 = Instant::now();
+    let o = sb
+        .cmd()
+        .args(["wait", "--timeout", "0.3", "--run-dir"])
+        .arg(sb.run_dir())
+        .arg("busy")
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    assert_eq!(o.status.code(), Some(124));
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("busy"));
+    assert!(
+        took >= Duration::from_millis(300) && took < 2 * SEC,
+        "{took:?}"
+    );
+
+    let o = sb
+        .cmd()
+        .args(["wait", "--timeout", "0", "--run-dir"])
+        .arg(sb.run_dir())
+        .arg("busy")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(124));
+}
+
+#[test]
+fn waits_for_an_agent_that_has_not_started() {
+    let sb = Sandbox::new();
+    assert!(!sb.run_dir().exists());
+    let mut wait = Waiter::start(&sb, &["late"]);
+    assert!(!sb.run_dir().exists(), "wait must not create the run dir");
+    let mut target = spawn_sleep();
+    let _w = watcher(&sb, "late", target.pid());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(wait.guard.child().try_wait().unwrap().is_none());
+    let t0 = Instant::now();
+    target.kill();
+    assert_eq!(wait.line(5 * SEC), "late dead signal 9");
+    eprintln!("late agent: wait saw its death after {:?}", t0.elapsed());
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+}
+
+#[test]
+fn lost_when_the_watcher_is_killed() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut w = watcher(&sb, "orphan", target.pid());
+    let mut wait = Waiter::start(&sb, &["orphan"]);
+    let t0 = Instant::now();
+    w.kill();
+    assert_eq!(wait.line(5 * SEC), "orphan lost");
+    let latency = t0.elapsed();
+    eprintln!("wait saw the watcher's SIGKILL after {latency:?}");
+    assert!(latency < SEC, "{latency:?}");
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+}
+
+#[test]
+fn lost_when_the_target_dies_under_a_stopped_watcher() {
+    let sb = Sandbox::new();
+    let mut target = spawn_sleep();
+    let w = watcher(&sb, "frozen", target.pid());
+    let mut wait = Waiter::start(&sb, &["frozen"]);
+    send_signal(w.pid(), 19);
+    let deadline = Instant::now() + 5 * SEC;
+    while !std::fs::read_to_string(format!("/proc/{}/stat", w.pid()))
+        .unwrap()
+        .contains(") T ")
+    {
+        assert!(Instant::now() < deadline, "watcher never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    target.kill();
+    assert_eq!(wait.line(5 * SEC), "frozen lost");
+    let latency = t0.elapsed();
+    eprintln!("wait saw the death under a stopped watcher after {latency:?}");
+    // No file changes here: the pidfd on the target is what wakes wait.
+    assert!(latency < SEC, "{latency:?}");
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+    send_signal(w.pid(), 18);
+}
+
+#[test]
+fn reports_each_agent_as_it_ends() {
+    let sb = Sandbox::new();
+    let mut a = spawn_sleep();
+    let mut b = spawn_sleep();
+    let _wa = watcher(&sb, "a", a.pid());
+    let _wb = watcher(&sb, "b", b.pid());
+    let mut wait = Waiter::start(&sb, &["b", "a", "b"]);
+    a.kill();
+    assert_eq!(wait.line(5 * SEC), "a dead signal 9");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(wait.guard.child().try_wait().unwrap().is_none());
+    b.kill();
+    assert_eq!(wait.line(5 * SEC), "b dead signal 9");
+    let (code, rest, _) = wait.finish(5 * SEC);
+    assert_eq!(
+        (code, rest),
+        (Some(0), vec![]),
+        "b is named twice, reported once"
+    );
+}
+
+#[test]
+fn already_ended_agents_return_at_once() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.run_dir()).unwrap();
+    let ms = pidbeat::record::now_ms();
+    let r = Record {
+        ts: ms / 1000,
+        pid: 4321,
+        status: Status::Dead,
+        ts_ms: Some(ms),
+        seq: Some(9),
+        interval: Some(15.0),
+        backend: Some("poll".into()),
+        watcher_pid: None,
+        start_time: Some(1),
+        exit: None,
+        died_ms: Some(ms),
+        watcher_start_time: None,
+    };
+    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "gone")
+        .write(&r.to_line(), false)
+        .unwrap();
+    // Says alive, but no target and no watcher: lost.
+    let lost = Record {
+        status: Status::Alive,
+        died_ms: None,
+        ..r.clone()
+    };
+    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "ghost")
+        .write(&lost.to_line(), false)
+        .unwrap();
+    let o = sb
+        .cmd()
+        .args(["wait", "--timeout", "5", "--run-dir"])
+        .arg(sb.run_dir())
+        .args(["gone", "ghost"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "gone dead\nghost lost\n"
+    );
+}
+
+/// The record says alive and its target is gone, but the watcher (this test, holding the
+/// lock) runs: `wait` must report the `dead` that follows, not `lost`.
+#[test]
+fn a_death_being_recorded_is_not_called_lost() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.run_dir()).unwrap();
+    let _lock = pidbeat::rundir::acquire_lock(&sb.run_dir(), "racy").unwrap();
+    let me = std::process::id() as i32;
+    let ms = pidbeat::record::now_ms();
+    let alive = Record {
+        ts: ms / 1000,
+        pid: 4321,
+        status: Status::Alive,
+        ts_ms: Some(ms),
+        seq: Some(1),
+        interval: Some(15.0),
+        backend: Some("pidfd".into()),
+        watcher_pid: Some(me),
+        start_time: Some(1),
+        exit: None,
+        died_ms: None,
+        watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
+    };
+    let writer = pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "racy");
+    writer.write(&alive.to_line(), false).unwrap();
+    let mut wait = Waiter::start(&sb, &["racy"]);
+    let dead = Record {
+        status: Status::Dead,
+        died_ms: Some(ms),
+        exit: Some(pidbeat::record::ExitInfo {
+            code: Some(3),
+            signal: None,
+            core: false,
+        }),
+        ..alive
+    };
+    writer.write(&dead.to_line(), false).unwrap();
+    assert_eq!(wait.line(5 * SEC), "racy dead code 3");
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+}
+
+#[test]
+fn survives_the_run_dir_being_deleted_and_recreated() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.run_dir()).unwrap();
+    std::fs::write(sb.run_dir().join("junk"), b"x").unwrap();
+    let mut wait = Waiter::start(&sb, &["phoenix"]);
+    std::fs::remove_dir_all(sb.run_dir()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(wait.guard.child().try_wait().unwrap().is_none());
+    let mut target = spawn_sleep();
+    let _w = watcher(&sb, "phoenix", target.pid()); // Recreates the run dir.
+    target.kill();
+    assert_eq!(wait.line(5 * SEC), "phoenix dead signal 9");
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+}
+
+#[test]
+fn needs_an_agent() {
+    let sb = Sandbox::new();
+    let o = sb.cmd().arg("wait").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Why a SIGKILLed watcher needs no polling: the kernel closes its lock file, which it had
+/// open for writing, and inotify reports that close.
+#[test]
+fn a_watchers_death_is_a_file_event() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut w = watcher(&sb, "x", target.pid());
+    let mut dw = pidbeat::dirwatch::DirWatch::new(&sb.run_dir()).unwrap();
+    assert!(!dw.wait(Duration::ZERO).unwrap());
+    w.kill();
+    assert!(dw.wait(5 * SEC).unwrap());
+    assert!(
+        dw.drain(|n| n == ".x.lock").unwrap(),
+        "no event on the lock"
+    );
+}
+
+/// The shell sidecar writes no lock and no `watcher_start_time`: its `watcher_pid` is the
+/// only proof, and its death changes no file. (A `sleep` stands in for the sidecar here.)
+#[test]
+fn lost_when_a_lockless_sidecar_dies() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.run_dir()).unwrap();
+    let target = spawn_sleep();
+    let mut sidecar = spawn_sleep();
+    let ms = pidbeat::record::now_ms();
+    let start = |pid: i32| pidbeat::procfs::read_stat(pid).unwrap().start_time;
+    let r = Record {
+        ts: ms / 1000,
+        pid: target.pid(),
+        status: Status::Alive,
+        ts_ms: Some(ms),
+        seq: Some(1),
+        interval: Some(15.0),
+        backend: Some("shell".into()),
+        watcher_pid: Some(sidecar.pid()),
+        start_time: Some(start(target.pid())),
+        exit: None,
+        died_ms: None,
+        watcher_start_time: None,
+    };
+    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "sh")
+        .write(&r.to_line(), false)
+        .unwrap();
+    let ps_state = || {
+        let o = sb
+            .cmd()
+            .args(["ps", "--json", "--run-dir"])
+            .arg(sb.run_dir())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0]["state"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(ps_state(), "alive");
+    let mut wait = Waiter::start(&sb, &["sh"]);
+    let t0 = Instant::now();
+    sidecar.kill();
+    assert_eq!(wait.line(5 * SEC), "sh lost");
+    let latency = t0.elapsed();
+    eprintln!("wait saw the lockless sidecar's death after {latency:?}");
+    assert!(latency < SEC, "{latency:?}");
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+    assert_eq!(ps_state(), "lost");
+}
+
+/// `unwatched`: nobody will record the death, so `wait` watches the target itself.
+#[test]
+fn an_unwatched_agent_ends_as_lost_when_its_target_dies() {
+    let sb = Sandbox::new();
+    let mut target = spawn_sleep();
+    let mut w = watcher(&sb, "free", target.pid());
+    send_signal(w.pid(), 15);
+    assert!(w.wait_timeout(5 * SEC).is_some());
+    wait_record(&sb.record_path("free"), SEC, |v| status_is(v, "unwatched"));
+    let mut wait = Waiter::start(&sb, &["free"]);
+    target.kill();
+    assert_eq!(wait.line(5 * SEC), "free lost");
+    assert_eq!(wait.finish(5 * SEC).0, Some(0));
+}
