@@ -57,7 +57,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "PID", value_parser = parse_pid)]
     pub pid: i32,
     /// Agent name: the record is <run-dir>/<agent>.hb
-    #[arg(long, value_name = "NAME", value_parser = parse_agent)]
+    #[arg(long, value_name = "NAME", value_parser = parse_agent, allow_hyphen_values = true)]
     pub agent: String,
     #[command(flatten)]
     pub run_dir: RunDirArg,
@@ -74,7 +74,7 @@ pub struct WatchArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Agent name: the record is <run-dir>/<agent>.hb
-    #[arg(long, value_name = "NAME", value_parser = parse_agent)]
+    #[arg(long, value_name = "NAME", value_parser = parse_agent, allow_hyphen_values = true)]
     pub agent: String,
     #[command(flatten)]
     pub run_dir: RunDirArg,
