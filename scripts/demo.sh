@@ -18,13 +18,23 @@ cleanup() {
 trap cleanup EXIT
 unset TMUX
 
-run() { printf '\n$ %s\n' "$*"; "$@"; }
+run() {
+    printf '\n$'
+    printf ' %q' "$@"
+    printf '\n'
+    "$@"
+}
 
-run "$here/start-agent-session.sh" demo-agent -- sleep 600
-run "$PIDBEAT" ps --run-dir "$MOSAIC_HEARTBEAT_RUN_DIR"
-run cat "$MOSAIC_HEARTBEAT_RUN_DIR/demo-agent.hb"
-run tmux kill-session -t demo-agent
-# wait returns as soon as the watcher has written the death (inotify, no polling).
-run "$PIDBEAT" wait --timeout 5 --run-dir "$MOSAIC_HEARTBEAT_RUN_DIR" demo-agent
-run "$PIDBEAT" ps --run-dir "$MOSAIC_HEARTBEAT_RUN_DIR"
-run cat "$MOSAIC_HEARTBEAT_RUN_DIR/demo-agent.hb"
+# Two "agents": one runs until we kill its pane, one exits by itself with code 3.
+run "$here/start-agent-session.sh" demo-pi -- sleep 600
+run "$here/start-agent-session.sh" demo-codex -- sh -c 'sleep 1.5; exit 3'
+# Keep the tmux server (the panes' parent) around once sessions end, so it reaps them: the
+# kernel knows a non-child's exit status only after its parent has reaped it.
+tmux set-option -g exit-empty off
+run "$PIDBEAT" ps
+run cat "$MOSAIC_HEARTBEAT_RUN_DIR/demo-pi.hb"
+run tmux kill-session -t demo-pi
+# wait returns as each watcher writes its death (inotify, no polling).
+run "$PIDBEAT" wait --timeout 10 demo-pi demo-codex
+run "$PIDBEAT" ps
+run cat "$MOSAIC_HEARTBEAT_RUN_DIR/demo-pi.hb"
