@@ -73,6 +73,14 @@ fn group_has_live_thread(pid: i32) -> bool {
     })
 }
 
+/// The thread group (process) that thread `tid` belongs to, from /proc/TID/status.
+pub fn tgid(tid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The kernel's PID ceiling; 2^22 (the hard maximum) if /proc does not say.
 pub fn pid_max() -> i64 {
     std::fs::read_to_string("/proc/sys/kernel/pid_max")

@@ -94,6 +94,28 @@ impl RecordWriter {
         self.dir.join(&self.record_name)
     }
 
+    /// Unlinks `.<agent>.hb.<digits>.tmp` names other than our own. Only for a holder of the
+    /// agent's lock. Exact shape only: `.<agent>.hb.x.hb.<N>.tmp` belongs to agent
+    /// `<agent>.hb.x` and is left alone. unlink never follows a planted symlink.
+    pub fn sweep_stale_tmps(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let prefix = format!(".{}.", self.record_name);
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let stale = name != self.tmp_name
+                && name
+                    .strip_prefix(&prefix)
+                    .and_then(|r| r.strip_suffix(".tmp"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if stale {
+                let _ = std::fs::remove_file(self.dir.join(name));
+            }
+        }
+    }
+
     /// Replaces the record atomically. `durable` also fsyncs the file and then the dir after
     /// the rename: the record is visible first, then safe from a crash.
     pub fn write(&self, bytes: &[u8], durable: bool) -> io::Result<()> {
@@ -156,6 +178,15 @@ pub fn acquire_lock(dir: &Path, agent: &str) -> Result<OwnedFd> {
         Mode::from_raw_mode(0o644),
     )
     .map_err(|e| runtime!("cannot open lock {}: {e}", path.display()))?;
+    // O_NOFOLLOW stops symlinks, not hard links: never truncate and write an inode that has
+    // another name (a planted link to a file outside the run dir) or is no regular file.
+    let st = rfs::fstat(&fd).map_err(|e| runtime!("cannot stat lock {}: {e}", path.display()))?;
+    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
+        return Err(runtime!(
+            "lock {} is not a plain file of its own (a hard link or special file); remove it",
+            path.display()
+        ));
+    }
     match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(Errno::WOULDBLOCK) => {

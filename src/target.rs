@@ -68,6 +68,13 @@ impl Target {
             )));
         }
         let raw = Pid::from_raw(pid).ok_or_else(|| Error::Usage(format!("bad PID {pid}")))?;
+        // /proc/TID exists for every thread (hidden from listings): watching a thread would
+        // report `dead` when that one thread ends while its process lives on.
+        if let Some(tgid) = procfs::tgid(pid).filter(|&t| t != pid) {
+            return Err(runtime!(
+                "{pid} is a thread of process {tgid}, not a process; watch --pid {tgid}"
+            ));
+        }
         let pidfd = match choice {
             BackendChoice::Poll => None,
             _ => match rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK) {

@@ -30,6 +30,9 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 /// How long a `dead` record waits for the kernel to learn a non-child's exit status (it
 /// does once the parent reaps).
 pub const EXIT_GRACE: Duration = Duration::from_secs(1);
+/// How long SIGTERM/SIGINT keeps retrying the `unwatched` record before the watcher exits
+/// anyway (exit 1).
+pub const UNWATCH_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -68,9 +71,13 @@ impl Watcher {
         mode: Mode,
         lock: OwnedFd,
     ) -> Self {
+        let writer = RecordWriter::new(&run_dir, agent);
+        // We hold the agent's lock, so no other watcher of this agent lives: any temp file
+        // of an earlier one was left by a crash (SIGKILL between create and rename).
+        writer.sweep_stale_tmps();
         Watcher {
             target,
-            writer: RecordWriter::new(&run_dir, agent),
+            writer,
             interval,
             mode,
             seq: 0,
@@ -214,10 +221,19 @@ impl Watcher {
         for sig in signals.pending() {
             match (self.mode, sig) {
                 (Mode::Watch, SIGTERM | SIGINT) => {
-                    // The target still lives: say nobody watches it any more, durably.
-                    while self.write(Status::Unwatched, None, None, true).is_err() {
+                    // The target still lives: say nobody watches it any more, durably. A run
+                    // dir that stays unwritable must not make us deaf to SIGTERM: give up
+                    // after a bound; the `alive` record left behind reads as `lost`.
+                    let deadline = Instant::now() + UNWATCH_GRACE;
+                    while let Err(e) = self.write(Status::Unwatched, None, None, true) {
                         if self.target.poll_dead() {
                             break;
+                        }
+                        if Instant::now() >= deadline {
+                            return Err(runtime!(
+                                "stopped without recording `unwatched`: cannot write {}: {e}",
+                                self.writer.record_path().display()
+                            ));
                         }
                         std::thread::sleep(retry_period(self.interval));
                     }
