@@ -20,10 +20,13 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, Once, mpsc};
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Sandbox, pid_running, read_record, reap, status_is};
+use common::{
+    BIN, Sandbox, all_pids, become_subreaper, cmdline, dir_names, mode, pid_running, read_pid_file,
+    read_record, reap, start_time, stat_field, status_is, wait_gone, wait_record_with,
+};
 use serde_json::Value;
 
 const LAUNCHER: &str = concat!(
@@ -35,16 +38,6 @@ const WARN: &str = "start-agent-session: warning: ";
 
 // ---- harness ---------------------------------------------------------------------------------
 
-/// Orphans (detached watchers, a dead tmux server's panes) reparent to the test process, so it
-/// can reap them by PID instead of leaving zombies under a PID 1 that never reaps.
-fn become_subreaper() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-            .expect("PR_SET_CHILD_SUBREAPER");
-    });
-}
-
 /// Real-tmux tests run one at a time: the pidfd latency bound is tight on a 2-core machine.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -55,29 +48,12 @@ fn real_path() -> String {
     std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
 }
 
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &s[s.rfind(')')? + 2..];
-    // fields[0] is field 3 (state)
-    Some(after.split_whitespace().map(str::to_owned).collect())
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
-}
-
 fn session_id(pid: i32) -> Option<i32> {
-    stat_fields(pid)?.get(3)?.parse().ok()
+    stat_field(pid, 6)?.parse().ok()
 }
 
 fn fd_target(pid: i32, fd: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()
-}
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
 }
 
 fn signal(pid: i32, sig: rustix::process::Signal) {
@@ -272,15 +248,22 @@ impl Harness {
         }
     }
 
+    /// `program` with nothing of the test's environment but PATH, and this sandbox's HOME and
+    /// TMUX_TMPDIR (which marks every process for `sandbox_procs`).
+    fn scrubbed(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", real_path())
+            .env("HOME", self.sb.home())
+            .env("TMUX_TMPDIR", self.tmux_dir());
+        c
+    }
+
     /// The launcher with a scrubbed environment: temp HOME, private TMUX_TMPDIR, the sandbox
     /// run dir, `PIDBEAT` = the built binary, and a bogus inherited `TMUX` that must be ignored.
     fn launcher(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(LAUNCHER);
+        let mut c = self.scrubbed(LAUNCHER);
         c.args(args)
-            .env_clear()
-            .env("PATH", real_path())
-            .env("HOME", self.sb.home())
-            .env("TMUX_TMPDIR", self.tmux_dir())
             .env(
                 "TMUX",
                 format!("{}/no-such-socket,1,0", self.path("tmux").display()),
@@ -336,12 +319,8 @@ impl Harness {
 
     /// Real tmux on this sandbox's socket dir (never the shims).
     fn tmux(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
+        self.scrubbed("tmux")
             .args(args)
-            .env_clear()
-            .env("PATH", real_path())
-            .env("HOME", self.sb.home())
-            .env("TMUX_TMPDIR", self.tmux_dir())
             .stdin(Stdio::null())
             .output()
             .expect("run tmux")
@@ -363,18 +342,11 @@ impl Harness {
         let needle = format!("TMUX_TMPDIR={}", self.tmux_dir().display()).into_bytes();
         let me = std::process::id() as i32;
         let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for pid in all_pids() {
             if pid == me {
                 continue;
             }
-            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
                 continue;
             };
             if env.split(|&b| b == 0).any(|v| v == needle.as_slice()) && pid_running(pid) {
@@ -477,23 +449,8 @@ fn wait_record_reaping(
     reap_pid: i32,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        reap_known(reap_pid);
-        if let Some(v) = read_record(path)
-            && pred(&v)
-        {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} on {}; last: {:?}",
-                path.display(),
-                read_record(path)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let every = Duration::from_millis(1);
+    wait_record_with(path, timeout, every, || reap_known(reap_pid), pred)
 }
 
 fn wait_file(path: &Path, timeout: Duration) -> String {
@@ -514,29 +471,13 @@ fn wait_file(path: &Path, timeout: Duration) -> String {
 }
 
 fn wait_gone_reaping(pid: i32, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while pid_running(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "pid {pid} ({}) still running after {timeout:?}",
-            cmdline(pid)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_gone(pid, timeout);
     reap_known(pid);
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 /// No temp files next to the record: the dir holds exactly `names`.
 fn assert_dir_holds(dir: &Path, names: &[&str]) {
-    let mut got: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    got.sort();
+    let got = dir_names(dir);
     let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(got, want, "contents of {}", dir.display());
@@ -626,16 +567,23 @@ fn assert_setsid_stdio(call: &Call, h: &Harness, agent: &str) {
     );
 }
 
-fn shim_pidbeat_backend(backend: &str, args: &[&str], env: &[(&str, &str)]) {
-    let h = Harness::new();
-    let agent = "agent-1";
+/// Runs the launcher with the fake tmux and setsid, and `env` on top.
+fn run_shim(h: &Harness, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = h.shim_launcher(args);
-    c.env("FAKE_PANE_PID", "4242")
-        .env("MOSAIC_HEARTBEAT_INTERVAL", "0.5");
     for (k, v) in env {
         c.env(k, v);
     }
-    let r = run(c);
+    run(c)
+}
+
+fn shim_pidbeat_backend(backend: &str, args: &[&str], env: &[(&str, &str)]) {
+    let h = Harness::new();
+    let agent = "agent-1";
+    let base = [
+        ("FAKE_PANE_PID", "4242"),
+        ("MOSAIC_HEARTBEAT_INTERVAL", "0.5"),
+    ];
+    let r = run_shim(&h, args, &[&base[..], env].concat());
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr);
     assert_eq!(r.stderr, "", "a clean launch is silent");
     assert_eq!(r.stdout, "");
@@ -711,11 +659,11 @@ fn shim_backend_from_env_and_flag_wins() {
 #[test]
 fn shim_shell_backend_runs_sidecar_under_setsid() {
     let h = Harness::new();
-    let r = run({
-        let mut c = h.shim_launcher(&["agent-1", "--hb-backend", "shell", "--", "sleep", "1000"]);
-        c.env("FAKE_PANE_PID", "4242");
-        c
-    });
+    let r = run_shim(
+        &h,
+        &["agent-1", "--hb-backend", "shell", "--", "sleep", "1000"],
+        &[("FAKE_PANE_PID", "4242")],
+    );
     // The fake setsid starts nothing, so no record appears: that is a failed start.
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr);
     r.assert_one_warning("wrote no record");
@@ -765,11 +713,11 @@ fn shim_empty_pane_pid_warns_and_starts_nothing() {
 #[test]
 fn shim_watcher_failure_is_a_warning() {
     let h = Harness::new();
-    let r = run({
-        let mut c = h.shim_launcher(&["agent-1", "--", "sleep", "1000"]);
-        c.env("FAKE_PANE_PID", "4242").env("FAKE_SETSID_RC", "1");
-        c
-    });
+    let r = run_shim(
+        &h,
+        &["agent-1", "--", "sleep", "1000"],
+        &[("FAKE_PANE_PID", "4242"), ("FAKE_SETSID_RC", "1")],
+    );
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr);
     r.assert_one_warning("failed to start (exit 1)");
     assert_eq!(h.calls("setsid").len(), 1);
@@ -780,11 +728,14 @@ fn shim_watcher_failure_is_a_warning() {
 fn shim_missing_pidbeat_is_a_warning() {
     let h = Harness::new();
     let missing = h.path("no-such-pidbeat");
-    let r = run({
-        let mut c = h.shim_launcher(&["agent-1", "--", "sleep", "1000"]);
-        c.env("FAKE_PANE_PID", "4242").env("PIDBEAT", &missing);
-        c
-    });
+    let r = run_shim(
+        &h,
+        &["agent-1", "--", "sleep", "1000"],
+        &[
+            ("FAKE_PANE_PID", "4242"),
+            ("PIDBEAT", missing.to_str().unwrap()),
+        ],
+    );
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr);
     r.assert_one_warning(missing.to_str().unwrap());
     assert_eq!(
@@ -812,11 +763,11 @@ fn shim_missing_pidbeat_is_a_warning() {
 #[test]
 fn shim_none_backend_starts_nothing() {
     let h = Harness::new();
-    let r = run({
-        let mut c = h.shim_launcher(&["agent-1", "--hb-backend", "none", "--", "sleep", "1000"]);
-        c.env("FAKE_PANE_PID", "4242");
-        c
-    });
+    let r = run_shim(
+        &h,
+        &["agent-1", "--hb-backend", "none", "--", "sleep", "1000"],
+        &[("FAKE_PANE_PID", "4242")],
+    );
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr);
     assert_eq!(r.stderr, "");
     assert_eq!(h.calls("tmux").len(), 1, "only new-session");
@@ -828,12 +779,11 @@ fn shim_none_backend_starts_nothing() {
 #[test]
 fn shim_tmux_failure_is_an_error_and_starts_no_watcher() {
     let h = Harness::new();
-    let r = run({
-        let mut c = h.shim_launcher(&["agent-1", "--", "sleep", "1000"]);
-        c.env("FAKE_PANE_PID", "4242")
-            .env("FAKE_NEW_SESSION_FAIL", "1");
-        c
-    });
+    let r = run_shim(
+        &h,
+        &["agent-1", "--", "sleep", "1000"],
+        &[("FAKE_PANE_PID", "4242"), ("FAKE_NEW_SESSION_FAIL", "1")],
+    );
     assert_eq!(r.code(), Some(1), "stderr: {}", r.stderr);
     assert!(
         r.stderr.contains("start-agent-session: error:"),
@@ -876,11 +826,7 @@ fn shim_usage_errors_exit_2_and_run_nothing() {
         (vec!["a.b", "--", "true"], vec![]),
     ];
     for (args, env) in cases {
-        let mut c = h.shim_launcher(&args);
-        for (k, v) in &env {
-            c.env(k, v);
-        }
-        let r = run(c);
+        let r = run_shim(&h, &args, &env);
         assert_eq!(r.code(), Some(2), "{args:?} {env:?}: stderr {}", r.stderr);
         assert!(
             r.stderr.contains("usage: start-agent-session.sh"),
@@ -946,13 +892,9 @@ fn shim_run_dir_resolution() {
 // ---- the shell sidecar on its own -------------------------------------------------------------
 
 fn sidecar_cmd(h: &Harness, args: &[&str]) -> Command {
-    let mut c = Command::new(SIDECAR);
+    // TMUX_TMPDIR is the marker the harness scans for: the sidecar's `sleep` children carry it too
+    let mut c = h.scrubbed(SIDECAR);
     c.args(args)
-        .env_clear()
-        .env("PATH", real_path())
-        .env("HOME", h.sb.home())
-        // the marker the harness scans for: the sidecar's `sleep` children carry it too
-        .env("TMUX_TMPDIR", h.tmux_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -1063,6 +1005,10 @@ fn sidecar_usage_errors() {
     let h = Harness::new();
     let run_dir = h.run_dir();
     let rd = run_dir.to_str().unwrap();
+    // Valid arguments followed by `extra`.
+    let valid_and = |extra: &[&'static str]| {
+        [&["--pid", "1", "--agent", "x", "--run-dir", rd][..], extra].concat()
+    };
     for args in [
         vec!["--agent", "x", "--run-dir", rd],
         vec!["--pid", "0", "--agent", "x", "--run-dir", rd],
@@ -1070,47 +1016,11 @@ fn sidecar_usage_errors() {
         vec!["--pid", "1", "--run-dir", rd],
         vec!["--pid", "1", "--agent", ".x", "--run-dir", rd],
         vec!["--pid", "1", "--agent", "a/b", "--run-dir", rd],
-        vec![
-            "--pid",
-            "1",
-            "--agent",
-            "x",
-            "--run-dir",
-            rd,
-            "--interval",
-            "0",
-        ],
-        vec![
-            "--pid",
-            "1",
-            "--agent",
-            "x",
-            "--run-dir",
-            rd,
-            "--interval",
-            "-1",
-        ],
-        vec![
-            "--pid",
-            "1",
-            "--agent",
-            "x",
-            "--run-dir",
-            rd,
-            "--interval",
-            "NaN",
-        ],
-        vec![
-            "--pid",
-            "1",
-            "--agent",
-            "x",
-            "--run-dir",
-            rd,
-            "--interval",
-            "86401",
-        ],
-        vec!["--pid", "1", "--agent", "x", "--run-dir", rd, "--bogus"],
+        valid_and(&["--interval", "0"]),
+        valid_and(&["--interval", "-1"]),
+        valid_and(&["--interval", "NaN"]),
+        valid_and(&["--interval", "86401"]),
+        valid_and(&["--bogus"]),
     ] {
         let out = sidecar_cmd(&h, &args).output().unwrap();
         assert_eq!(
@@ -1144,10 +1054,7 @@ fn real_backend(backend: &str, dead_within: Duration) {
     assert_eq!(r.stderr, "", "a clean launch is silent");
 
     let pane = h.pane_pid(&agent).expect("pane pid");
-    let runtime: i32 = wait_file(&pidfile, Duration::from_secs(5))
-        .trim()
-        .parse()
-        .unwrap();
+    let runtime = read_pid_file(&pidfile, Duration::from_secs(5));
     assert_eq!(
         pane, runtime,
         "the pane execs the runtime: no wrapper in between"
@@ -1335,12 +1242,10 @@ fn real_arguments_and_path_reach_the_runtime_unchanged() {
     let mut h = Harness::real();
     // Start the tmux server first with a PATH that lacks bin2: the pane must get the
     // launcher's PATH baked in, not the server's.
-    let out = Command::new("tmux")
+    let out = h
+        .scrubbed("tmux")
         .args(["new-session", "-d", "-s", "other", "sleep", "1000"])
-        .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("HOME", h.sb.home())
-        .env("TMUX_TMPDIR", h.tmux_dir())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -1414,10 +1319,7 @@ fn real_arguments_and_path_reach_the_runtime_unchanged() {
     let got: Vec<&str> = got.strip_suffix('\0').unwrap_or(&got).split('\0').collect();
     assert_eq!(got, args, "argv as the runtime saw it");
     assert!(!pwned.exists(), "an argument was run by a shell");
-    let runtime: i32 = wait_file(&pid_file, Duration::from_secs(5))
-        .trim()
-        .parse()
-        .unwrap();
+    let runtime = read_pid_file(&pid_file, Duration::from_secs(5));
     assert_eq!(
         h.pane_pid("quoted"),
         Some(runtime),

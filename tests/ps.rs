@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,36 +12,6 @@ use pidbeat::record::{Record, Status};
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
-
-fn watcher(sb: &Sandbox, agent: &str, pid: i32, interval: &str) -> Guard {
-    let child = sb
-        .cmd()
-        .args(["watch", "--pid", &pid.to_string(), "--agent", agent])
-        .arg("--run-dir")
-        .arg(sb.run_dir())
-        .args(["--interval", interval])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn watcher");
-    let g = Guard::new(child);
-    let wpid = g.pid();
-    wait_record(&sb.record_path(agent), 5 * SEC, |v| {
-        status_is(v, "alive") && v["watcher_pid"] == wpid
-    });
-    g
-}
-
-fn ps_cmd(sb: &Sandbox, args: &[&str]) -> Command {
-    let mut c = sb.cmd();
-    c.arg("ps").arg("--run-dir").arg(sb.run_dir()).args(args);
-    c
-}
-
-fn ps(sb: &Sandbox, args: &[&str]) -> Output {
-    ps_cmd(sb, args).output().expect("run ps")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
@@ -54,15 +22,10 @@ fn stderr(o: &Output) -> String {
 }
 
 /// `ps --json`, as agent → object.
-fn json(sb: &Sandbox) -> HashMap<String, Value> {
-    let o = ps(sb, &["--json"]);
+fn json(sb: &Sandbox) -> BTreeMap<String, Value> {
+    let o = sb.ps(&["--json"]);
     assert!(o.status.success(), "ps --json failed: {}", stderr(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).expect("ps --json is JSON");
-    v.as_array()
-        .expect("an array")
-        .iter()
-        .map(|o| (o["agent"].as_str().unwrap().to_owned(), o.clone()))
-        .collect()
+    parse_ps(&stdout(&o))
 }
 
 fn state(sb: &Sandbox, agent: &str) -> String {
@@ -71,7 +34,7 @@ fn state(sb: &Sandbox, agent: &str) -> String {
 
 /// The table row for `agent`, split into its cells.
 fn row(sb: &Sandbox, agent: &str) -> Vec<String> {
-    let o = ps(sb, &[]);
+    let o = sb.ps(&[]);
     assert!(o.status.success(), "ps failed: {}", stderr(&o));
     stdout(&o)
         .lines()
@@ -80,25 +43,16 @@ fn row(sb: &Sandbox, agent: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no row for {agent} in\n{}", stdout(&o)))
 }
 
-fn proc_state(pid: i32) -> char {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s[s.rfind(')').unwrap() + 2..].chars().next().unwrap()
+/// `ps ARGS` started with its stdout piped, for a test to wait on and read.
+fn spawn_ps(sb: &Sandbox, args: &[&str]) -> Guard {
+    Guard::new(sb.ps_cmd(args).stdout(Stdio::piped()).spawn().unwrap())
 }
 
-fn wait_stopped(pid: i32) {
-    let deadline = Instant::now() + 5 * SEC;
-    while proc_state(pid) != 'T' {
-        assert!(Instant::now() < deadline, "pid {pid} never stopped");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A record written by hand, for states real processes cannot hold still for.
-fn plant(sb: &Sandbox, agent: &str, r: &Record) {
-    std::fs::create_dir_all(sb.run_dir()).unwrap();
-    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), agent)
-        .write(&r.to_line(), false)
-        .unwrap();
+/// The stdout of a finished `spawn_ps`, and its JSON.
+fn ps_stdout_json(g: &mut Guard) -> (String, Value) {
+    let out = std::io::read_to_string(g.child().stdout.take().unwrap()).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    (out, v)
 }
 
 fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
@@ -127,7 +81,7 @@ fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
 fn alive_with_table_and_json_keys() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let _w = watcher(&sb, "pi", target.pid(), "0.2");
+    let _w = sb.watch_alive(target.pid(), "pi", &["--interval", "0.2"]);
 
     let cells = row(&sb, "pi");
     assert_eq!(cells[1], "alive");
@@ -136,25 +90,10 @@ fn alive_with_table_and_json_keys() {
     assert_eq!(cells[4], "pidfd");
     assert_eq!(cells[5], "-");
 
-    let o = ps(&sb, &["--json"]);
+    let o = sb.ps(&["--json"]);
     let text = stdout(&o);
     let obj = &json(&sb)["pi"];
-    for k in [
-        "agent",
-        "state",
-        "age_ms",
-        "ts",
-        "pid",
-        "status",
-        "ts_ms",
-        "seq",
-        "interval",
-        "backend",
-        "watcher_pid",
-        "start_time",
-        "exit",
-        "died_ms",
-    ] {
+    for k in ["agent", "state", "age_ms"].into_iter().chain(RECORD_KEYS) {
         assert!(obj.get(k).is_some(), "key {k} missing from {obj}");
     }
     assert_eq!(obj["state"], "alive");
@@ -178,9 +117,9 @@ fn alive_with_table_and_json_keys() {
 fn stale_when_the_watcher_is_stopped() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let w = watcher(&sb, "slow", target.pid(), "0.1");
+    let w = sb.watch_alive(target.pid(), "slow", &["--interval", "0.1"]);
     send_signal(w.pid(), 19); // SIGSTOP: it keeps its lock but cannot beat.
-    wait_stopped(w.pid());
+    wait_stopped(w.pid(), 5 * SEC);
     // Past 2 × 0.1 + 1 s.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(state(&sb, "slow"), "stale");
@@ -196,14 +135,8 @@ fn stale_when_the_watcher_is_stopped() {
 #[test]
 fn dead_with_exit_code() {
     let sb = Sandbox::new();
-    let child = Command::new("sh")
-        .args(["-c", "read _; exit 7"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut target = Guard::new(child);
-    let mut w = watcher(&sb, "seven", target.pid(), "15");
+    let mut target = spawn_exit_on_eof(7);
+    let mut w = sb.watch_alive(target.pid(), "seven", &["--interval", "15"]);
     drop(target.child().stdin.take()); // EOF: the shell exits 7.
     assert!(target.wait_timeout(5 * SEC).is_some());
     wait_record(&sb.record_path("seven"), 5 * SEC, |v| {
@@ -224,7 +157,7 @@ fn dead_with_exit_code() {
 fn dead_with_signal() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
-    let _w = watcher(&sb, "nine", target.pid(), "15");
+    let _w = sb.watch_alive(target.pid(), "nine", &["--interval", "15"]);
     target.kill(); // SIGKILL, and reaped: the kernel can then tell the watcher.
     wait_record(&sb.record_path("nine"), 5 * SEC, |v| {
         v["exit"]["signal"] == 9
@@ -239,7 +172,7 @@ fn dead_with_signal() {
 fn unwatched_after_sigterm() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let mut w = watcher(&sb, "uw", target.pid(), "15");
+    let mut w = sb.watch_alive(target.pid(), "uw", &["--interval", "15"]);
     send_signal(w.pid(), 15);
     assert!(w.wait_timeout(5 * SEC).is_some());
     assert_eq!(state(&sb, "uw"), "unwatched");
@@ -250,7 +183,7 @@ fn unwatched_after_sigterm() {
 fn lost_when_the_watcher_is_killed() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let mut w = watcher(&sb, "orphan", target.pid(), "15");
+    let mut w = sb.watch_alive(target.pid(), "orphan", &["--interval", "15"]);
     w.kill(); // Its lock goes with it; the record still says alive.
     assert!(pid_running(target.pid()));
     assert_eq!(
@@ -265,9 +198,9 @@ fn lost_when_the_watcher_is_killed() {
 fn lost_when_the_target_dies_under_a_stopped_watcher() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
-    let w = watcher(&sb, "frozen", target.pid(), "15");
+    let w = sb.watch_alive(target.pid(), "frozen", &["--interval", "15"]);
     send_signal(w.pid(), 19);
-    wait_stopped(w.pid());
+    wait_stopped(w.pid(), 5 * SEC);
     target.kill();
     let t0 = Instant::now();
     assert_eq!(state(&sb, "frozen"), "lost");
@@ -281,8 +214,7 @@ fn lost_when_the_target_dies_under_a_stopped_watcher() {
 #[test]
 fn a_death_being_recorded_is_not_called_lost() {
     let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.run_dir()).unwrap();
-    let _lock = pidbeat::rundir::acquire_lock(&sb.run_dir(), "racy").unwrap();
+    let _lock = sb.hold_lock("racy");
     let me = std::process::id() as i32;
     let alive = Record {
         status: Status::Alive,
@@ -292,7 +224,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
         ..dead_record(None, None)
     };
-    plant(&sb, "racy", &alive);
+    sb.plant("racy", &alive);
 
     // Nobody writes `dead`: after the grace it is lost.
     let t0 = Instant::now();
@@ -301,19 +233,14 @@ fn a_death_being_recorded_is_not_called_lost() {
     assert!(waited >= Duration::from_millis(900), "no grace: {waited:?}");
 
     // The watcher writes `dead` during the grace: ps shows that, early.
-    plant(&sb, "racy", &alive);
-    let child = ps_cmd(&sb, &["--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut g = Guard::new(child);
+    sb.plant("racy", &alive);
+    let mut g = spawn_ps(&sb, &["--json"]);
     std::thread::sleep(Duration::from_millis(200));
     let t1 = Instant::now();
-    plant(&sb, "racy", &dead_record(Some(0), None));
+    sb.plant("racy", &dead_record(Some(0), None));
     assert!(g.wait_timeout(5 * SEC).unwrap().success());
     let latency = t1.elapsed();
-    let out = std::io::read_to_string(g.child().stdout.take().unwrap()).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let (out, v) = ps_stdout_json(&mut g);
     assert_eq!(v[0]["state"], "dead", "{out}");
     assert!(latency < Duration::from_millis(700), "{latency:?}");
 }
@@ -343,18 +270,13 @@ fn corrupt_records_are_refused_fast() {
     assert!(mk.success());
 
     let t0 = Instant::now();
-    let child = ps_cmd(&sb, &["--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut g = Guard::new(child);
+    let mut g = spawn_ps(&sb, &["--json"]);
     assert!(
         g.wait_timeout(10 * SEC).is_some(),
         "ps hung on a hostile record"
     );
     let elapsed = t0.elapsed();
-    let out = std::io::read_to_string(g.child().stdout.take().unwrap()).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let (out, v) = ps_stdout_json(&mut g);
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 7, "{out}");
     for r in rows {
@@ -373,11 +295,11 @@ fn corrupt_records_are_refused_fast() {
 fn prom_exposition_parses() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let _w = watcher(&sb, "up", target.pid(), "15");
-    plant(&sb, "code3", &dead_record(Some(3), None));
-    plant(&sb, "sig15", &dead_record(None, Some(15)));
+    let _w = sb.watch_alive(target.pid(), "up", &["--interval", "15"]);
+    sb.plant("code3", &dead_record(Some(3), None));
+    sb.plant("sig15", &dead_record(None, Some(15)));
 
-    let o = ps(&sb, &["--prom"]);
+    let o = sb.ps(&["--prom"]);
     assert!(o.status.success());
     let text = stdout(&o);
     for m in [
@@ -442,15 +364,11 @@ fn prom_exposition_parses() {
 #[test]
 fn table_aligns_and_colour_obeys_no_color() {
     let sb = Sandbox::new();
-    plant(&sb, "a", &dead_record(Some(0), None));
-    plant(
-        &sb,
-        "a-rather-long-agent-name@host",
-        &dead_record(None, Some(9)),
-    );
-    plant(&sb, "m", &dead_record(Some(100), None));
+    sb.plant("a", &dead_record(Some(0), None));
+    sb.plant("a-rather-long-agent-name@host", &dead_record(None, Some(9)));
+    sb.plant("m", &dead_record(Some(100), None));
 
-    let o = ps(&sb, &[]);
+    let o = sb.ps(&[]);
     assert!(o.status.success());
     let text = stdout(&o);
     assert!(!text.contains('\x1b'), "escape codes off a TTY: {text:?}");
@@ -472,7 +390,8 @@ fn table_aligns_and_colour_obeys_no_color() {
     }
 
     // Forced colour shows the path works; NO_COLOR still wins over it.
-    let forced = ps_cmd(&sb, &[])
+    let forced = sb
+        .ps_cmd(&[])
         .env_remove("NO_COLOR")
         .env("CLICOLOR_FORCE", "1")
         .output()
@@ -481,7 +400,8 @@ fn table_aligns_and_colour_obeys_no_color() {
         forced.stdout.contains(&0x1b),
         "CLICOLOR_FORCE gave no colour"
     );
-    let no_color = ps_cmd(&sb, &[])
+    let no_color = sb
+        .ps_cmd(&[])
         .env("CLICOLOR_FORCE", "1")
         .env("NO_COLOR", "1")
         .output()
@@ -493,7 +413,7 @@ fn table_aligns_and_colour_obeys_no_color() {
 #[test]
 fn empty_and_missing_run_dir_hint() {
     let sb = Sandbox::new();
-    let o = ps(&sb, &[]);
+    let o = sb.ps(&[]);
     assert_eq!(o.status.code(), Some(0));
     assert!(o.stdout.is_empty());
     assert!(stderr(&o).contains("no run dir"), "{}", stderr(&o));
@@ -501,12 +421,12 @@ fn empty_and_missing_run_dir_hint() {
     assert!(!sb.run_dir().exists(), "ps must not create the run dir");
 
     std::fs::create_dir(sb.run_dir()).unwrap();
-    let o = ps(&sb, &[]);
+    let o = sb.ps(&[]);
     assert_eq!(o.status.code(), Some(0));
     assert!(o.stdout.is_empty());
     assert!(stderr(&o).contains("no agents in"), "{}", stderr(&o));
 
-    let o = ps(&sb, &["--json"]);
+    let o = sb.ps(&["--json"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(stdout(&o), "[]\n");
     sb.assert_home_untouched();
@@ -515,15 +435,15 @@ fn empty_and_missing_run_dir_hint() {
 #[test]
 fn named_agent_without_record_is_an_error() {
     let sb = Sandbox::new();
-    plant(&sb, "there", &dead_record(Some(0), None));
-    let o = ps(&sb, &["there", "nobody"]);
+    sb.plant("there", &dead_record(Some(0), None));
+    let o = sb.ps(&["there", "nobody"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("there"));
     assert!(!stdout(&o).contains("nobody"));
     assert!(stderr(&o).contains("nobody: no record"), "{}", stderr(&o));
-    let o = ps(&sb, &["there"]);
+    let o = sb.ps(&["there"]);
     assert_eq!(o.status.code(), Some(0));
-    let o = ps(&sb, &["../etc"]);
+    let o = sb.ps(&["../etc"]);
     assert_eq!(o.status.code(), Some(2), "bad names are usage errors");
 }
 
@@ -531,12 +451,13 @@ fn named_agent_without_record_is_an_error() {
 fn broken_pipe_is_quiet() {
     let sb = Sandbox::new();
     for i in 0..3 {
-        plant(&sb, &format!("a{i}"), &dead_record(Some(i), None));
+        sb.plant(&format!("a{i}"), &dead_record(Some(i), None));
     }
     for args in [&[][..], &["--json"], &["--prom"]] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader); // Every write now fails with EPIPE.
-        let o = ps_cmd(&sb, args)
+        let o = sb
+            .ps_cmd(args)
             .stdout(writer)
             .stderr(Stdio::piped())
             .output()
@@ -549,21 +470,14 @@ fn broken_pipe_is_quiet() {
 #[test]
 fn watch_redraws_on_change_and_exits_on_sigterm() {
     let sb = Sandbox::new();
-    let child = ps_cmd(&sb, &["--watch"])
+    let child = sb
+        .ps_cmd(&["--watch"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut ps = Guard::new(child);
-    let (tx, rx) = mpsc::channel();
-    let out = ps.child().stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            if tx.send(l.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = line_channel(ps.child().stdout.take().unwrap());
     let expect = |pred: &dyn Fn(&str) -> bool, what: &str| -> Instant {
         let deadline = Instant::now() + 5 * SEC;
         loop {
@@ -578,7 +492,7 @@ fn watch_redraws_on_change_and_exits_on_sigterm() {
     expect(&|l| l.contains("no run dir"), "the hint");
 
     let mut target = spawn_sleep();
-    let _w = watcher(&sb, "live", target.pid(), "15");
+    let _w = sb.watch_alive(target.pid(), "live", &["--interval", "15"]);
     expect(&|l| l.starts_with("live ") && l.contains("alive"), "alive");
     let t0 = Instant::now();
     target.kill();
@@ -593,6 +507,6 @@ fn watch_redraws_on_change_and_exits_on_sigterm() {
 #[test]
 fn watch_refuses_prom() {
     let sb = Sandbox::new();
-    let o = ps(&sb, &["--watch", "--prom"]);
+    let o = sb.ps(&["--watch", "--prom"]);
     assert_eq!(o.status.code(), Some(2));
 }

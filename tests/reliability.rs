@@ -43,46 +43,36 @@ fn kill(pid: i32, sig: Signal) {
     rustix::process::kill_process(p, sig).unwrap_or_else(|e| panic!("kill {sig:?} {pid}: {e}"));
 }
 
-/// The state letter of /proc/PID/stat (`R`, `S`, `T`, `Z` …), `None` if gone.
-fn proc_state(pid: i32) -> Option<char> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 2..].chars().next()
-}
-
-/// Field `n` (1-based, as in proc(5)) of /proc/PID/stat.
-fn stat_field(pid: i32, n: usize) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 2..]
-        .split_ascii_whitespace()
-        .nth(n - 3)
-        .map(str::to_owned)
-}
-
 /// SIGSTOPs `pid` and waits until the kernel shows it stopped.
 fn stop(pid: i32) {
     kill(pid, Signal::STOP);
-    wait_until(SEC, &format!("pid {pid} stopped"), || {
-        proc_state(pid) == Some('T')
-    });
+    wait_stopped(pid, SEC);
 }
 
 fn cont(pid: i32) {
     kill(pid, Signal::CONT);
 }
 
-fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
+fn seq(v: &Value) -> u64 {
+    v["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {v}"))
+}
+
+/// Waits until the record of every agent in `agents` has status `status`, each within
+/// `timeout`.
+fn wait_all(sb: &Sandbox, agents: &[&str], status: &str, timeout: Duration) {
+    for a in agents {
+        sb.wait_status(a, status, timeout);
     }
 }
 
-fn seq(v: &Value) -> u64 {
-    v["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {v}"))
+/// Waits (up to 3 s) for `beats` more beats at `path`, each of them `alive`: `what` names the
+/// false death should any record say otherwise.
+fn stays_alive(path: &Path, beats: u64, what: &str) {
+    let s0 = seq(&read_record(path).unwrap());
+    wait_record(path, 3 * SEC, |v| {
+        assert!(status_is(v, "alive"), "{what}: {v}");
+        seq(v) >= s0 + beats
+    });
 }
 
 /// `pidbeat` with the sandbox's scrubbed environment, optionally entered into the mount
@@ -91,14 +81,10 @@ fn pidbeat(sb: &Sandbox, ns: Option<&MountNs>) -> Command {
     match ns {
         None => sb.cmd(),
         Some(ns) => {
-            let mut c = Command::new("nsenter");
+            let mut c = sb.cmd_of("nsenter");
             c.arg("-t")
                 .arg(ns.pid().to_string())
-                .args(["-m", "--", BIN])
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", sb.home())
-                .env("NO_COLOR", "1");
+                .args(["-m", "--", BIN]);
             c
         }
     }
@@ -137,10 +123,7 @@ fn watch_in(
     iv: &str,
 ) -> Watch {
     let err = sb.dir.path().join(format!("{agent}.{backend}.stderr"));
-    let child = pidbeat(sb, ns)
-        .args(["watch", "--pid", &pid.to_string(), "--agent", agent])
-        .arg("--run-dir")
-        .arg(run_dir)
+    let child = watch_args(&mut pidbeat(sb, ns), pid, agent, run_dir)
         .args(["--interval", iv, "--backend", backend])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -202,14 +185,8 @@ fn run_timeout(mut cmd: Command, timeout: Duration) -> Out {
 fn sandbox_procs(sb: &Sandbox) -> Vec<(i32, String)> {
     let needle = sb.dir.path().to_string_lossy().into_owned();
     let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+    for pid in all_pids() {
+        let cmd = cmdline(pid);
         if cmd.contains(&needle) && pid_running(pid) {
             found.push((pid, cmd));
         }
@@ -232,29 +209,20 @@ fn assert_clean(sb: &Sandbox, pids: &[i32]) {
     sb.assert_home_untouched();
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+/// Creates the sandbox's run dir as pidbeat would (mode 0700) and returns it.
+fn private_run_dir(sb: &Sandbox) -> PathBuf {
+    let run = sb.run_dir();
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, PermissionsExt::from_mode(0o700)).unwrap();
+    run
 }
 
 /// Dot-files other than the agents' lock files: temp files a watcher left behind.
 fn stray_dot_files(dir: &Path) -> Vec<String> {
-    names(dir)
+    dir_names(dir)
         .into_iter()
         .filter(|n| n.starts_with('.') && !n.ends_with(".lock"))
         .collect()
-}
-
-/// Makes this test process the reaper of orphans (PID 1 here reaps nothing). Process-wide
-/// and idempotent; we only ever reap specific PIDs, never waitpid(-1).
-fn become_subreaper() {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-        .expect("PR_SET_CHILD_SUBREAPER");
 }
 
 /// Waits for an adopted (or own) child `pid` to exit and reaps it.
@@ -326,22 +294,6 @@ fn ps_json_in(
     parse_ps(&o.stdout)
 }
 
-fn parse_ps(text: &str) -> BTreeMap<String, Value> {
-    let v: Value = serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("ps --json is not JSON ({e}): {text:?}"));
-    let arr = v
-        .as_array()
-        .unwrap_or_else(|| panic!("ps --json is not an array: {text}"));
-    arr.iter()
-        .map(|o| {
-            let a = o["agent"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no agent in {o}"));
-            (a.to_owned(), o.clone())
-        })
-        .collect()
-}
-
 fn ps_state(sb: &Sandbox, dir: &Path, agent: &str) -> String {
     let m = ps_json(sb, dir, &[agent]);
     let o = m
@@ -401,6 +353,14 @@ impl MountNs {
             .args(["-m", "--", "sh", "-c", script]);
         run_timeout(c, 10 * SEC)
     }
+    /// Makes `dir` read-only with a read-only bind mount of itself on top.
+    fn bind_read_only(&self, dir: &Path) {
+        let r = dir.display();
+        let o = self.sh(&format!(
+            "mount --bind '{r}' '{r}' && mount -o remount,bind,ro '{r}'"
+        ));
+        assert!(o.status.success(), "ro bind mount: {}", o.stderr);
+    }
 }
 
 /// Pauses every watcher (SIGSTOP) at a moment none of them has a temp file open, so a fault
@@ -410,7 +370,7 @@ fn pause_between_writes(watchers: &[i32], dir: &Path) {
         for &w in watchers {
             stop(w);
         }
-        let tmp = names(dir).into_iter().any(|n| n.ends_with(".tmp"));
+        let tmp = dir_names(dir).into_iter().any(|n| n.ends_with(".tmp"));
         if !tmp {
             return;
         }
@@ -429,13 +389,7 @@ fn pause_between_writes(watchers: &[i32], dir: &Path) {
 const ROUNDS: usize = 20;
 
 fn pidns_available(test: &str) -> bool {
-    let ok = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let ok = unshare_pid_ns_works(&["--kill-child"]);
     if !ok {
         skip(
             test,
@@ -451,7 +405,8 @@ fn run_pid_reuse_script(sb: &Sandbox, with_ps: bool) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reliability/pid_reuse.sh");
     let out = sb.dir.path().join("ns.out");
     let err = sb.dir.path().join("ns.err");
-    let child = Command::new("unshare")
+    let child = sb
+        .cmd_of("unshare")
         .args(["--pid", "--fork", "--mount-proc", "--kill-child", "bash"])
         .arg(&script)
         .arg(BIN)
@@ -459,10 +414,6 @@ fn run_pid_reuse_script(sb: &Sandbox, with_ps: bool) -> Vec<String> {
         .arg(ROUNDS.to_string())
         .arg(if with_ps { "1" } else { "0" })
         .arg("0.2")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", sb.home())
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -532,17 +483,10 @@ fn run_pid_reuse_script(sb: &Sandbox, with_ps: bool) -> Vec<String> {
         .nth(1)
         .expect("@ns line")
         .to_owned();
-    let mut left = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(l) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) {
-            if l.to_string_lossy() == ns && pid_running(pid) {
-                left.push(pid);
-            }
-        }
-    }
+    let left: Vec<i32> = pidns_members(&ns)
+        .into_iter()
+        .filter(|&p| pid_running(p))
+        .collect();
     assert!(
         left.is_empty(),
         "processes of the PID namespace still run: {left:?}"
@@ -550,26 +494,27 @@ fn run_pid_reuse_script(sb: &Sandbox, with_ps: bool) -> Vec<String> {
     lines
 }
 
+/// Every process (zombies too) of PID namespace `ns` (`pid:[N]`).
+fn pidns_members(ns: &str) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|l| l.to_string_lossy() == ns)
+        })
+        .collect()
+}
+
 /// State, kernel wait channel and command line of every process of PID namespace `ns`
 /// (`pid:[N]`), for the message of a hung namespace test.
 fn describe_pidns(ns: &str) -> String {
     let mut out = String::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(l) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
-            continue;
-        };
-        if l.to_string_lossy() != ns {
-            continue;
-        }
-        let rd = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    for pid in pidns_members(ns) {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
         out += &format!(
-            "  {pid} state={:?} wchan={} cmd={}\n",
+            "  {pid} state={:?} wchan={wchan} cmd={}\n",
             proc_state(pid),
-            rd("wchan"),
-            rd("cmdline").replace('\0', " ")
+            cmdline(pid)
         );
     }
     out
@@ -688,21 +633,8 @@ fn ps_pid_reuse_never_calls_the_impostor_alive() {
 // ------------------------------------------------------------------------------------------
 
 /// A parent that never reaps: `C` is its child, the parent then execs `sleep` and never waits.
-fn zombie_family() -> (Guard, i32) {
-    let mut parent = Guard::new(
-        Command::new("bash")
-            .args(["-c", "sleep 1000 & echo $!; exec sleep 1000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(parent.child().stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let c: i32 = line.trim().parse().expect("child pid");
+fn zombie_family(sb: &Sandbox) -> (Guard, i32) {
+    let (parent, c) = spawn_zombie_parent("sleep 1000", &sb.dir.path().join("zpid"));
     wait_until(SEC, "parent exec'd sleep", || {
         std::fs::read_to_string(format!("/proc/{}/comm", parent.pid()))
             .is_ok_and(|c| c.trim() == "sleep")
@@ -714,19 +646,17 @@ fn zombie_family() -> (Guard, i32) {
 fn zombie_target_is_dead_and_cannot_be_watched() {
     become_subreaper();
     let sb = Sandbox::new();
-    let (mut parent, c) = zombie_family();
+    let (mut parent, c) = zombie_family(&sb);
     let _c = Adopted(c);
     let mut wf = watch(&sb, c, "zf", "pidfd");
     let mut wp = watch(&sb, c, "zp", "poll");
-    for a in ["zf", "zp"] {
-        wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
-    }
+    wait_all(&sb, &["zf", "zp"], "alive", 3 * SEC);
 
     kill(c, Signal::KILL);
     wait_until(SEC, "C is a zombie", || proc_state(c) == Some('Z'));
     let t0 = Instant::now();
     for a in ["zf", "zp"] {
-        let v = wait_record(&sb.record_path(a), SEC, |v| status_is(v, "dead"));
+        let v = sb.wait_status(a, "dead", SEC);
         assert_eq!(v["pid"], c, "{v}");
         assert!(v["died_ms"].as_u64().is_some(), "{v}");
     }
@@ -741,19 +671,8 @@ fn zombie_target_is_dead_and_cannot_be_watched() {
 
     // A watcher refuses a PID that is already a zombie: exit 1, saying why.
     for backend in ["pidfd", "poll", "auto"] {
-        let mut cmd = sb.cmd();
-        cmd.args([
-            "watch",
-            "--pid",
-            &c.to_string(),
-            "--agent",
-            "late",
-            "--interval",
-            IV,
-        ])
-        .arg("--run-dir")
-        .arg(sb.run_dir())
-        .args(["--backend", backend]);
+        let mut cmd = sb.watch_cmd(c, "late");
+        cmd.args(["--interval", IV, "--backend", backend]);
         let o = run_timeout(cmd, 5 * SEC);
         assert_eq!(
             o.status.code(),
@@ -840,7 +759,7 @@ fn leader_exited_but_threads_run_is_alive() {
     let mut wp = watch(&sb, pid, "tp", "poll");
     let mut last = BTreeMap::new();
     for a in ["tf", "tp"] {
-        let v = wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
+        let v = sb.wait_status(a, "alive", 3 * SEC);
         last.insert(a, seq(&v));
     }
     for a in ["tf", "tp"] {
@@ -859,9 +778,7 @@ fn leader_exited_but_threads_run_is_alive() {
         assert_eq!(m[a]["state"], "alive", "ps: live thread group: {m:?}");
     }
     t.kill();
-    for a in ["tf", "tp"] {
-        wait_record(&sb.record_path(a), SEC, |v| status_is(v, "dead"));
-    }
+    wait_all(&sb, &["tf", "tp"], "dead", SEC);
     assert!(wf.exits(3 * SEC).success());
     assert!(wp.exits(3 * SEC).success());
     assert_clean(&sb, &[pid]);
@@ -902,7 +819,7 @@ fn exec_is_not_death() {
         }
     }
     for (_, a) in &watchers {
-        wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
+        sb.wait_status(a, "alive", 3 * SEC);
     }
     let starts: Vec<String> = targets
         .iter()
@@ -925,11 +842,7 @@ fn exec_is_not_death() {
         assert!(pid_running(t.1));
     }
     for (_, a) in &watchers {
-        let s0 = seq(&read_record(&sb.record_path(a)).unwrap());
-        wait_record(&sb.record_path(a), 3 * SEC, |v| {
-            assert!(status_is(v, "alive"), "{a}: exec taken for death: {v}");
-            seq(v) >= s0 + 4
-        });
+        stays_alive(&sb.record_path(a), 4, &format!("{a}: exec taken for death"));
     }
     let m = ps_json(&sb, &sb.run_dir(), &[]);
     for (_, a) in &watchers {
@@ -940,7 +853,7 @@ fn exec_is_not_death() {
         t.0.kill();
     }
     for (w, a) in watchers.iter_mut() {
-        wait_record(&sb.record_path(a), SEC, |v| status_is(v, "dead"));
+        sb.wait_status(a, "dead", SEC);
         assert!(w.exits(3 * SEC).success());
     }
     assert_clean(&sb, &pids);
@@ -953,33 +866,29 @@ fn stopped_target_stays_alive() {
     let pid = t.pid();
     let mut wf = watch(&sb, pid, "sf", "pidfd");
     let mut wp = watch(&sb, pid, "sp", "poll");
-    for a in ["sf", "sp"] {
-        wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
-    }
+    wait_all(&sb, &["sf", "sp"], "alive", 3 * SEC);
     stop(pid);
     for a in ["sf", "sp"] {
-        let s0 = seq(&read_record(&sb.record_path(a)).unwrap());
-        wait_record(&sb.record_path(a), 3 * SEC, |v| {
-            assert!(status_is(v, "alive"), "{a}: stopped taken for dead: {v}");
-            seq(v) >= s0 + 5
-        });
+        stays_alive(
+            &sb.record_path(a),
+            5,
+            &format!("{a}: stopped taken for dead"),
+        );
     }
     assert_eq!(proc_state(pid), Some('T'));
     cont(pid);
     wait_until(SEC, "running again", || proc_state(pid) == Some('S'));
     for a in ["sf", "sp"] {
-        let s0 = seq(&read_record(&sb.record_path(a)).unwrap());
-        wait_record(&sb.record_path(a), 3 * SEC, |v| {
-            assert!(status_is(v, "alive"), "{a}: continued taken for dead: {v}");
-            seq(v) >= s0 + 3
-        });
+        stays_alive(
+            &sb.record_path(a),
+            3,
+            &format!("{a}: continued taken for dead"),
+        );
     }
     // Stopped, then killed while stopped: that is a death.
     stop(pid);
     t.kill();
-    for a in ["sf", "sp"] {
-        wait_record(&sb.record_path(a), SEC, |v| status_is(v, "dead"));
-    }
+    wait_all(&sb, &["sf", "sp"], "dead", SEC);
     assert!(wf.exits(3 * SEC).success());
     assert!(wp.exits(3 * SEC).success());
     assert_clean(&sb, &[pid]);
@@ -999,18 +908,8 @@ fn killed_watcher_frees_its_lock() {
     wait_record(&path, 3 * SEC, |v| status_is(v, "alive"));
 
     // While it lives, a second watcher for the agent is refused.
-    let mut c = sb.cmd();
-    c.args([
-        "watch",
-        "--pid",
-        &pid.to_string(),
-        "--agent",
-        "wd",
-        "--interval",
-        IV,
-    ])
-    .arg("--run-dir")
-    .arg(sb.run_dir());
+    let mut c = sb.watch_cmd(pid, "wd");
+    c.args(["--interval", IV]);
     let o = run_timeout(c, 5 * SEC);
     assert_eq!(
         o.status.code(),
@@ -1053,9 +952,7 @@ fn new_watcher_sweeps_temp_files_of_a_killed_watcher() {
     let sb = Sandbox::new();
     let mut t = spawn_sleep();
     let pid = t.pid();
-    let run = sb.run_dir();
-    std::fs::create_dir(&run).unwrap();
-    std::fs::set_permissions(&run, PermissionsExt::from_mode(0o700)).unwrap();
+    let run = private_run_dir(&sb);
 
     // Real crashes first: SIGKILL fast watchers; collect whatever they leave.
     for _ in 0..10 {
@@ -1067,11 +964,7 @@ fn new_watcher_sweeps_temp_files_of_a_killed_watcher() {
         w.g.kill();
     }
     // Then, deterministically, what such a crash leaves: a partial temp of a dead watcher.
-    let dead = {
-        let mut g = spawn_target(&["true"]);
-        g.child().wait().unwrap();
-        g.pid()
-    };
+    let dead = exited_pid();
     std::fs::write(run.join(format!(".sw.hb.{dead}.tmp")), b"{\"ts\":17").unwrap();
     // Another agent's temp file is not ours to touch, even though its name starts alike.
     std::fs::write(run.join(format!(".sw.hb.x.hb.{dead}.tmp")), b"other").unwrap();
@@ -1084,7 +977,7 @@ fn new_watcher_sweeps_temp_files_of_a_killed_watcher() {
     wait_record(&sb.record_path("sw"), 3 * SEC, |v| seq(v) >= s0 + 2);
     let stray = stray_dot_files(&run);
     t.kill();
-    wait_record(&sb.record_path("sw"), SEC, |v| status_is(v, "dead"));
+    sb.wait_status("sw", "dead", SEC);
     assert!(w.exits(3 * SEC).success());
     assert_eq!(
         stray,
@@ -1105,9 +998,7 @@ fn ps_killed_or_stalled_watcher_is_never_alive() {
     let iv = 0.2;
     let mut w = watch_in(&sb, None, &run, pid, "k", "pidfd", "0.2");
     let mut s = watch_in(&sb, None, &run, pid, "s", "pidfd", "0.2");
-    for a in ["k", "s"] {
-        wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
-    }
+    wait_all(&sb, &["k", "s"], "alive", 3 * SEC);
     assert_eq!(ps_state(&sb, &run, "k"), "alive");
     assert_eq!(ps_state(&sb, &run, "s"), "alive");
 
@@ -1119,7 +1010,7 @@ fn ps_killed_or_stalled_watcher_is_never_alive() {
     let mut seen = Vec::new();
     while Instant::now() < deadline {
         // `now` before ps runs: our age of a record is at most the age ps judged.
-        let now = record::now_ms();
+        let now = now_ms();
         let m = ps_json(&sb, &run, &["k", "s"]);
         for a in ["k", "s"] {
             let o = &m[a];
@@ -1148,11 +1039,11 @@ fn ps_killed_or_stalled_watcher_is_never_alive() {
     );
     cont(s.pid());
     wait_record(&sb.record_path("s"), 2 * SEC, |v| {
-        Duration::from_millis(record::now_ms() - v["ts_ms"].as_u64().unwrap()) < limit
+        Duration::from_millis(now_ms() - v["ts_ms"].as_u64().unwrap()) < limit
     });
     assert_eq!(ps_state(&sb, &run, "s"), "alive");
     t.kill();
-    wait_record(&sb.record_path("s"), SEC, |v| status_is(v, "dead"));
+    sb.wait_status("s", "dead", SEC);
     assert!(s.exits(3 * SEC).success());
     assert_eq!(ps_state(&sb, &run, "s"), "dead");
     assert_eq!(
@@ -1161,15 +1052,6 @@ fn ps_killed_or_stalled_watcher_is_never_alive() {
         "target and watcher both gone"
     );
     assert_clean(&sb, &[pid, wpid]);
-}
-
-mod record {
-    pub fn now_ms() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1331,11 +1213,7 @@ fn rundir_read_only() {
     fault_scenario(
         "rundir_read_only",
         |ns, run| {
-            let r = run.display();
-            let o = ns.sh(&format!(
-                "mount --bind '{r}' '{r}' && mount -o remount,bind,ro '{r}'"
-            ));
-            assert!(o.status.success(), "ro bind mount: {}", o.stderr);
+            ns.bind_read_only(run);
             assert!(
                 std::fs::write(ns.host(&run.join("probe")), b"x").is_err(),
                 "not read-only"
@@ -1357,13 +1235,7 @@ fn rundir_deleted_and_recreated() {
     let pid = t.pid();
     let mut wf = watch(&sb, pid, "df", "pidfd");
     let mut wp = watch(&sb, pid, "dp", "poll");
-    for a in ["df", "dp"] {
-        wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
-    }
-    let recreate = || {
-        std::fs::create_dir(&run).unwrap();
-        std::fs::set_permissions(&run, PermissionsExt::from_mode(0o700)).unwrap();
-    };
+    wait_all(&sb, &["df", "dp"], "alive", 3 * SEC);
 
     // Outage 1, target alive: beats resume once the dir is back.
     pause_between_writes(&[wf.pid(), wp.pid()], &run);
@@ -1385,10 +1257,8 @@ fn rundir_deleted_and_recreated() {
             w.stderr()
         );
     }
-    recreate();
-    for a in ["df", "dp"] {
-        wait_record(&sb.record_path(a), 2 * SEC, |v| status_is(v, "alive"));
-    }
+    private_run_dir(&sb);
+    wait_all(&sb, &["df", "dp"], "alive", 2 * SEC);
 
     // Outage 2: the target dies while there is no dir; `dead` lands once it is back.
     pause_between_writes(&[wf.pid(), wp.pid()], &run);
@@ -1400,9 +1270,9 @@ fn rundir_deleted_and_recreated() {
     for w in [&wf, &wp] {
         assert!(pid_running(w.pid()), "watcher gave up: {}", w.stderr());
     }
-    recreate();
+    private_run_dir(&sb);
     for (w, a) in [(&mut wf, "df"), (&mut wp, "dp")] {
-        let v = wait_record(&sb.record_path(a), 2 * SEC, |v| status_is(v, "dead"));
+        let v = sb.wait_status(a, "dead", 2 * SEC);
         assert_eq!(v["pid"], pid);
         assert!(w.exits(3 * SEC).success());
         assert_eq!(
@@ -1431,11 +1301,7 @@ fn sigterm_during_outage_still_stops_the_watcher() {
     let mut w = watch_in(&sb, Some(&ns), &run, t.pid(), "st", "pidfd", IV);
     wait_record(&hrun.join("st.hb"), 3 * SEC, |v| status_is(v, "alive"));
     pause_between_writes(&[w.pid()], &hrun);
-    let r = run.display();
-    let o = ns.sh(&format!(
-        "mount --bind '{r}' '{r}' && mount -o remount,bind,ro '{r}'"
-    ));
-    assert!(o.status.success(), "ro bind mount: {}", o.stderr);
+    ns.bind_read_only(&run);
     cont(w.pid());
     std::thread::sleep(Duration::from_millis(200));
     kill(w.pid(), Signal::TERM);
@@ -1511,15 +1377,9 @@ fn records_are_atomic_under_100k_reads() {
 // Hostile run dir
 // ------------------------------------------------------------------------------------------
 
-fn private_run_dir(sb: &Sandbox) -> PathBuf {
-    let run = sb.run_dir();
-    std::fs::create_dir(&run).unwrap();
-    std::fs::set_permissions(&run, PermissionsExt::from_mode(0o700)).unwrap();
-    run
-}
-
-fn victim(sb: &Sandbox) -> PathBuf {
-    let v = sb.dir.path().join("victim");
+/// A file of ours (`keep`, mode 0600) for links in the run dir to point at.
+fn victim(sb: &Sandbox, name: &str) -> PathBuf {
+    let v = sb.dir.path().join(name);
     std::fs::write(&v, b"keep").unwrap();
     std::fs::set_permissions(&v, PermissionsExt::from_mode(0o600)).unwrap();
     v
@@ -1531,25 +1391,19 @@ fn assert_victim(v: &Path) {
         b"keep",
         "the symlink's target was written"
     );
-    assert_eq!(
-        std::fs::metadata(v).unwrap().mode() & 0o7777,
-        0o600,
-        "target's mode changed"
-    );
+    assert_eq!(mode(v), 0o600, "target's mode changed");
 }
 
 #[test]
 fn symlink_at_record_path_is_replaced_not_followed() {
     let sb = Sandbox::new();
     let run = private_run_dir(&sb);
-    let v = victim(&sb);
+    let v = victim(&sb, "victim");
     let ghost = sb.dir.path().join("ghost");
     std::os::unix::fs::symlink(&v, run.join("ra.hb")).unwrap();
     std::os::unix::fs::symlink(&ghost, run.join("rb.hb")).unwrap();
     // A hard link is no better: the record must replace the name, not write the inode.
-    let v2 = sb.dir.path().join("victim2");
-    std::fs::write(&v2, b"keep").unwrap();
-    std::fs::set_permissions(&v2, PermissionsExt::from_mode(0o600)).unwrap();
+    let v2 = victim(&sb, "victim2");
     std::fs::hard_link(&v2, run.join("rc.hb")).unwrap();
     let mut t = spawn_sleep();
     let pid = t.pid();
@@ -1567,7 +1421,7 @@ fn symlink_at_record_path_is_replaced_not_followed() {
     }
     t.kill();
     for (w, a) in [(&mut wa, "ra"), (&mut wb, "rb"), (&mut wc, "rc")] {
-        wait_record(&sb.record_path(a), SEC, |v| status_is(v, "dead"));
+        sb.wait_status(a, "dead", SEC);
         assert!(w.exits(3 * SEC).success());
     }
     assert_victim(&v);
@@ -1583,7 +1437,7 @@ fn symlink_at_record_path_is_replaced_not_followed() {
 fn symlink_at_temp_name_is_never_followed() {
     let sb = Sandbox::new();
     let run = private_run_dir(&sb);
-    let v = victim(&sb);
+    let v = victim(&sb, "victim");
     let ghost = sb.dir.path().join("ghost");
     let mut t = spawn_sleep();
     let pid = t.pid();
@@ -1646,25 +1500,15 @@ fn symlink_at_temp_name_is_never_followed() {
 fn symlink_at_lock_path_is_never_followed() {
     let sb = Sandbox::new();
     let run = private_run_dir(&sb);
-    let v = victim(&sb);
+    let v = victim(&sb, "victim");
     let ghost = sb.dir.path().join("ghost");
     std::os::unix::fs::symlink(&v, run.join(".la.lock")).unwrap();
     std::os::unix::fs::symlink(&ghost, run.join(".lb.lock")).unwrap();
     let mut t = spawn_sleep();
     let pid = t.pid();
     for a in ["la", "lb"] {
-        let mut c = sb.cmd();
-        c.args([
-            "watch",
-            "--pid",
-            &pid.to_string(),
-            "--agent",
-            a,
-            "--interval",
-            IV,
-        ])
-        .arg("--run-dir")
-        .arg(&run);
+        let mut c = sb.watch_cmd(pid, a);
+        c.args(["--interval", IV]);
         // Refusing is fine (exit 1, naming the lock); writing through the link is not.
         let o = run_timeout(c, 5 * SEC);
         assert_eq!(o.status.code(), Some(1), "{a}: {} {}", o.status, o.stderr);
@@ -1688,7 +1532,7 @@ fn symlink_at_lock_path_is_never_followed() {
 fn hardlink_at_lock_path_is_never_written_through() {
     let sb = Sandbox::new();
     let run = private_run_dir(&sb);
-    let v = victim(&sb);
+    let v = victim(&sb, "victim");
     std::fs::hard_link(&v, run.join(".hl.lock")).unwrap();
     let mut t = spawn_sleep();
     let pid = t.pid();
@@ -1696,16 +1540,19 @@ fn hardlink_at_lock_path_is_never_written_through() {
     // Either refused at start, or running: in both cases the victim must be intact.
     let refused = w.g.wait_timeout(Duration::from_millis(500));
     let after = std::fs::read(&v).unwrap();
-    if refused.is_none() {
-        t.kill();
-        let _ = w.exits(3 * SEC);
-    } else {
-        assert_eq!(refused.unwrap().code(), Some(1), "{}", w.stderr());
-        assert!(
-            w.stderr().contains(".hl.lock"),
-            "name the lock: {}",
-            w.stderr()
-        );
+    match refused {
+        None => {
+            t.kill();
+            let _ = w.exits(3 * SEC);
+        }
+        Some(st) => {
+            assert_eq!(st.code(), Some(1), "{}", w.stderr());
+            assert!(
+                w.stderr().contains(".hl.lock"),
+                "name the lock: {}",
+                w.stderr()
+            );
+        }
     }
     assert_eq!(
         String::from_utf8_lossy(&after),
@@ -1840,9 +1687,9 @@ fn unsafe_run_dirs_are_refused() {
                 );
             }
             assert!(
-                names(&d).is_empty(),
+                dir_names(&d).is_empty(),
                 "{name}: something was written into a refused dir: {:?}",
-                names(&d)
+                dir_names(&d)
             );
         }
     }
@@ -2044,22 +1891,8 @@ fn bad_input_is_a_usage_error_naming_the_problem() {
     );
 
     // A well-formed PID of no process is a runtime error (1), not a usage error.
-    let gone = {
-        let mut g = spawn_target(&["true"]);
-        g.child().wait().unwrap();
-        g.pid()
-    };
-    let mut c = sb.cmd();
-    c.args([
-        "watch",
-        "--pid",
-        &gone.to_string(),
-        "--agent",
-        "ok",
-        "--run-dir",
-        &run,
-    ]);
-    let o = run_timeout(c, 5 * SEC);
+    let gone = exited_pid();
+    let o = run_timeout(sb.watch_cmd(gone, "ok"), 5 * SEC);
     assert_eq!(o.status.code(), Some(1), "{}", o.stderr);
     assert!(o.stderr.contains(&gone.to_string()), "{}", o.stderr);
     drop(t);
@@ -2071,7 +1904,7 @@ fn bad_input_is_a_usage_error_naming_the_problem() {
 fn ps_corrupt_records_quickly() {
     let sb = Sandbox::new();
     let run = private_run_dir(&sb);
-    let now = record::now_ms();
+    let now = now_ms();
     std::fs::write(
         run.join("good.hb"),
         format!("{{\"ts\":{},\"pid\":1,\"status\":\"dead\"}}\n", now / 1000),
@@ -2127,9 +1960,7 @@ fn ps_corrupt_records_quickly() {
     std::os::unix::fs::symlink("/dev/zero", run.join("zero.hb")).unwrap();
     std::fs::create_dir(run.join("dir.hb")).unwrap();
 
-    let mut c = sb.cmd();
-    c.args(["ps", "--json", "--run-dir"]).arg(&run);
-    let o = run_timeout(c, 10 * SEC);
+    let o = run_timeout(sb.ps_cmd(&["--json"]), 10 * SEC);
     assert!(o.status.code().is_some(), "ps crashed: {}", o.status);
     assert!(o.status.success(), "ps failed ({}): {}", o.status, o.stderr);
     assert!(
@@ -2152,12 +1983,8 @@ fn ps_corrupt_records_quickly() {
     }
     // Alone, and in the other formats, the huge one is quick too.
     for fmt in [&["--json"][..], &[], &["--prom"]] {
-        let mut c = sb.cmd();
-        c.arg("ps")
-            .args(fmt)
-            .arg("--run-dir")
-            .arg(&run)
-            .args(["huge", "deep"]);
+        let mut c = sb.ps_cmd(fmt);
+        c.args(["huge", "deep"]);
         let o = run_timeout(c, 10 * SEC);
         assert!(o.status.success(), "ps {fmt:?}: {} {}", o.status, o.stderr);
         assert!(
@@ -2189,7 +2016,7 @@ fn signals_hup_and_pipe_are_survived_term_and_int_unwatch() {
         ws.push((watch(&sb, pid, a, backend), a));
     }
     for (_, a) in &ws {
-        wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
+        sb.wait_status(a, "alive", 3 * SEC);
     }
     for (w, a) in &ws {
         let sig = match *a {
@@ -2204,11 +2031,7 @@ fn signals_hup_and_pipe_are_survived_term_and_int_unwatch() {
         let p = sb.record_path(a);
         match *a {
             "hup" | "pipe" => {
-                let s0 = seq(&read_record(&p).unwrap());
-                wait_record(&p, 3 * SEC, |v| {
-                    assert!(status_is(v, "alive"), "{a}: {v}");
-                    seq(v) >= s0 + 4
-                });
+                stays_alive(&p, 4, a);
                 assert!(pid_running(w.pid()), "SIG{a} killed the watcher");
             }
             _ => {
@@ -2227,7 +2050,7 @@ fn signals_hup_and_pipe_are_survived_term_and_int_unwatch() {
     drop(t);
     for (w, a) in ws.iter_mut() {
         if *a == "hup" || *a == "pipe" {
-            wait_record(&sb.record_path(a), SEC, |v| status_is(v, "dead"));
+            sb.wait_status(a, "dead", SEC);
             assert!(w.exits(3 * SEC).success());
         }
     }
@@ -2241,22 +2064,18 @@ fn ps_states_for_stopped_zombie_and_unwatched_targets() {
     let sb = Sandbox::new();
     let run = sb.run_dir();
     let mut stopped = spawn_sleep();
-    let (mut parent, c) = zombie_family();
+    let (mut parent, c) = zombie_family(&sb);
     let _c = Adopted(c);
     let unw = spawn_sleep();
     let mut w1 = watch(&sb, stopped.pid(), "stopped", "pidfd");
     let mut w2 = watch(&sb, c, "zombie", "poll");
     let mut w3 = watch(&sb, unw.pid(), "unwatched", "pidfd");
-    for a in ["stopped", "zombie", "unwatched"] {
-        wait_record(&sb.record_path(a), 3 * SEC, |v| status_is(v, "alive"));
-    }
+    wait_all(&sb, &["stopped", "zombie", "unwatched"], "alive", 3 * SEC);
     stop(stopped.pid());
     kill(c, Signal::KILL);
     kill(w3.pid(), Signal::TERM);
-    wait_record(&sb.record_path("zombie"), SEC, |v| status_is(v, "dead"));
-    wait_record(&sb.record_path("unwatched"), SEC, |v| {
-        status_is(v, "unwatched")
-    });
+    sb.wait_status("zombie", "dead", SEC);
+    sb.wait_status("unwatched", "unwatched", SEC);
     std::thread::sleep(Duration::from_millis(300));
     let m = ps_json(&sb, &run, &[]);
     assert_eq!(m["stopped"]["state"], "alive", "{m:?}");
@@ -2286,19 +2105,8 @@ fn detach_returns_at_once_with_the_record_on_disk() {
     let mut t = spawn_sleep();
     let pid = t.pid();
     let path = sb.record_path("dt");
-    let mut c = sb.cmd();
-    c.args([
-        "watch",
-        "--detach",
-        "--pid",
-        &pid.to_string(),
-        "--agent",
-        "dt",
-        "--interval",
-        IV,
-    ])
-    .arg("--run-dir")
-    .arg(sb.run_dir());
+    let mut c = sb.watch_cmd(pid, "dt");
+    c.args(["--detach", "--interval", IV]);
     let o = run_timeout(c, 10 * SEC);
     // The record exists the moment the caller gets control back.
     let rec = read_record(&path);
@@ -2355,26 +2163,11 @@ fn detach_returns_at_once_with_the_record_on_disk() {
 fn detach_failure_reports_and_exits_nonzero() {
     become_subreaper();
     let sb = Sandbox::new();
-    let gone = {
-        let mut g = spawn_target(&["true"]);
-        g.child().wait().unwrap();
-        g.pid()
-    };
-    let run = sb.run_dir().display().to_string();
-    let detach = |pid: i32, agent: &str, run: &str| {
+    let gone = exited_pid();
+    let run = sb.run_dir();
+    let detach = |pid: i32, agent: &str, run: &Path| {
         let mut c = sb.cmd();
-        c.args([
-            "watch",
-            "--detach",
-            "--pid",
-            &pid.to_string(),
-            "--agent",
-            agent,
-            "--interval",
-            IV,
-            "--run-dir",
-            run,
-        ]);
+        watch_args(&mut c, pid, agent, run).args(["--detach", "--interval", IV]);
         run_timeout(c, 10 * SEC)
     };
     let o = detach(gone, "nope", &run);
@@ -2390,7 +2183,7 @@ fn detach_failure_reports_and_exits_nonzero() {
     // The lock is held: the detached child's refusal reaches the caller.
     let mut t = spawn_sleep();
     let mut w = watch(&sb, t.pid(), "held", "pidfd");
-    wait_record(&sb.record_path("held"), 3 * SEC, |v| status_is(v, "alive"));
+    sb.wait_status("held", "alive", 3 * SEC);
     let o = detach(t.pid(), "held", &run);
     assert_eq!(o.status.code(), Some(1), "{} {}", o.status, o.stderr);
     assert!(o.stderr.contains("already watched"), "{}", o.stderr);
@@ -2399,7 +2192,7 @@ fn detach_failure_reports_and_exits_nonzero() {
     let bad = sb.dir.path().join("open");
     std::fs::create_dir(&bad).unwrap();
     std::fs::set_permissions(&bad, PermissionsExt::from_mode(0o777)).unwrap();
-    let o = detach(t.pid(), "x", &bad.display().to_string());
+    let o = detach(t.pid(), "x", &bad);
     assert_eq!(o.status.code(), Some(1), "{} {}", o.status, o.stderr);
     assert!(o.stderr.contains("writable"), "{}", o.stderr);
 

@@ -7,14 +7,20 @@ use std::time::Duration;
 
 use common::*;
 
-fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> std::process::Output {
-    sb.cmd()
-        .args(["run", "--agent", agent, "--run-dir"])
+/// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
+fn run_cmd(sb: &Sandbox, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
+    let mut c = sb.cmd();
+    c.args(["run", "--agent", agent])
+        .args(flags)
+        .arg("--run-dir")
         .arg(sb.run_dir())
         .arg("--")
-        .args(cmd)
-        .output()
-        .unwrap()
+        .args(cmd);
+    c
+}
+
+fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> std::process::Output {
+    run_cmd(sb, agent, &[], cmd).output().unwrap()
 }
 
 #[test]
@@ -59,10 +65,7 @@ fn exit_codes_pass_through_and_are_recorded_exactly() {
 fn the_child_is_watched_while_it_runs() {
     let sb = Sandbox::new();
     let mut r = Guard::new(
-        sb.cmd()
-            .args(["run", "--agent", "live", "--interval", "0.05", "--run-dir"])
-            .arg(sb.run_dir())
-            .args(["--", "sleep", "1000"])
+        run_cmd(&sb, "live", &["--interval", "0.05"], &["sleep", "1000"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -95,10 +98,7 @@ fn missing_command_is_127() {
 #[test]
 fn as_pid_1_it_reaps_orphans() {
     let sb = Sandbox::new();
-    let probe = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .status();
-    if !probe.map(|s| s.success()).unwrap_or(false) {
+    if !unshare_pid_ns_works(&[]) {
         eprintln!("SKIP: unshare --pid --fork --mount-proc is not available here");
         return;
     }

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,23 +13,11 @@ use pidbeat::record::{Record, Status};
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn watcher(sb: &Sandbox, agent: &str, pid: i32) -> Guard {
-    let child = sb
-        .cmd()
-        .args(["watch", "--pid", &pid.to_string(), "--agent", agent])
-        .arg("--run-dir")
-        .arg(sb.run_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn watcher");
-    let g = Guard::new(child);
-    let wpid = g.pid();
-    wait_record(&sb.record_path(agent), 5 * SEC, |v| {
-        status_is(v, "alive") && v["watcher_pid"] == wpid
-    });
-    g
+/// `pidbeat wait --run-dir <run dir> ARGS…`.
+fn wait_cmd(sb: &Sandbox, args: &[&str]) -> Command {
+    let mut c = sb.cmd();
+    c.arg("wait").arg("--run-dir").arg(sb.run_dir()).args(args);
+    c
 }
 
 /// A running `wait`, its stdout lines delivered as they come.
@@ -41,27 +28,14 @@ struct Waiter {
 
 impl Waiter {
     fn start(sb: &Sandbox, args: &[&str]) -> Waiter {
-        let child = sb
-            .cmd()
-            .arg("wait")
-            .arg("--run-dir")
-            .arg(sb.run_dir())
-            .args(args)
+        let child = wait_cmd(sb, args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn wait");
         let mut guard = Guard::new(child);
-        let (tx, lines) = mpsc::channel();
-        let out = guard.child().stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                if tx.send(l.unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_channel(guard.child().stdout.take().unwrap());
         let mut w = Waiter { guard, lines };
         // It must block, not return at once or fail.
         std::thread::sleep(Duration::from_millis(300));
@@ -96,7 +70,7 @@ impl Waiter {
 fn wakes_on_death_and_prints_the_signal() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
-    let _w = watcher(&sb, "pi", target.pid());
+    let _w = sb.watch_alive(target.pid(), "pi", &[]);
     let mut wait = Waiter::start(&sb, &["pi"]);
     let t0 = Instant::now();
     target.kill();
@@ -112,14 +86,8 @@ fn wakes_on_death_and_prints_the_signal() {
 #[test]
 fn prints_the_exit_code() {
     let sb = Sandbox::new();
-    let child = Command::new("sh")
-        .args(["-c", "read _; exit 7"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut target = Guard::new(child);
-    let _w = watcher(&sb, "seven", target.pid());
+    let mut target = spawn_exit_on_eof(7);
+    let _w = sb.watch_alive(target.pid(), "seven", &[]);
     let mut wait = Waiter::start(&sb, &["seven"]);
     drop(target.child().stdin.take());
     assert!(target.wait_timeout(5 * SEC).is_some());
@@ -131,13 +99,9 @@ fn prints_the_exit_code() {
 fn times_out_with_124() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let _w = watcher(&sb, "busy", target.pid());
+    let _w = sb.watch_alive(target.pid(), "busy", &[]);
     let t0 = Instant::now();
-    let o = sb
-        .cmd()
-        .args(["wait", "--timeout", "0.3", "--run-dir"])
-        .arg(sb.run_dir())
-        .arg("busy")
+    let o = wait_cmd(&sb, &["--timeout", "0.3", "busy"])
         .output()
         .unwrap();
     let took = t0.elapsed();
@@ -149,13 +113,7 @@ fn times_out_with_124() {
         "{took:?}"
     );
 
-    let o = sb
-        .cmd()
-        .args(["wait", "--timeout", "0", "--run-dir"])
-        .arg(sb.run_dir())
-        .arg("busy")
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--timeout", "0", "busy"]).output().unwrap();
     assert_eq!(o.status.code(), Some(124));
 }
 
@@ -166,7 +124,7 @@ fn waits_for_an_agent_that_has_not_started() {
     let mut wait = Waiter::start(&sb, &["late"]);
     assert!(!sb.run_dir().exists(), "wait must not create the run dir");
     let mut target = spawn_sleep();
-    let _w = watcher(&sb, "late", target.pid());
+    let _w = sb.watch_alive(target.pid(), "late", &[]);
     std::thread::sleep(Duration::from_millis(100));
     assert!(wait.guard.child().try_wait().unwrap().is_none());
     let t0 = Instant::now();
@@ -180,7 +138,7 @@ fn waits_for_an_agent_that_has_not_started() {
 fn lost_when_the_watcher_is_killed() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let mut w = watcher(&sb, "orphan", target.pid());
+    let mut w = sb.watch_alive(target.pid(), "orphan", &[]);
     let mut wait = Waiter::start(&sb, &["orphan"]);
     let t0 = Instant::now();
     w.kill();
@@ -195,17 +153,10 @@ fn lost_when_the_watcher_is_killed() {
 fn lost_when_the_target_dies_under_a_stopped_watcher() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
-    let w = watcher(&sb, "frozen", target.pid());
+    let w = sb.watch_alive(target.pid(), "frozen", &[]);
     let mut wait = Waiter::start(&sb, &["frozen"]);
     send_signal(w.pid(), 19);
-    let deadline = Instant::now() + 5 * SEC;
-    while !std::fs::read_to_string(format!("/proc/{}/stat", w.pid()))
-        .unwrap()
-        .contains(") T ")
-    {
-        assert!(Instant::now() < deadline, "watcher never stopped");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_stopped(w.pid(), 5 * SEC);
     let t0 = Instant::now();
     target.kill();
     assert_eq!(wait.line(5 * SEC), "frozen lost");
@@ -222,8 +173,8 @@ fn reports_each_agent_as_it_ends() {
     let sb = Sandbox::new();
     let mut a = spawn_sleep();
     let mut b = spawn_sleep();
-    let _wa = watcher(&sb, "a", a.pid());
-    let _wb = watcher(&sb, "b", b.pid());
+    let _wa = sb.watch_alive(a.pid(), "a", &[]);
+    let _wb = sb.watch_alive(b.pid(), "b", &[]);
     let mut wait = Waiter::start(&sb, &["b", "a", "b"]);
     a.kill();
     assert_eq!(wait.line(5 * SEC), "a dead signal 9");
@@ -242,7 +193,6 @@ fn reports_each_agent_as_it_ends() {
 #[test]
 fn already_ended_agents_return_at_once() {
     let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.run_dir()).unwrap();
     let ms = pidbeat::record::now_ms();
     let r = Record {
         ts: ms / 1000,
@@ -258,23 +208,15 @@ fn already_ended_agents_return_at_once() {
         died_ms: Some(ms),
         watcher_start_time: None,
     };
-    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "gone")
-        .write(&r.to_line(), false)
-        .unwrap();
+    sb.plant("gone", &r);
     // Says alive, but no target and no watcher: lost.
     let lost = Record {
         status: Status::Alive,
         died_ms: None,
         ..r.clone()
     };
-    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "ghost")
-        .write(&lost.to_line(), false)
-        .unwrap();
-    let o = sb
-        .cmd()
-        .args(["wait", "--timeout", "5", "--run-dir"])
-        .arg(sb.run_dir())
-        .args(["gone", "ghost"])
+    sb.plant("ghost", &lost);
+    let o = wait_cmd(&sb, &["--timeout", "5", "gone", "ghost"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0));
@@ -289,8 +231,7 @@ fn already_ended_agents_return_at_once() {
 #[test]
 fn a_death_being_recorded_is_not_called_lost() {
     let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.run_dir()).unwrap();
-    let _lock = pidbeat::rundir::acquire_lock(&sb.run_dir(), "racy").unwrap();
+    let _lock = sb.hold_lock("racy");
     let me = std::process::id() as i32;
     let ms = pidbeat::record::now_ms();
     let alive = Record {
@@ -307,8 +248,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         died_ms: None,
         watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
     };
-    let writer = pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "racy");
-    writer.write(&alive.to_line(), false).unwrap();
+    sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
     let dead = Record {
         status: Status::Dead,
@@ -320,7 +260,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         }),
         ..alive
     };
-    writer.write(&dead.to_line(), false).unwrap();
+    sb.plant("racy", &dead);
     assert_eq!(wait.line(5 * SEC), "racy dead code 3");
     assert_eq!(wait.finish(5 * SEC).0, Some(0));
 }
@@ -335,7 +275,7 @@ fn survives_the_run_dir_being_deleted_and_recreated() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(wait.guard.child().try_wait().unwrap().is_none());
     let mut target = spawn_sleep();
-    let _w = watcher(&sb, "phoenix", target.pid()); // Recreates the run dir.
+    let _w = sb.watch_alive(target.pid(), "phoenix", &[]); // Recreates the run dir.
     target.kill();
     assert_eq!(wait.line(5 * SEC), "phoenix dead signal 9");
     assert_eq!(wait.finish(5 * SEC).0, Some(0));
@@ -354,7 +294,7 @@ fn needs_an_agent() {
 fn a_watchers_death_is_a_file_event() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let mut w = watcher(&sb, "x", target.pid());
+    let mut w = sb.watch_alive(target.pid(), "x", &[]);
     let mut dw = pidbeat::dirwatch::DirWatch::new(&sb.run_dir()).unwrap();
     assert!(!dw.wait(Duration::ZERO).unwrap());
     w.kill();
@@ -370,7 +310,6 @@ fn a_watchers_death_is_a_file_event() {
 #[test]
 fn lost_when_a_lockless_sidecar_dies() {
     let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.run_dir()).unwrap();
     let target = spawn_sleep();
     let mut sidecar = spawn_sleep();
     let ms = pidbeat::record::now_ms();
@@ -389,16 +328,9 @@ fn lost_when_a_lockless_sidecar_dies() {
         died_ms: None,
         watcher_start_time: None,
     };
-    pidbeat::rundir::RecordWriter::new(&sb.run_dir(), "sh")
-        .write(&r.to_line(), false)
-        .unwrap();
+    sb.plant("sh", &r);
     let ps_state = || {
-        let o = sb
-            .cmd()
-            .args(["ps", "--json", "--run-dir"])
-            .arg(sb.run_dir())
-            .output()
-            .unwrap();
+        let o = sb.ps(&["--json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         v[0]["state"].as_str().unwrap().to_owned()
     };
@@ -419,10 +351,10 @@ fn lost_when_a_lockless_sidecar_dies() {
 fn an_unwatched_agent_ends_as_lost_when_its_target_dies() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
-    let mut w = watcher(&sb, "free", target.pid());
+    let mut w = sb.watch_alive(target.pid(), "free", &[]);
     send_signal(w.pid(), 15);
     assert!(w.wait_timeout(5 * SEC).is_some());
-    wait_record(&sb.record_path("free"), SEC, |v| status_is(v, "unwatched"));
+    sb.wait_status("free", "unwatched", SEC);
     let mut wait = Waiter::start(&sb, &["free"]);
     target.kill();
     assert_eq!(wait.line(5 * SEC), "free lost");

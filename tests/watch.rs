@@ -2,50 +2,21 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::Value;
 
-const KEYS: [&str; 11] = [
-    "ts",
-    "pid",
-    "status",
-    "ts_ms",
-    "seq",
-    "interval",
-    "backend",
-    "watcher_pid",
-    "start_time",
-    "exit",
-    "died_ms",
-];
-
-fn start_watch(sb: &Sandbox, pid: i32, agent: &str, extra: &[&str]) -> Guard {
-    let child = sb
-        .cmd()
-        .args([
-            "watch",
-            "--pid",
-            &pid.to_string(),
-            "--agent",
-            agent,
-            "--run-dir",
-        ])
-        .arg(sb.run_dir())
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Guard::new(child)
+/// Waits (up to 5 s) until `agent`'s record has status `status`.
+fn wait_status(sb: &Sandbox, agent: &str, status: &str) -> Value {
+    sb.wait_status(agent, status, Duration::from_secs(5))
 }
 
-fn stat_start_time(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    rest.split(' ').nth(19).unwrap().parse().unwrap()
+/// Waits (up to 5 s) for `agent`'s `dead` record, one that carries the exit status.
+fn wait_dead_with_exit(sb: &Sandbox, agent: &str) -> Value {
+    wait_record(&sb.record_path(agent), Duration::from_secs(5), |v| {
+        status_is(v, "dead") && !v["exit"].is_null()
+    })
 }
 
 #[test]
@@ -53,10 +24,8 @@ fn first_alive_record_is_immediate_and_complete() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let t0 = Instant::now();
-    let mut w = start_watch(&sb, target.pid(), "a", &[]);
-    let rec = wait_record(&sb.record_path("a"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
+    let mut w = sb.watch(target.pid(), "a", &[]);
+    let rec = wait_status(&sb, "a", "alive");
     let took = t0.elapsed();
     eprintln!("first alive record after {took:?}");
     assert!(
@@ -65,7 +34,7 @@ fn first_alive_record_is_immediate_and_complete() {
     );
     // Every contract key, in the contract's order (serde_json's Map sorts, so read the text).
     let text = std::fs::read_to_string(sb.record_path("a")).unwrap();
-    let at: Vec<usize> = KEYS
+    let at: Vec<usize> = RECORD_KEYS
         .iter()
         .map(|k| {
             text.find(&format!("\"{k}\":"))
@@ -81,7 +50,7 @@ fn first_alive_record_is_immediate_and_complete() {
     assert_eq!(rec["interval"], 15.0);
     assert_eq!(rec["backend"], "pidfd");
     assert_eq!(rec["watcher_pid"], w.pid());
-    assert_eq!(rec["start_time"], stat_start_time(target.pid()));
+    assert_eq!(rec["start_time"], start_time(target.pid()).unwrap());
     assert!(rec["exit"].is_null() && rec["died_ms"].is_null());
     let ts_ms = rec["ts_ms"].as_u64().unwrap();
     assert_eq!(rec["ts"].as_u64().unwrap(), ts_ms / 1000);
@@ -91,18 +60,8 @@ fn first_alive_record_is_immediate_and_complete() {
         "{text}"
     );
     // Nothing but the record and the lock in the run dir, and it is private.
-    let mut names: Vec<String> = std::fs::read_dir(sb.run_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, [".a.lock", "a.hb"]);
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(sb.run_dir())
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(dir_names(&sb.run_dir()), [".a.lock", "a.hb"]);
+    assert_eq!(mode(&sb.run_dir()) & 0o777, 0o700);
     w.kill();
     sb.assert_home_untouched();
 }
@@ -111,7 +70,7 @@ fn first_alive_record_is_immediate_and_complete() {
 fn beats_count_up_on_schedule() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let mut w = start_watch(&sb, target.pid(), "b", &["--interval", "0.1"]);
+    let mut w = sb.watch(target.pid(), "b", &["--interval", "0.1"]);
     let path = sb.record_path("b");
     let first = wait_record(&path, Duration::from_secs(5), |v| v["seq"] == 1);
     let mut last = 1;
@@ -137,15 +96,11 @@ fn beats_count_up_on_schedule() {
 fn sigkill_of_a_non_child_is_dead_with_signal_9() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
-    let mut w = start_watch(&sb, target.pid(), "k", &["--interval", "15"]);
-    wait_record(&sb.record_path("k"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
+    let mut w = sb.watch(target.pid(), "k", &["--interval", "15"]);
+    wait_status(&sb, "k", "alive");
     let killed_ms = now_ms();
     target.kill(); // SIGKILL and reap: we are the parent, the watcher is not.
-    let v = wait_record(&sb.record_path("k"), Duration::from_secs(5), |v| {
-        status_is(v, "dead") && !v["exit"].is_null()
-    });
+    let v = wait_dead_with_exit(&sb, "k");
     assert_eq!(v["exit"]["signal"], 9);
     assert!(v["exit"]["code"].is_null());
     assert_eq!(v["exit"]["core"], false);
@@ -164,15 +119,11 @@ fn sigkill_of_a_non_child_is_dead_with_signal_9() {
 fn exit_code_of_a_non_child_is_recorded() {
     let sb = Sandbox::new();
     let mut target = spawn_target(&["sh", "-c", "sleep 0.4; exit 7"]);
-    let mut w = start_watch(&sb, target.pid(), "c", &[]);
-    wait_record(&sb.record_path("c"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
+    let mut w = sb.watch(target.pid(), "c", &[]);
+    wait_status(&sb, "c", "alive");
     let st = target.wait_timeout(Duration::from_secs(5)).unwrap(); // reaps
     assert_eq!(st.code(), Some(7));
-    let v = wait_record(&sb.record_path("c"), Duration::from_secs(5), |v| {
-        status_is(v, "dead") && !v["exit"].is_null()
-    });
+    let v = wait_dead_with_exit(&sb, "c");
     assert_eq!(v["exit"]["code"], 7);
     assert!(v["exit"]["signal"].is_null());
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
@@ -182,7 +133,7 @@ fn exit_code_of_a_non_child_is_recorded() {
 fn sigterm_writes_unwatched_and_leaves_the_target_alone() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let mut w = start_watch(&sb, target.pid(), "u", &["--interval", "0.05"]);
+    let mut w = sb.watch(target.pid(), "u", &["--interval", "0.05"]);
     wait_record(&sb.record_path("u"), Duration::from_secs(5), |v| {
         v["seq"] == 2
     });
@@ -198,10 +149,8 @@ fn sigterm_writes_unwatched_and_leaves_the_target_alone() {
 fn sigint_also_writes_unwatched() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let mut w = start_watch(&sb, target.pid(), "i", &[]);
-    wait_record(&sb.record_path("i"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
+    let mut w = sb.watch(target.pid(), "i", &[]);
+    wait_status(&sb, "i", "alive");
     send_signal(w.pid(), 2);
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
     assert_eq!(
@@ -214,23 +163,9 @@ fn sigint_also_writes_unwatched() {
 fn second_watcher_for_an_agent_is_refused_naming_the_holder() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let w = start_watch(&sb, target.pid(), "dup", &[]);
-    wait_record(&sb.record_path("dup"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
-    let out = sb
-        .cmd()
-        .args([
-            "watch",
-            "--pid",
-            &target.pid().to_string(),
-            "--agent",
-            "dup",
-            "--run-dir",
-        ])
-        .arg(sb.run_dir())
-        .output()
-        .unwrap();
+    let w = sb.watch(target.pid(), "dup", &[]);
+    wait_status(&sb, "dup", "alive");
+    let out = sb.watch_cmd(target.pid(), "dup").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("pid {}", w.pid())), "{err}");
@@ -245,40 +180,15 @@ fn second_watcher_for_an_agent_is_refused_naming_the_holder() {
 fn refuses_missing_own_and_zombie_pids() {
     let sb = Sandbox::new();
     // A PID that existed and is gone.
-    let mut gone = spawn_target(&["true"]);
-    let gone_pid = gone.pid();
-    gone.child().wait().unwrap();
+    let gone_pid = exited_pid();
     // A zombie: the exec'd `sleep 1000` never reaps its background child.
-    let pidfile = sb.dir.path().join("zpid");
-    let _parent = spawn_target(&[
-        "sh",
-        "-c",
-        &format!("true & echo $! > {}; exec sleep 1000", pidfile.display()),
-    ]);
-    let zpid: i32 = loop {
-        if let Ok(s) = std::fs::read_to_string(&pidfile) {
-            if s.ends_with('\n') {
-                break s.trim().parse().unwrap();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (_parent, zpid) = spawn_zombie_parent("sleep 0.1", &sb.dir.path().join("zpid"));
     wait_gone(zpid, Duration::from_secs(5));
     for backend in ["pidfd", "poll"] {
         for (pid, what) in [(gone_pid, "no process"), (zpid, "already exited")] {
             let out = sb
-                .cmd()
-                .args([
-                    "watch",
-                    "--pid",
-                    &pid.to_string(),
-                    "--agent",
-                    "r",
-                    "--backend",
-                    backend,
-                ])
-                .arg("--run-dir")
-                .arg(sb.run_dir())
+                .watch_cmd(pid, "r")
+                .args(["--backend", backend])
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
@@ -308,16 +218,12 @@ fn poll_backend_sees_death_fast_and_zombies_as_dead() {
     let sb = Sandbox::new();
     // Death of a reaped target.
     let mut target = spawn_sleep();
-    let mut w = start_watch(&sb, target.pid(), "p", &["--backend", "poll"]);
-    let v = wait_record(&sb.record_path("p"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
+    let mut w = sb.watch(target.pid(), "p", &["--backend", "poll"]);
+    let v = wait_status(&sb, "p", "alive");
     assert_eq!(v["backend"], "poll");
     let t0 = Instant::now();
     target.kill();
-    wait_record(&sb.record_path("p"), Duration::from_secs(5), |v| {
-        status_is(v, "dead")
-    });
+    wait_status(&sb, "p", "dead");
     let took = t0.elapsed();
     eprintln!("poll backend: death visible after {took:?}");
     assert!(
@@ -327,30 +233,10 @@ fn poll_backend_sees_death_fast_and_zombies_as_dead() {
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
 
     // A zombie (exited, never reaped by its parent) is dead too.
-    let pidfile = sb.dir.path().join("zpid");
-    let _parent = spawn_target(&[
-        "sh",
-        "-c",
-        &format!(
-            "sleep 0.5 & echo $! > {}; exec sleep 1000",
-            pidfile.display()
-        ),
-    ]);
-    let zpid: i32 = loop {
-        if let Ok(s) = std::fs::read_to_string(&pidfile) {
-            if s.ends_with('\n') {
-                break s.trim().parse().unwrap();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut wz = start_watch(&sb, zpid, "z", &["--backend", "poll"]);
-    wait_record(&sb.record_path("z"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
-    let v = wait_record(&sb.record_path("z"), Duration::from_secs(5), |v| {
-        status_is(v, "dead")
-    });
+    let (_parent, zpid) = spawn_zombie_parent("sleep 0.5", &sb.dir.path().join("zpid"));
+    let mut wz = sb.watch(zpid, "z", &["--backend", "poll"]);
+    wait_status(&sb, "z", "alive");
+    let v = wait_status(&sb, "z", "dead");
     assert!(v["exit"].is_null(), "poll cannot know a non-child's exit");
     assert!(
         std::fs::read_to_string(format!("/proc/{zpid}/stat"))
@@ -363,38 +249,11 @@ fn poll_backend_sees_death_fast_and_zombies_as_dead() {
 #[test]
 fn pidfd_backend_sees_a_zombie_as_dead() {
     let sb = Sandbox::new();
-    let pidfile = sb.dir.path().join("zpid");
-    let _parent = spawn_target(&[
-        "sh",
-        "-c",
-        &format!(
-            "(sleep 0.4; exit 5) & echo $! > {}; exec sleep 1000",
-            pidfile.display()
-        ),
-    ]);
-    let zpid: i32 = loop {
-        if let Ok(s) = std::fs::read_to_string(&pidfile) {
-            if s.ends_with('\n') {
-                break s.trim().parse().unwrap();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut w = start_watch(&sb, zpid, "zp", &[]);
-    wait_record(&sb.record_path("zp"), Duration::from_secs(5), |v| {
-        status_is(v, "alive")
-    });
-    let v = wait_record(&sb.record_path("zp"), Duration::from_secs(5), |v| {
-        status_is(v, "dead")
-    });
+    let (_parent, zpid) = spawn_zombie_parent("(sleep 0.4; exit 5)", &sb.dir.path().join("zpid"));
+    let mut w = sb.watch(zpid, "zp", &[]);
+    wait_status(&sb, "zp", "alive");
+    let v = wait_status(&sb, "zp", "dead");
     // Nobody reaps it, so no kernel can know the status yet: exit stays null, no guessing.
     assert!(v["exit"].is_null(), "{v}");
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
