@@ -1,7 +1,8 @@
 //! The run dir: where it is, that it is safe, atomic record writes, and the per-agent lock.
 
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -72,12 +73,23 @@ fn check_safe(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes one agent's record. The dir is opened by path on every write, so a run dir that is
-/// deleted and recreated is written again once it is back.
+/// Writes one agent's record.
+///
+/// The run dir is opened by path on every write, so a run dir that is deleted, recreated,
+/// moved away or remounted read-only is noticed, and written again once it is back.
+///
+/// Each write also prepares the next one: an anonymous `O_TMPFILE` inode on the run dir's
+/// filesystem. The next record (a death above all) then costs a write, a link and a rename,
+/// and no inode allocation, which on some filesystems (ext4 without a journal skips recently
+/// freed inodes) costs more than all the rest. Where `O_TMPFILE` is unsupported, or the
+/// prepared inode cannot be linked into the dir as it is now (another mount: EXDEV), a named
+/// temp file is created at write time instead.
 pub struct RecordWriter {
     dir: PathBuf,
     record_name: String,
     tmp_name: String,
+    /// An unnamed inode for the next record, created after the last one was visible.
+    spare: Option<File>,
 }
 
 impl RecordWriter {
@@ -87,6 +99,7 @@ impl RecordWriter {
             record_name: format!("{agent}.hb"),
             // Dot-prefixed (agents never start with `.`) and unique per watcher.
             tmp_name: format!(".{agent}.hb.{}.tmp", std::process::id()),
+            spare: None,
         }
     }
 
@@ -118,47 +131,78 @@ impl RecordWriter {
 
     /// Replaces the record atomically. `durable` also fsyncs the file and then the dir after
     /// the rename: the record is visible first, then safe from a crash.
-    pub fn write(&self, bytes: &[u8], durable: bool) -> io::Result<()> {
+    pub fn write(&mut self, bytes: &[u8], durable: bool) -> io::Result<()> {
         let dirfd = rfs::open(
             &self.dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mut file = std::fs::File::from(self.create_tmp(&dirfd)?);
-        let written = file.write_all(bytes).and_then(|()| {
-            Ok(rfs::renameat(
-                &dirfd,
-                &self.tmp_name,
-                &dirfd,
-                &self.record_name,
-            )?)
-        });
-        if let Err(e) = written {
+        let file = self.place(&dirfd, bytes).inspect_err(|_| {
             // Never leave a partial temp file behind (ENOSPC, EIO …).
             let _ = rfs::unlinkat(&dirfd, &self.tmp_name, rfs::AtFlags::empty());
-            return Err(e);
-        }
+        })?;
         if durable {
             // After the rename, so readers see the death without waiting on the disk.
             file.sync_all()?;
             rfs::fsync(&dirfd)?;
         }
+        self.spare = rfs::openat(
+            &dirfd,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .ok()
+        .map(File::from);
         Ok(())
     }
 
-    /// O_EXCL|O_NOFOLLOW: a planted file or symlink at the temp name is never written
-    /// through; it is unlinked (the link itself, never its target) and the create retried.
-    fn create_tmp(&self, dirfd: &OwnedFd) -> io::Result<OwnedFd> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(0o644);
-        match rfs::openat(dirfd, &self.tmp_name, flags, mode) {
-            Err(Errno::EXIST) => {
-                rfs::unlinkat(dirfd, &self.tmp_name, rfs::AtFlags::empty())?;
-                Ok(rfs::openat(dirfd, &self.tmp_name, flags, mode)?)
+    /// Writes `bytes` to a fresh inode and renames it over the record.
+    fn place(&mut self, dirfd: &OwnedFd, bytes: &[u8]) -> io::Result<File> {
+        let spare = self.spare.take().and_then(|mut f| {
+            f.write_all(bytes).ok()?;
+            link_tmpfile(&f, dirfd, &self.tmp_name).ok()?;
+            Some(f)
+        });
+        let file = match spare {
+            Some(f) => f,
+            None => {
+                let mut f = File::from(create_tmp(dirfd, &self.tmp_name)?);
+                f.write_all(bytes)?;
+                f
             }
-            r => Ok(r?),
+        };
+        rfs::renameat(dirfd, &self.tmp_name, dirfd, &self.record_name)?;
+        Ok(file)
+    }
+}
+
+/// O_EXCL|O_NOFOLLOW: a planted file or symlink at the temp name is never written through;
+/// it is unlinked (the link itself, never its target) and the create retried.
+fn create_tmp(dirfd: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(0o644);
+    match rfs::openat(dirfd, name, flags, mode) {
+        Err(Errno::EXIST) => {
+            rfs::unlinkat(dirfd, name, rfs::AtFlags::empty())?;
+            Ok(rfs::openat(dirfd, name, flags, mode)?)
         }
+        r => Ok(r?),
+    }
+}
+
+/// Gives an `O_TMPFILE` inode the temp name. linkat never replaces: a planted file or symlink
+/// there is unlinked first (never followed). `/proc/self/fd` is the unprivileged way to name
+/// the inode (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH).
+fn link_tmpfile(file: &File, dirfd: &OwnedFd, name: &str) -> io::Result<()> {
+    let src = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let link = || rfs::linkat(rfs::CWD, &src, dirfd, name, rfs::AtFlags::SYMLINK_FOLLOW);
+    match link() {
+        Err(Errno::EXIST) => {
+            rfs::unlinkat(dirfd, name, rfs::AtFlags::empty())?;
+            Ok(link()?)
+        }
+        r => Ok(r?),
     }
 }
 
@@ -232,7 +276,7 @@ mod tests {
     #[test]
     fn write_replaces_and_leaves_no_temp() {
         let t = tempfile::tempdir().unwrap();
-        let w = RecordWriter::new(t.path(), "a");
+        let mut w = RecordWriter::new(t.path(), "a");
         w.write(b"one\n", false).unwrap();
         w.write(b"two\n", true).unwrap();
         assert_eq!(std::fs::read(t.path().join("a.hb")).unwrap(), b"two\n");
@@ -244,13 +288,39 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let victim = t.path().join("victim");
         std::fs::write(&victim, b"keep").unwrap();
-        let w = RecordWriter::new(t.path(), "a");
+        let mut w = RecordWriter::new(t.path(), "a");
         std::os::unix::fs::symlink(&victim, t.path().join("a.hb")).unwrap();
         std::os::unix::fs::symlink(&victim, t.path().join(&w.tmp_name)).unwrap();
         w.write(b"rec\n", false).unwrap();
+        // The second write names a prepared O_TMPFILE inode: plant at the temp name again.
+        std::os::unix::fs::symlink(&victim, t.path().join(&w.tmp_name)).unwrap();
+        w.write(b"rec\n", false).unwrap();
+        assert!(!t.path().join(&w.tmp_name).exists());
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert_eq!(std::fs::read(t.path().join("a.hb")).unwrap(), b"rec\n");
         assert!(!t.path().join("a.hb").is_symlink());
+    }
+
+    #[test]
+    fn follows_the_run_dir_path_when_it_is_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("run");
+        std::fs::create_dir(&d).unwrap();
+        let mut w = RecordWriter::new(&d, "a");
+        w.write(b"1\n", false).unwrap();
+        // Moved away: the record must land at the path, not in the old directory.
+        std::fs::rename(&d, t.path().join("old")).unwrap();
+        std::fs::create_dir(&d).unwrap();
+        w.write(b"3\n", false).unwrap();
+        assert_eq!(std::fs::read(d.join("a.hb")).unwrap(), b"3\n");
+        assert_eq!(std::fs::read(t.path().join("old/a.hb")).unwrap(), b"1\n");
+        // Deleted and recreated.
+        std::fs::remove_dir_all(&d).unwrap();
+        assert!(w.write(b"4\n", false).is_err());
+        std::fs::create_dir(&d).unwrap();
+        w.write(b"5\n", true).unwrap();
+        assert_eq!(std::fs::read(d.join("a.hb")).unwrap(), b"5\n");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no temp files");
     }
 
     #[test]
