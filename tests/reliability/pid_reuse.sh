@@ -32,12 +32,16 @@ ps_line() {
 for ((r = 1; r <= ROUNDS; r++)); do
   sleep 1000 &
   T=$!
-  "$BIN" watch --pid "$T" --agent "pidfd-$r" --run-dir "$RUN" --interval "$IV" --backend pidfd &
+  # Each watcher's status is taken by a subshell at once: in a namespace this small, PIDs
+  # are reused within the round, and bash forgets a reaped child's status once its PID is
+  # handed to a new child (then `wait PID` says 127).
+  { "$BIN" watch --pid "$T" --agent "pidfd-$r" --run-dir "$RUN" --interval "$IV" --backend pidfd; echo "@exit $r pidfd $?"; } &
   WF=$!
-  "$BIN" watch --pid "$T" --agent "poll-$r" --run-dir "$RUN" --interval "$IV" --backend poll &
-  WP=$!
+  { "$BIN" watch --pid "$T" --agent "poll-$r" --run-dir "$RUN" --interval "$IV" --backend poll; echo "@exit $r poll $?"; } &
+  WPS=$!
   wait_status "$RUN/pidfd-$r.hb" alive || echo "@error $r pidfd watcher never wrote alive"
   wait_status "$RUN/poll-$r.hb" alive || echo "@error $r poll watcher never wrote alive"
+  WP=$(grep -o '"watcher_pid":[0-9]*' "$RUN/poll-$r.hb" | cut -d: -f2)
   if [[ $WITH_PS == 1 ]]; then
     ps_line "before $r" "pidfd-$r" "poll-$r"
     kill -STOP "$WP"
@@ -53,16 +57,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
 
   if [[ $WITH_PS == 1 ]]; then
     echo "@poll-record-in-window $r $(cat "$RUN/poll-$r.hb")"
-    for k in 1 2 3; do ps_line "window $r" "pidfd-$r" "poll-$r"; done
+    for _ in 1 2 3; do ps_line "window $r" "pidfd-$r" "poll-$r"; done
     kill -CONT "$WP"
   fi
 
   wait_status "$RUN/pidfd-$r.hb" dead || echo "@error $r pidfd record never said dead"
   wait_status "$RUN/poll-$r.hb" dead || echo "@error $r poll record never said dead"
-  wait "$WF"
-  echo "@exit $r pidfd $?"
-  wait "$WP"
-  echo "@exit $r poll $?"
+  wait "$WF" "$WPS"
   [[ $WITH_PS == 1 ]] && ps_line "after $r" "pidfd-$r" "poll-$r"
   # The impostor must still be there (it is what a wrong `alive` would be about).
   [[ -d /proc/$I ]] || echo "@error $r impostor vanished"
