@@ -21,9 +21,36 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat { state, start_time })
 }
 
+/// Reads `/proc/PID/stat`: one open and one read into a stack buffer (`ps` does this for a
+/// whole fleet). Parsed as bytes, so a command name that is not UTF-8 cannot hide a live
+/// process (a false `dead`).
 pub fn read_stat(pid: i32) -> io::Result<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&text).ok_or_else(|| io::Error::other(format!("unparsable /proc/{pid}/stat")))
+    read_stat_at(&format!("/proc/{pid}/stat"))
+}
+
+fn read_stat_at(path: &str) -> io::Result<Stat> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut buf = [0u8; 1024];
+    let n = loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => break r?,
+        }
+    };
+    let parsed = if n == buf.len() {
+        // Never seen (the line is a few hundred bytes), but never misparse a truncated line.
+        parse_stat_bytes(&std::fs::read(path)?)
+    } else {
+        parse_stat_bytes(&buf[..n])
+    };
+    parsed.ok_or_else(|| io::Error::other(format!("unparsable {path}")))
+}
+
+/// [`parse_stat`] on raw bytes: everything after the last `)` is ASCII.
+fn parse_stat_bytes(line: &[u8]) -> Option<Stat> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    parse_stat(std::str::from_utf8(&line[close..]).ok()?)
 }
 
 fn is_exited(state: u8) -> bool {
@@ -42,16 +69,19 @@ pub enum Liveness {
 /// threads still run; the process is dead only when the whole thread group has exited.
 pub fn probe(pid: i32, start_time: u64) -> Liveness {
     match read_stat(pid) {
-        Ok(st) if st.start_time != start_time => Liveness::Dead,
-        Ok(st) if is_exited(st.state) => {
-            if group_has_live_thread(pid) {
-                Liveness::Alive
-            } else {
-                Liveness::Dead
-            }
-        }
-        Ok(_) => Liveness::Alive,
+        Ok(st) => liveness(pid, start_time, st),
         Err(_) => Liveness::Dead,
+    }
+}
+
+/// [`probe`]'s verdict on a `/proc/PID/stat` already read.
+pub fn liveness(pid: i32, start_time: u64, st: Stat) -> Liveness {
+    if st.start_time != start_time {
+        Liveness::Dead
+    } else if !is_exited(st.state) || group_has_live_thread(pid) {
+        Liveness::Alive
+    } else {
+        Liveness::Dead
     }
 }
 
@@ -66,9 +96,9 @@ fn group_has_live_thread(pid: i32) -> bool {
         return false;
     };
     dir.flatten().any(|t| {
-        std::fs::read_to_string(t.path().join("stat"))
-            .ok()
-            .and_then(|s| parse_stat(&s))
+        let path = t.path().join("stat");
+        path.to_str()
+            .and_then(|p| read_stat_at(p).ok())
             .is_some_and(|st| !is_exited(st.state))
     })
 }
@@ -119,5 +149,20 @@ mod tests {
         assert_eq!(probe(pid, st.start_time), Liveness::Alive);
         assert_eq!(probe(pid, st.start_time + 1), Liveness::Dead);
         assert!(is_running(pid).is_some());
+        assert_eq!(read_stat(pid).unwrap(), st);
+        assert!(read_stat(-1).is_err());
+    }
+
+    #[test]
+    fn fast_parse_takes_names_that_are_not_utf8() {
+        let line = b"42 (a\xff) b)) R 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55 1 2\n";
+        assert_eq!(
+            parse_stat_bytes(line),
+            Some(Stat {
+                state: b'R',
+                start_time: 55
+            })
+        );
+        assert_eq!(parse_stat_bytes(b"42 (x"), None);
     }
 }

@@ -126,8 +126,10 @@ fn collect(dir: &Path, named: &[String]) -> Result<Snapshot> {
     } else {
         named.to_vec()
     };
-    for agent in agents {
-        match fleet::classify(dir, &agent) {
+    snap.entries.reserve(agents.len());
+    let judged = fleet::classify_all(dir, &agents);
+    for (agent, entry) in agents.into_iter().zip(judged) {
+        match entry {
             Some(e) => snap.entries.push(e),
             // Listed a moment ago and gone since: only a named agent is worth a word.
             None if !named.is_empty() => snap.missing.push(agent),

@@ -17,7 +17,10 @@ impl Settler {
     /// stays unknown); otherwise returns when that grace ends.
     pub fn settle(&mut self, entry: &mut Entry, now: Instant) -> Option<Instant> {
         let Some(kind) = entry.unsettled else {
-            self.since.remove(&entry.agent);
+            // Most entries are settled: no need to hash their names into an empty map.
+            if !self.since.is_empty() {
+                self.since.remove(&entry.agent);
+            }
             return None;
         };
         let first = match self.since.get(&entry.agent) {

@@ -78,8 +78,9 @@ pub fn command(args: WaitArgs) -> Result<i32> {
             let now = Instant::now();
             next_settle = None;
             let mut wanted = HashSet::new();
+            let mut reader = fleet::Reader::new(&dir);
             waiting.retain(|agent| {
-                let Some(mut e) = fleet::classify(&dir, agent) else {
+                let Some(mut e) = reader.classify(agent) else {
                     return true;
                 };
                 let unsettled_until = settler.settle(&mut e, now);

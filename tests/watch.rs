@@ -257,3 +257,33 @@ fn pidfd_backend_sees_a_zombie_as_dead() {
     assert!(v["exit"].is_null(), "{v}");
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
 }
+
+#[test]
+fn a_command_name_that_is_not_utf8_is_still_alive() {
+    let sb = Sandbox::new();
+    let fifo = sb.dir.path().join("block");
+    // bash renames itself (comm "a\xff") and blocks on a FIFO it holds open read-write.
+    let target = spawn_target(&[
+        "bash",
+        "-c",
+        r#"printf 'a\xff' > /proc/self/comm; mkfifo "$0"; exec 3<>"$0"; read -r -u 3 _"#,
+        fifo.to_str().unwrap(),
+    ]);
+    let stat = format!("/proc/{}/stat", target.pid());
+    wait_until(Duration::from_secs(5), "comm renamed", || {
+        std::fs::read(&stat).is_ok_and(|b| b.windows(4).any(|w| w == b"(a\xff)"))
+    });
+    for backend in ["poll", "pidfd"] {
+        let agent = format!("u8-{backend}");
+        let mut w = sb.watch(
+            target.pid(),
+            &agent,
+            &["--backend", backend, "--interval", "0.05"],
+        );
+        let v = wait_record(&sb.record_path(&agent), Duration::from_secs(5), |v| {
+            v["seq"].as_u64() >= Some(6)
+        });
+        assert_eq!(v["status"], "alive", "{backend}: {v}");
+        w.kill();
+    }
+}
