@@ -39,16 +39,48 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunDirArg {
-    /// Directory holding the records [default: $XDG_CONFIG_HOME/mosaic/fleet/run or ~/.config/mosaic/fleet/run]
-    #[arg(long, value_name = "DIR", env = "MOSAIC_HEARTBEAT_RUN_DIR", value_parser = parse_run_dir)]
+    /// Directory holding the records [env: MOSAIC_HEARTBEAT_RUN_DIR] [default: $XDG_CONFIG_HOME/mosaic/fleet/run or ~/.config/mosaic/fleet/run]
+    #[arg(long, value_name = "DIR", value_parser = parse_run_dir)]
     pub run_dir: Option<PathBuf>,
+}
+
+impl RunDirArg {
+    /// The flag, else the environment (see `rundir::resolve`).
+    pub fn resolve(&self) -> crate::error::Result<PathBuf> {
+        crate::rundir::resolve(self.run_dir.as_deref())
+    }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct IntervalArg {
-    /// Seconds between heartbeats (fractions allowed, 0.001 to 86400)
-    #[arg(long, value_name = "SECS", env = "MOSAIC_HEARTBEAT_INTERVAL", default_value = "15", value_parser = parse_interval)]
-    pub interval: Interval,
+    /// Seconds between heartbeats, fractions allowed, 0.001 to 86400 [env: MOSAIC_HEARTBEAT_INTERVAL] [default: 15]
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    pub interval: Option<Interval>,
+}
+
+pub const INTERVAL_ENV: &str = "MOSAIC_HEARTBEAT_INTERVAL";
+pub const DEFAULT_INTERVAL_SECS: f64 = 15.0;
+
+impl IntervalArg {
+    /// The flag, else `$MOSAIC_HEARTBEAT_INTERVAL`, else 15 s. The environment is read here
+    /// rather than by clap so that, as for every other variable pidbeat and its scripts read,
+    /// a set-but-empty value means unset, and a bad value is reported under its own name.
+    pub fn resolve(&self) -> crate::error::Result<Interval> {
+        if let Some(i) = self.interval {
+            return Ok(i);
+        }
+        match std::env::var(INTERVAL_ENV) {
+            Ok(v) if !v.is_empty() => parse_interval(&v).map_err(|e| {
+                crate::error::Error::Usage(format!("invalid {INTERVAL_ENV}={v:?}: {e}"))
+            }),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Interval {
+                secs: DEFAULT_INTERVAL_SECS,
+            }),
+            Err(std::env::VarError::NotUnicode(v)) => Err(crate::error::Error::Usage(format!(
+                "invalid {INTERVAL_ENV}={v:?}: not UTF-8"
+            ))),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -218,7 +250,7 @@ fn parse_agent(s: &str) -> Result<String, String> {
     validate_agent(s).map(|()| s.to_owned())
 }
 
-fn parse_run_dir(s: &str) -> Result<PathBuf, String> {
+pub fn parse_run_dir(s: &str) -> Result<PathBuf, String> {
     if s.is_empty() {
         return Err("run dir is empty".into());
     }

@@ -70,7 +70,14 @@ pub enum Liveness {
 pub fn probe(pid: i32, start_time: u64) -> Liveness {
     match read_stat(pid) {
         Ok(st) => liveness(pid, start_time, st),
-        Err(_) => Liveness::Dead,
+        // Only "no such process" is death. EMFILE, ENOMEM … say nothing about the target, and
+        // a `dead` record cannot be taken back: the next check will tell.
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            Liveness::Dead
+        }
+        Err(_) => Liveness::Alive,
     }
 }
 
@@ -109,6 +116,13 @@ pub fn tgid(tid: i32) -> Option<i32> {
     s.lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The running kernel's (major, minor) version, from /proc/sys/kernel/osrelease.
+pub fn kernel_version() -> Option<(u32, u32)> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut it = s.trim().split(['.', '-']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// The kernel's PID ceiling; 2^22 (the hard maximum) if /proc does not say.

@@ -19,8 +19,8 @@ use crate::cli::PsArgs;
 use crate::dirwatch::DirWatch;
 use crate::error::{Error, Result};
 use crate::fleet::{self, Entry, Unsettled};
+use crate::runtime;
 use crate::settle::Settler;
-use crate::{rundir, runtime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -39,7 +39,7 @@ struct Snapshot {
 }
 
 pub fn command(args: PsArgs) -> Result<i32> {
-    let dir = rundir::resolve(args.run_dir.run_dir.as_deref())?;
+    let dir = args.run_dir.resolve()?;
     let format = match (args.json, args.prom) {
         (true, _) => Format::Json,
         (_, true) => Format::Prom,

@@ -9,7 +9,8 @@ use crate::watch::{self, Mode, Outcome, Watcher};
 use crate::{rundir, runtime};
 
 pub fn command(args: RunArgs) -> Result<i32> {
-    let run_dir = rundir::resolve(args.run_dir.run_dir.as_deref())?;
+    let run_dir = args.run_dir.resolve()?;
+    let interval = args.interval.resolve()?;
     rundir::prepare(&run_dir)?;
     let lock = rundir::acquire_lock(&run_dir, &args.agent)?;
     let signals = watch::signals(Mode::Run)?;
@@ -39,14 +40,7 @@ pub fn command(args: RunArgs) -> Result<i32> {
             return Err(e);
         }
     };
-    let watcher = Watcher::new(
-        target,
-        run_dir,
-        &args.agent,
-        args.interval.interval,
-        Mode::Run,
-        lock,
-    );
+    let watcher = Watcher::new(target, run_dir, &args.agent, interval, Mode::Run, lock);
     match watcher.run(signals, || Ok(()))? {
         Outcome::Dead(Some(exit)) => Ok(exit.shell_status()),
         Outcome::Dead(None) => Err(runtime!(

@@ -12,13 +12,23 @@ use rustix::io::Errno;
 use crate::error::{Error, Result};
 use crate::runtime;
 
-/// DESIGN.md's search order: `--run-dir`/`$MOSAIC_HEARTBEAT_RUN_DIR` (clap has merged those),
-/// then `$XDG_CONFIG_HOME/mosaic/fleet/run`, then `~/.config/mosaic/fleet/run`.
+pub const RUN_DIR_ENV: &str = "MOSAIC_HEARTBEAT_RUN_DIR";
+
+/// DESIGN.md's search order: `--run-dir`, `$MOSAIC_HEARTBEAT_RUN_DIR`, then
+/// `$XDG_CONFIG_HOME/mosaic/fleet/run`, then `~/.config/mosaic/fleet/run`. A set-but-empty
+/// variable counts as unset, as in the launcher and the shell sidecar.
 pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
     let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(v) = nonempty(RUN_DIR_ENV) {
+        let s = v
+            .to_str()
+            .ok_or_else(|| Error::Usage(format!("invalid {RUN_DIR_ENV}={v:?}: not UTF-8")))?;
+        return crate::cli::parse_run_dir(s)
+            .map_err(|e| Error::Usage(format!("invalid {RUN_DIR_ENV}={s:?}: {e}")));
+    }
     // XDG says a relative XDG_CONFIG_HOME is invalid and must be ignored.
     if let Some(x) = nonempty("XDG_CONFIG_HOME").filter(|x| Path::new(x).is_absolute()) {
         return Ok(Path::new(&x).join("mosaic/fleet/run"));
@@ -234,7 +244,19 @@ pub fn acquire_lock(dir: &Path, agent: &str) -> Result<OwnedFd> {
             path.display()
         ));
     }
-    match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+    // Readers (`ps`, `wait`) test the lock by taking it shared for a few microseconds; do
+    // not mistake one of them for another watcher. A real holder keeps it for its life.
+    let mut tries = 0;
+    let locked = loop {
+        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Err(Errno::WOULDBLOCK) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            r => break r,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(Errno::WOULDBLOCK) => {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();

@@ -9,10 +9,11 @@ use rustix::io::Errno;
 pub enum PidfdExit {
     /// The raw wait status.
     Status(i32),
-    /// The kernel knows the ioctl but has no exit status yet (not yet reaped).
+    /// The ioctl answered without the EXIT bit: on 6.15+ the process is not reaped yet; on
+    /// 6.13–6.14 the kernel never sets it (the caller tells them apart by version).
     NotYet,
-    /// This kernel cannot say (before 6.13 no ioctl; 6.13–6.14 no EXIT bit; or the process
-    /// is gone and its info with it).
+    /// No answer: before 6.13 there is no such ioctl (ENOTTY/EINVAL); on 6.13–6.14 a reaped
+    /// process has no info left (ESRCH).
     Unsupported,
 }
 
@@ -28,8 +29,6 @@ pub fn pidfd_exit(fd: BorrowedFd<'_>) -> PidfdExit {
     // an old kernel fails with an errno; nothing else is touched.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::PIDFD_GET_INFO, &mut info) };
     if rc != 0 {
-        // ESRCH: reaped on a kernel that drops the info at reap (6.13/6.14). ENOTTY/EINVAL:
-        // no such ioctl. Either way this kernel will never tell.
         return PidfdExit::Unsupported;
     }
     if info.mask & libc::PIDFD_INFO_EXIT as u64 != 0 {

@@ -47,6 +47,8 @@ pub struct Target {
     pub pidfd: Option<OwnedFd>,
     /// Our own child (`pidbeat run`): its exit status is exact, by waitid.
     pub is_child: bool,
+    /// Linux ≥ 6.15: PIDFD_INFO_EXIT reports a non-child's exit once it is reaped.
+    exit_info_kernel: bool,
 }
 
 fn is_readable(fd: &OwnedFd) -> bool {
@@ -113,6 +115,7 @@ impl Target {
             },
             pidfd,
             is_child,
+            exit_info_kernel: procfs::kernel_version().is_some_and(|v| v >= (6, 15)),
         })
     }
 
@@ -121,12 +124,38 @@ impl Target {
         procfs::probe(self.pid, self.start_time) == Liveness::Dead
     }
 
+    /// Has the target ended, right now? (Not waiting for the next event or check.)
+    pub fn is_dead_now(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => is_readable(fd),
+            None => self.poll_dead(),
+        }
+    }
+
+    /// Sends `sig` through the pidfd where there is one: a PID alone may already name
+    /// another process once ours was reaped.
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = rustix::process::pidfd_send_signal(fd, sig);
+            }
+            None => {
+                if let Some(pid) = Pid::from_raw(self.pid) {
+                    let _ = rustix::process::kill_process(pid, sig);
+                }
+            }
+        }
+    }
+
     /// For a non-child: PIDFD_INFO_EXIT. Own children are reaped by the caller instead.
     pub fn query_exit(&self) -> ExitQuery {
         match &self.pidfd {
             Some(fd) => match sys::pidfd_exit(fd.as_fd()) {
                 PidfdExit::Status(s) => ExitQuery::Known(ExitInfo::from_wait_status(s)),
-                PidfdExit::NotYet => ExitQuery::Pending,
+                // 6.13 and 6.14 answer the ioctl but never fill in the exit: waiting out the
+                // grace there would only delay the watcher's exit.
+                PidfdExit::NotYet if self.exit_info_kernel => ExitQuery::Pending,
+                PidfdExit::NotYet => ExitQuery::Unknowable,
                 PidfdExit::Unsupported => ExitQuery::Unknowable,
             },
             None => ExitQuery::Unknowable,

@@ -30,9 +30,9 @@ use crate::error::Result;
 use crate::fleet::{self, Entry, State};
 use crate::pins::{Pin, Pins};
 use crate::record::{Record, Status};
+use crate::runtime;
 use crate::settle::Settler;
 use crate::timer::Timer;
-use crate::{rundir, runtime};
 
 const DIR: Token = Token(0);
 const TICK: Token = Token(1);
@@ -42,7 +42,7 @@ const FIRST_PIN: usize = 16;
 const RECHECK: Duration = Duration::from_secs(1);
 
 pub fn command(args: WaitArgs) -> Result<i32> {
-    let dir = rundir::resolve(args.run_dir.run_dir.as_deref())?;
+    let dir = args.run_dir.resolve()?;
     let mut waiting: Vec<String> = Vec::new();
     for a in args.agents {
         if !waiting.contains(&a) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Signal, WaitOptions};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -30,9 +30,17 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 /// How long a `dead` record waits for the kernel to learn a non-child's exit status (it
 /// does once the parent reaps).
 pub const EXIT_GRACE: Duration = Duration::from_secs(1);
-/// How long SIGTERM/SIGINT keeps retrying the `unwatched` record before the watcher exits
-/// anyway (exit 1).
-pub const UNWATCH_GRACE: Duration = Duration::from_secs(2);
+/// How long a final record that cannot be written is retried when the watcher must end
+/// anyway: `unwatched` on SIGTERM/SIGINT (then exit 1), `dead` under `pidbeat run` (whose
+/// exit status is the child's). `watch` retries a `dead` record until it lands.
+pub const FINAL_WRITE_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the event loop stops on a signal.
+enum Stop {
+    Unwatched,
+    /// The target turned out dead: record that instead.
+    Died,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -188,46 +196,61 @@ impl Watcher {
                 }
                 return Err(runtime!("epoll_wait: {e}"));
             }
-            let mut died = false;
+            let (mut sig, mut beat_due, mut target_ev) = (false, false, false);
             for ev in events.iter() {
                 match ev.token() {
-                    SIG => {
-                        if let Some(o) = self.on_signals(&mut signals)? {
-                            return Ok(o);
-                        }
-                    }
-                    BEAT => {
-                        beat.drain();
-                        let _ = self.write(Status::Alive, None, None, false);
-                    }
-                    TARGET => match &check {
-                        Some(t) => {
-                            t.drain();
-                            died |= self.target.poll_dead();
-                        }
-                        None => died = true,
-                    },
+                    SIG => sig = true,
+                    BEAT => beat_due = true,
+                    TARGET => target_ev = true,
                     _ => {}
                 }
             }
-            if died {
-                return self.on_death(&mut poll, &mut events, &mut signals);
+            // Death first: a beat or a SIGTERM in the same batch must neither delay the
+            // `dead` record nor replace it with `alive` or `unwatched`.
+            if target_ev {
+                let died = match &check {
+                    Some(t) => {
+                        t.drain();
+                        self.target.poll_dead()
+                    }
+                    None => true,
+                };
+                if died {
+                    return self.on_death(&mut poll, &mut events, &mut signals);
+                }
+            }
+            if sig {
+                match self.on_signals(&mut signals)? {
+                    Some(Stop::Unwatched) => return Ok(Outcome::Unwatched),
+                    Some(Stop::Died) => {
+                        return self.on_death(&mut poll, &mut events, &mut signals);
+                    }
+                    None => {}
+                }
+            }
+            if beat_due {
+                beat.drain();
+                let _ = self.write(Status::Alive, None, None, false);
             }
         }
     }
 
     /// Returns `Some` when a signal ends the watch.
-    fn on_signals(&mut self, signals: &mut Signals) -> Result<Option<Outcome>> {
+    fn on_signals(&mut self, signals: &mut Signals) -> Result<Option<Stop>> {
         for sig in signals.pending() {
             match (self.mode, sig) {
                 (Mode::Watch, SIGTERM | SIGINT) => {
-                    // The target still lives: say nobody watches it any more, durably. A run
-                    // dir that stays unwritable must not make us deaf to SIGTERM: give up
-                    // after a bound; the `alive` record left behind reads as `lost`.
-                    let deadline = Instant::now() + UNWATCH_GRACE;
+                    // `unwatched` says the target still lives: check that it does.
+                    if self.target.is_dead_now() {
+                        return Ok(Some(Stop::Died));
+                    }
+                    // Durably. A run dir that stays unwritable must not make us deaf to
+                    // SIGTERM: give up after a bound; the `alive` record left behind reads as
+                    // `lost`.
+                    let deadline = Instant::now() + FINAL_WRITE_GRACE;
                     while let Err(e) = self.write(Status::Unwatched, None, None, true) {
-                        if self.target.poll_dead() {
-                            break;
+                        if self.target.is_dead_now() {
+                            return Ok(Some(Stop::Died));
                         }
                         if Instant::now() >= deadline {
                             return Err(runtime!(
@@ -237,7 +260,7 @@ impl Watcher {
                         }
                         std::thread::sleep(retry_period(self.interval));
                     }
-                    return Ok(Some(Outcome::Unwatched));
+                    return Ok(Some(Stop::Unwatched));
                 }
                 (Mode::Watch, _) => {} // SIGHUP: a detached watcher outlives its terminal.
                 (Mode::Run, SIGCHLD) => self.reap_orphans(),
@@ -247,9 +270,7 @@ impl Watcher {
                         SIGINT => Signal::INT,
                         _ => Signal::HUP,
                     };
-                    if let Some(pid) = Pid::from_raw(self.target.pid) {
-                        let _ = rustix::process::kill_process(pid, sig);
-                    }
+                    self.target.signal(sig);
                 }
             }
         }
@@ -286,10 +307,20 @@ impl Watcher {
             _ => None,
         };
         // The death is written first, whatever we know of the exit: a reader must not wait.
+        // `watch` exists to record it, so it retries until the run dir takes it (or SIGTERM);
+        // `run` must hand back the child's status, so it gives up after a bound.
+        let give_up = (self.mode == Mode::Run).then(|| Instant::now() + FINAL_WRITE_GRACE);
         while self
             .write(Status::Dead, known(query), Some(died_ms), true)
             .is_err()
         {
+            if give_up.is_some_and(|t| Instant::now() >= t) {
+                eprintln!(
+                    "pidbeat: warning: the death of PID {} is not recorded",
+                    self.target.pid
+                );
+                return Ok(Outcome::Dead(known(query)));
+            }
             let _ = poll.poll(events, Some(retry_period(self.interval)));
             if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
                 return Ok(Outcome::Dead(known(query)));
@@ -330,7 +361,8 @@ pub fn signals(mode: Mode) -> Result<Signals> {
 
 /// `pidbeat watch`.
 pub fn command(args: crate::cli::WatchArgs) -> Result<i32> {
-    let run_dir = crate::rundir::resolve(args.run_dir.run_dir.as_deref())?;
+    let run_dir = args.run_dir.resolve()?;
+    let interval = args.interval.resolve()?;
     let detached = if args.detach {
         Some(crate::detach::detach()?)
     } else {
@@ -340,14 +372,7 @@ pub fn command(args: crate::cli::WatchArgs) -> Result<i32> {
     let lock = crate::rundir::acquire_lock(&run_dir, &args.agent)?;
     let target = Target::open(args.pid, args.backend, false)?;
     let signals = signals(Mode::Watch)?;
-    let watcher = Watcher::new(
-        target,
-        run_dir,
-        &args.agent,
-        args.interval.interval,
-        Mode::Watch,
-        lock,
-    );
+    let watcher = Watcher::new(target, run_dir, &args.agent, interval, Mode::Watch, lock);
     watcher.run(signals, || match detached {
         Some(d) => d.ready(),
         None => Ok(()),

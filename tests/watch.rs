@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -286,4 +287,95 @@ fn a_command_name_that_is_not_utf8_is_still_alive() {
         assert_eq!(v["status"], "alive", "{backend}: {v}");
         w.kill();
     }
+}
+
+#[test]
+fn sigterm_with_a_dead_target_records_dead_not_unwatched() {
+    let sb = Sandbox::new();
+    let mut target = spawn_sleep();
+    let mut w = sb.watch(target.pid(), "race", &[]);
+    wait_record(&sb.record_path("race"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    // The death and the SIGTERM reach the watcher in one batch of events.
+    send_signal(w.pid(), 19); // SIGSTOP
+    wait_stopped(w.pid(), Duration::from_secs(5));
+    target.kill();
+    send_signal(w.pid(), 15);
+    send_signal(w.pid(), 18); // SIGCONT
+    let st = w
+        .wait_timeout(Duration::from_secs(5))
+        .expect("watcher exits");
+    assert!(st.success(), "{st:?}");
+    let v = read_record(&sb.record_path("race")).unwrap();
+    assert_eq!(
+        v["status"], "dead",
+        "a dead target must never be recorded unwatched: {v}"
+    );
+
+    // The poll backend learns of a death only at its next check (100 ms): a SIGTERM right
+    // after the death must still look before writing `unwatched`.
+    let mut target = spawn_sleep();
+    let mut w = sb.watch(target.pid(), "race-poll", &["--backend", "poll"]);
+    wait_record(&sb.record_path("race-poll"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    target.kill();
+    send_signal(w.pid(), 15);
+    let st = w
+        .wait_timeout(Duration::from_secs(5))
+        .expect("watcher exits");
+    assert!(st.success(), "{st:?}");
+    let v = read_record(&sb.record_path("race-poll")).unwrap();
+    assert_eq!(v["status"], "dead", "poll: {v}");
+}
+
+#[test]
+fn a_reader_probing_the_lock_does_not_refuse_a_new_watcher() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.run_dir()).unwrap();
+    std::fs::set_permissions(
+        sb.run_dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // What `ps` and `wait` do, held long enough to overlap the watcher's start.
+    let lock = sb.run_dir().join(".probe.lock");
+    let mut reader = spawn_target(&["flock", "-s", lock.to_str().unwrap(), "sleep", "0.05"]);
+    wait_until(Duration::from_secs(5), "reader holds the lock", || {
+        lock.exists()
+    });
+    let target = spawn_sleep();
+    let mut w = sb.watch(target.pid(), "probe", &[]);
+    wait_record(&sb.record_path("probe"), Duration::from_secs(5), |v| {
+        status_is(v, "alive")
+    });
+    assert!(w.child().try_wait().unwrap().is_none(), "watcher refused");
+    reader.wait_timeout(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn empty_environment_values_mean_unset() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let child = sb
+        .cmd()
+        .args([
+            "watch",
+            "--pid",
+            &target.pid().to_string(),
+            "--agent",
+            "env",
+        ])
+        .env("MOSAIC_HEARTBEAT_INTERVAL", "")
+        .env("MOSAIC_HEARTBEAT_RUN_DIR", "")
+        .env("XDG_CONFIG_HOME", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _w = Guard::new(child);
+    let path = sb.home().join(".config/mosaic/fleet/run/env.hb");
+    let v = wait_record(&path, Duration::from_secs(5), |v| status_is(v, "alive"));
+    assert_eq!(v["interval"], 15.0);
 }
