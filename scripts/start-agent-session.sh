@@ -201,6 +201,15 @@ pidfd | poll)
 	rc=0
 	timeout 10 setsid -w "$watcher_path" watch --pid "$pane_pid" --agent="$agent" \
 		--backend "$backend" --detach </dev/null >>"$log" 2>&1 || rc=$?
+	if ((rc == 124)); then
+		# timeout gave up on the parent, but the detached watcher may be running (or start
+		# writing later): stop it, so that "no heartbeat" is true. A watcher that got as far
+		# as its first record names itself in it.
+		rec=$(cat -- "$run_dir/$agent.hb" 2>/dev/null) || rec=
+		if [[ $rec =~ \"watcher_pid\":([0-9]+) ]]; then
+			kill -TERM "${BASH_REMATCH[1]}" 2>/dev/null || true
+		fi
+	fi
 	((rc == 0)) ||
 		skip_heartbeat "pidbeat watcher for $agent (pid $pane_pid) failed to start (exit $rc); see $log"
 	;;
