@@ -61,6 +61,7 @@ impl DirWatch {
     }
 
     /// True while the run dir itself is watched (it exists).
+    #[cfg(test)]
     pub fn on_dir(&self) -> bool {
         self.on_dir
     }
@@ -178,9 +179,9 @@ impl AsRawFd for DirWatch {
 
 /// Names that matter to a reader of `agents`: their records and their lock files.
 pub fn is_agent_file(name: &OsStr, agent: &str) -> bool {
-    let n = name.as_bytes();
-    n.strip_suffix(b".hb") == Some(agent.as_bytes())
-        || n.strip_prefix(b".").and_then(|n| n.strip_suffix(b".lock")) == Some(agent.as_bytes())
+    name.to_str().is_some_and(|n| {
+        n == crate::rundir::record_name(agent) || n == crate::rundir::lock_name(agent)
+    })
 }
 
 /// Any record or lock file (temp files `.<agent>.hb.<pid>.tmp` are not).

@@ -115,17 +115,13 @@ impl Entry {
     }
 }
 
-pub fn record_name(agent: &str) -> String {
-    format!("{agent}.hb")
-}
-
 /// The agents with a record in `dir`, sorted. Files whose stem is not a valid agent name are
 /// not records of ours and are skipped. NotFound means the run dir itself is missing.
 pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
     let mut agents = Vec::new();
     for ent in std::fs::read_dir(dir)? {
         let name = ent?.file_name();
-        let Some(agent) = name.to_str().and_then(|n| n.strip_suffix(".hb")) else {
+        let Some(agent) = name.to_str().and_then(rundir::agent_of_record) else {
             continue;
         };
         if crate::cli::validate_agent(agent).is_ok() {
@@ -138,15 +134,9 @@ pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
 
 /// Reads a record without trusting the file: O_NOFOLLOW (a planted symlink is refused, not
 /// followed), O_NONBLOCK (a FIFO cannot block the open), a type check before reading (nor the
-/// read), and a bounded read (a huge or sparse file is refused from its size).
-/// `Ok(None)`: no such record.
-pub fn read_record_bytes(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let mut buf = vec![0; MAX_RECORD_BYTES + 1];
-    Ok(read_record_at(None, path, &mut buf)?.map(|n| buf[..n].to_vec()))
-}
-
-/// [`read_record_bytes`] into `buf` (at least `MAX_RECORD_BYTES + 1` long, reused from
-/// record to record), relative to `dirfd` when given; returns the record's length. A record
+/// read), and a bounded read (a huge or sparse file is refused from its size). Reads into
+/// `buf` (at least `MAX_RECORD_BYTES + 1` long, reused from record to record), relative to
+/// `dirfd` when given; returns the record's length, `None` if there is no such record. A record
 /// takes one read: more only if the kernel returns less than `fstat` promised. The one byte
 /// over the limit tells a file that grew after `fstat` from one that fits.
 fn read_record_at(
@@ -238,12 +228,6 @@ pub fn classify_all(dir: &Path, agents: &[String]) -> Vec<Option<Entry>> {
     })
 }
 
-/// The state of one agent now, or `None` if it has no record. For several agents, one
-/// [`Reader`] is cheaper.
-pub fn classify(dir: &Path, agent: &str) -> Option<Entry> {
-    Reader::new(dir).classify(agent)
-}
-
 /// One look at a run dir: judges agents one after another, sharing what they have in common.
 /// The dir is opened once (records are opened relative to it), the record buffer is reused,
 /// and each PID's `/proc/PID/stat` is read once per look (a fleet's watchers and targets
@@ -293,7 +277,7 @@ impl<'a> Reader<'a> {
     }
 
     fn classify_into(&mut self, agent: &str, buf: &mut [u8]) -> Option<Entry> {
-        let name = record_name(agent);
+        let name = rundir::record_name(agent);
         let n = match self.read(&name, buf) {
             Ok(Some(n)) => n,
             Ok(None) => return None,
@@ -566,6 +550,11 @@ impl Visitor<'_> for KeySeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read_record_bytes(path: &Path) -> Result<Option<Vec<u8>>, String> {
+        let mut buf = vec![0; MAX_RECORD_BYTES + 1];
+        Ok(read_record_at(None, path, &mut buf)?.map(|n| buf[..n].to_vec()))
+    }
 
     #[test]
     fn keeps_key_order_and_refuses_junk() {

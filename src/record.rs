@@ -49,6 +49,17 @@ impl ExitInfo {
     }
 }
 
+/// `code 7` or `signal 9`, as `wait` prints it and `ps` starts its EXIT column.
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "code {c}"),
+            (None, Some(s)) => write!(f, "signal {s}"),
+            (None, None) => f.write_str("unknown"),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Record {
     pub ts: u64,

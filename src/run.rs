@@ -47,6 +47,8 @@ pub fn command(args: RunArgs) -> Result<i32> {
             "lost the exit status of {}",
             prog.to_string_lossy()
         )),
-        Outcome::Unwatched => Ok(0),
+        Outcome::Unwatched => {
+            unreachable!("run forwards SIGTERM/SIGINT to its child, it never unwatches")
+        }
     }
 }

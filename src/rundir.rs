@@ -106,9 +106,9 @@ impl RecordWriter {
     pub fn new(dir: &Path, agent: &str) -> Self {
         RecordWriter {
             dir: dir.to_path_buf(),
-            record_name: format!("{agent}.hb"),
-            // Dot-prefixed (agents never start with `.`) and unique per watcher.
-            tmp_name: format!(".{agent}.hb.{}.tmp", std::process::id()),
+            record_name: record_name(agent),
+            // Unique per watcher.
+            tmp_name: tmp_name(agent, std::process::id()),
             spare: None,
         }
     }
@@ -219,8 +219,24 @@ fn link_tmpfile(file: &File, dirfd: &OwnedFd, name: &str) -> io::Result<()> {
     }
 }
 
+// The names an agent owns in the run dir: its record, its lock, its watchers' temp names.
+// Agents never start with `.`, so the dot-names can never be another agent's record.
+
+pub fn record_name(agent: &str) -> String {
+    format!("{agent}.hb")
+}
+
+/// The agent whose record `file_name` would be (not yet checked as a valid name).
+pub fn agent_of_record(file_name: &str) -> Option<&str> {
+    file_name.strip_suffix(".hb")
+}
+
 pub fn lock_name(agent: &str) -> String {
     format!(".{agent}.lock")
+}
+
+fn tmp_name(agent: &str, watcher_pid: u32) -> String {
+    format!(".{agent}.hb.{watcher_pid}.tmp")
 }
 
 /// The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for

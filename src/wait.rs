@@ -153,12 +153,8 @@ fn ended(e: &Entry, unsettled: bool) -> Option<String> {
     match e.state {
         // A dying agent is shown as alive/stale while unsettled, so it falls through below.
         State::Dead if !unsettled => Some(match r.exit {
-            Some(x) => match (x.code, x.signal) {
-                (Some(c), _) => format!("dead code {c}"),
-                (None, Some(s)) => format!("dead signal {s}"),
-                (None, None) => "dead".into(),
-            },
-            None => "dead".into(),
+            Some(x) if x.code.is_some() || x.signal.is_some() => format!("dead {x}"),
+            _ => "dead".into(),
         }),
         State::Lost => Some("lost".into()),
         State::Unwatched if !fleet::target_alive(r) => Some("lost".into()),

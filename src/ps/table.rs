@@ -95,16 +95,16 @@ pub fn age(ms: u64) -> String {
 /// "code 7", "signal 9 (KILL)", "signal 11 (SEGV, core dumped)".
 pub fn exit_text(x: &ExitInfo) -> String {
     match (x.code, x.signal) {
-        (Some(c), _) => format!("code {c}"),
+        (Some(_), _) => x.to_string(),
         (None, Some(s)) => {
             let mut notes: Vec<&str> = signal_name(s).into_iter().collect();
             if x.core {
                 notes.push("core dumped");
             }
             if notes.is_empty() {
-                format!("signal {s}")
+                x.to_string()
             } else {
-                format!("signal {s} ({})", notes.join(", "))
+                format!("{x} ({})", notes.join(", "))
             }
         }
         (None, None) => "-".into(),
