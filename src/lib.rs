@@ -4,6 +4,7 @@ pub mod cli;
 pub mod detach;
 pub mod dirwatch;
 pub mod error;
+pub mod eventloop;
 pub mod fleet;
 pub mod pins;
 pub mod procfs;

@@ -118,11 +118,8 @@ pub fn command(args: WaitArgs) -> Result<i32> {
         }
         let wake = deadline.into_iter().chain(next_settle).min();
         let timeout = wake.map(|w| w.saturating_duration_since(now));
-        if let Err(e) = poll.poll(&mut events, timeout) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(runtime!("epoll_wait: {e}"));
+        if !crate::eventloop::wait(&mut poll, &mut events, timeout)? {
+            continue;
         }
         // No event: a grace (or the deadline) is due.
         recheck = events.is_empty();

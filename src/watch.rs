@@ -190,11 +190,8 @@ impl Watcher {
 
         let mut events = Events::with_capacity(8);
         loop {
-            if let Err(e) = poll.poll(&mut events, None) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(runtime!("epoll_wait: {e}"));
+            if !crate::eventloop::wait(&mut poll, &mut events, None)? {
+                continue;
             }
             let (mut sig, mut beat_due, mut target_ev) = (false, false, false);
             for ev in events.iter() {

@@ -74,11 +74,8 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<i32> {
             }
         }
         let timeout = next_settle.map(|d| d.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll.poll(&mut events, timeout) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(runtime!("epoll_wait: {e}"));
+        if !crate::eventloop::wait(&mut poll, &mut events, timeout)? {
+            continue;
         }
         // No event: a dying agent's grace is over.
         dirty = events.is_empty();
