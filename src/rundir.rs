@@ -124,16 +124,11 @@ impl RecordWriter {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let prefix = format!(".{}.", self.record_name);
+        let agent = agent_of_record(&self.record_name).expect("built by record_name");
         for e in entries.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            let stale = name != self.tmp_name
-                && name
-                    .strip_prefix(&prefix)
-                    .and_then(|r| r.strip_suffix(".tmp"))
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if stale {
+            if name != self.tmp_name && is_tmp_name(agent, name) {
                 let _ = std::fs::remove_file(self.dir.join(name));
             }
         }
@@ -237,6 +232,16 @@ pub fn lock_name(agent: &str) -> String {
 
 fn tmp_name(agent: &str, watcher_pid: u32) -> String {
     format!(".{agent}.hb.{watcher_pid}.tmp")
+}
+
+/// Is `name` what [`tmp_name`] gives for `agent` and some watcher? Exact shape only:
+/// `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
+fn is_tmp_name(agent: &str, name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|r| r.strip_prefix(agent))
+        .and_then(|r| r.strip_prefix(".hb."))
+        .and_then(|r| r.strip_suffix(".tmp"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for

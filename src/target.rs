@@ -94,18 +94,7 @@ impl Target {
             },
         };
         let stat = procfs::read_stat(pid).map_err(|_| no_such_process(pid))?;
-        let dead = match &pidfd {
-            Some(fd) => is_readable(fd),
-            None => procfs::probe(pid, stat.start_time) == Liveness::Dead,
-        };
-        // An own child that already exited is still ours to report (its status is waiting for
-        // us); anyone else's zombie is nothing to watch.
-        if dead && !is_child {
-            return Err(runtime!(
-                "PID {pid} has already exited (a zombie waiting for its parent to reap it); nothing to watch"
-            ));
-        }
-        Ok(Target {
+        let target = Target {
             pid,
             start_time: stat.start_time,
             backend: if pidfd.is_some() {
@@ -116,7 +105,15 @@ impl Target {
             pidfd,
             is_child,
             exit_info_kernel: procfs::kernel_version().is_some_and(|v| v >= (6, 15)),
-        })
+        };
+        // An own child that already exited is still ours to report (its status is waiting for
+        // us); anyone else's zombie is nothing to watch.
+        if !is_child && target.is_dead_now() {
+            return Err(runtime!(
+                "PID {pid} has already exited (a zombie waiting for its parent to reap it); nothing to watch"
+            ));
+        }
+        Ok(target)
     }
 
     /// The poll backend's check: has the pinned incarnation ended (gone, zombie, reused)?
