@@ -155,19 +155,7 @@ impl DirWatch {
 
     /// Blocks up to `timeout` for events, for callers without an event loop.
     pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let ts = rustix::time::Timespec {
-            tv_sec: timeout.as_secs() as _,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        let mut fds = [rustix::event::PollFd::new(
-            &self.fd,
-            rustix::event::PollFlags::IN,
-        )];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(n) => Ok(n > 0),
-            Err(Errno::INTR) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        crate::eventloop::readable_within(&self.fd, timeout)
     }
 }
 

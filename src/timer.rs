@@ -14,7 +14,7 @@ pub struct Timer {
     fd: OwnedFd,
 }
 
-fn timespec(d: Duration) -> Timespec {
+pub fn timespec(d: Duration) -> Timespec {
     Timespec {
         tv_sec: d.as_secs() as _,
         tv_nsec: d.subsec_nanos() as _,
