@@ -204,8 +204,18 @@ fn scale(s: &mut String, ctx: &Ctx) {
     }
     let _ = writeln!(
         s,
-        "\nVmRSS counts shared pages (libc, the binary's text) in every watcher; PSS shares them out.\n"
+        "\nVmRSS counts shared pages (libc, the binary's text) in every watcher; PSS shares them out."
     );
+    if let Some(v) = r.get("scale", "pss_per_added_watcher") {
+        let _ = writeln!(
+            s,
+            "PSS per added watcher (total PSS growth from {} to {} watchers, per watcher): \
+             {v:.0} KiB.",
+            fmt(r.get("scale", "pss_added_from"), 0),
+            fmt(r.get("scale", "pss_added_to"), 0)
+        );
+    }
+    let _ = writeln!(s);
 }
 
 fn ps(s: &mut String, r: &Results) {
@@ -288,25 +298,37 @@ fn number(v: f64) -> serde_json::Value {
     }
 }
 
-pub fn write_json(r: &Results) -> io::Result<PathBuf> {
+/// Every entry as `{contender, metric, value, unit}`, then every goal as an entry of the
+/// contender `goal` that adds its `target`, `limit` and `met` (`null`: not measured).
+pub fn write_json(r: &Results, goals: &[Goal]) -> io::Result<PathBuf> {
     let dir = Path::new(PIDBEAT)
         .parent()
         .and_then(Path::parent)
         .map_or_else(|| Path::new(MANIFEST_DIR).join("target"), Path::to_path_buf)
         .join("bench");
     fs::create_dir_all(&dir)?;
-    let arr: Vec<serde_json::Value> = r
-        .entries
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "contender": e.contender,
-                "metric": e.metric,
-                "value": number(e.value),
-                "unit": e.unit,
-            })
+    let entries = r.entries.iter().map(|e| {
+        serde_json::json!({
+            "contender": e.contender,
+            "metric": e.metric,
+            "value": number(e.value),
+            "unit": e.unit,
         })
-        .collect();
+    });
+    let goals = goals.iter().map(|g| {
+        serde_json::json!({
+            "contender": "goal",
+            "metric": g.id,
+            "value": g.value.map(number),
+            "unit": g.unit,
+            "what": g.what,
+            "target": g.target,
+            "limit": number(g.limit),
+            "measured": g.measured,
+            "met": g.met,
+        })
+    });
+    let arr: Vec<serde_json::Value> = entries.chain(goals).collect();
     let path = dir.join("results.json");
     let mut text = serde_json::to_string_pretty(&arr).map_err(io::Error::other)?;
     text.push('\n');

@@ -1,5 +1,6 @@
 //! 1, 100 and 1,000 concurrent pidfd watchers in one run dir: death latency of a random target,
-//! total RSS/PSS, CPU per second while idle at the default interval.
+//! total RSS/PSS (and PSS per added watcher across fleets), CPU per second while idle at the
+//! default interval.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -100,7 +101,30 @@ pub fn run_scale(ctx: &mut Ctx) -> io::Result<()> {
             ));
         }
     }
+    add_pss_per_added_watcher(ctx);
     Ok(())
+}
+
+/// What one more watcher costs in memory: the growth of the total PSS between the two largest
+/// fleets of this run, per watcher added. Shared pages (libc, the binary's text) are divided
+/// among all sharers, so they fade out of it; a watcher's own pages do not.
+fn add_pss_per_added_watcher(ctx: &mut Ctx) {
+    let r = &mut ctx.results;
+    let mut fleets: Vec<(usize, f64)> = ctx
+        .cfg
+        .scale
+        .iter()
+        .filter_map(|&(n, _, _)| Some((n, r.get(&format!("scale-{n}"), "total_pss")?)))
+        .collect();
+    fleets.sort_by_key(|&(n, _)| n);
+    if let [.., (n0, mib0), (n1, mib1)] = fleets[..]
+        && n1 > n0
+    {
+        r.add("scale", "pss_added_from", n0 as f64, "watchers");
+        r.add("scale", "pss_added_to", n1 as f64, "watchers");
+        let kib = (mib1 - mib0) * 1024.0 / (n1 - n0) as f64;
+        r.add("scale", "pss_per_added_watcher", kib, "KiB");
+    }
 }
 
 fn scale_one(ctx: &mut Ctx, n: usize, rounds: usize, idle: bool) -> Result<(), String> {
