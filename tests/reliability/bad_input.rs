@@ -303,9 +303,10 @@ fn ps_corrupt_records_quickly() {
     sb.assert_clean(&[]);
 }
 
-/// A thread ID is not a process. pidfd_open refuses it (ENOENT) but the message sends the
-/// user to `--backend poll`, and the poll backend accepts it and then reports `dead` when
-/// that one thread ends while the process lives on: a false `dead`.
+/// A thread ID is not a process. Every backend must refuse it (exit 1), naming the process it
+/// belongs to: pidfd_open fails with ENOENT, which must not send the user to `--backend poll`,
+/// and a poll watcher that accepted it would report `dead` when that one thread ends while the
+/// process lives on: a false `dead`.
 #[test]
 fn thread_id_is_refused_not_watched() {
     if !python3("thread_id_is_refused_not_watched") {

@@ -237,7 +237,7 @@ fn rundir_deleted_and_recreated() {
 }
 
 /// SIGTERM while the run dir cannot be written (and the target lives on) must still stop
-/// the watcher within a bounded time; today it retries the `unwatched` write forever.
+/// the watcher within a bounded time: it must not retry the `unwatched` write forever.
 #[test]
 fn sigterm_during_outage_still_stops_the_watcher() {
     let sb = Sandbox::new();

@@ -154,10 +154,10 @@ fn symlink_at_lock_path_is_never_followed() {
     sb.assert_clean(&[pid]);
 }
 
-/// A hard link planted at `.<agent>.lock` (to any file of ours on the same filesystem) is
-/// opened O_RDWR, truncated and overwritten with the watcher's PID: O_NOFOLLOW does not help
-/// against links that are not symlinks. The record and temp names are safe (rename, O_EXCL);
-/// the lock must be too.
+/// A hard link planted at `.<agent>.lock` (to any file of ours on the same filesystem) must
+/// not be opened O_RDWR, truncated and overwritten with the watcher's PID: O_NOFOLLOW does not
+/// help against links that are not symlinks. The record and temp names are safe by rename and
+/// O_EXCL; this guards that the lock is too.
 #[test]
 fn hardlink_at_lock_path_is_never_written_through() {
     let sb = Sandbox::new();

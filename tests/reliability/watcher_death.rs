@@ -51,9 +51,10 @@ fn killed_watcher_frees_its_lock() {
 }
 
 /// A watcher SIGKILLed between creating its temp file and renaming it leaves
-/// `.<agent>.hb.<pid>.tmp` behind (seen 4 times in 30 kills at --interval 0.001). Nobody
-/// ever removes it, so crashes pile them up. The next watcher of the agent holds the agent's
-/// exclusive lock, so every other `.<agent>.hb.<N>.tmp` is garbage it can sweep.
+/// `.<agent>.hb.<pid>.tmp` behind (seen 4 times in 30 kills at --interval 0.001). The next
+/// watcher of the agent holds the agent's exclusive lock, so every other
+/// `.<agent>.hb.<N>.tmp` is garbage it sweeps at start: crashes must not pile them up, and
+/// another agent's temp files, however alike their names, are left alone.
 #[test]
 fn new_watcher_sweeps_temp_files_of_a_killed_watcher() {
     let sb = Sandbox::new();
