@@ -8,8 +8,7 @@ use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
-use crate::error::Result;
-use crate::runtime;
+use crate::exit::{Result, runtime};
 use crate::sys::{self, Fork};
 
 const READY: u8 = b'R';

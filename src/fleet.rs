@@ -8,7 +8,6 @@
 //! entry is marked [`Unsettled::Dying`] and the caller gives it a short grace (see
 //! `settle.rs`).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -18,13 +17,11 @@ use std::time::Duration;
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use serde::de::value::MapDeserializer;
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
+use crate::layout::{self, EXIT_GRACE, Interval};
 use crate::procfs::{self, Liveness, Stat};
-use crate::record::{MAX_RECORD_BYTES, Record, Status, now_ms};
-use crate::rundir;
+use crate::record::{self, Key, MAX_RECORD_BYTES, Record, Status, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -71,7 +68,7 @@ pub enum Unsettled {
     /// record says (alive/stale) until the grace runs out, then `lost`.
     Dying,
     /// `dead` without an exit status while its watcher still lives: the watcher may rewrite
-    /// the record with the status within its grace (`watch::EXIT_GRACE`).
+    /// the record with the status within its grace (`layout::EXIT_GRACE`).
     ExitPending,
 }
 
@@ -81,7 +78,7 @@ impl Unsettled {
             // pidfd watchers write within milliseconds and poll ones within 250 ms; the rest
             // is room for the durable write's fsyncs on a busy disk.
             Unsettled::Dying => Duration::from_secs(1),
-            Unsettled::ExitPending => crate::watch::EXIT_GRACE + Duration::from_millis(500),
+            Unsettled::ExitPending => EXIT_GRACE + Duration::from_millis(500),
         }
     }
 }
@@ -121,10 +118,10 @@ pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
     let mut agents = Vec::new();
     for ent in std::fs::read_dir(dir)? {
         let name = ent?.file_name();
-        let Some(agent) = name.to_str().and_then(rundir::agent_of_record) else {
+        let Some(agent) = name.to_str().and_then(layout::agent_of_record) else {
             continue;
         };
-        if crate::cli::validate_agent(agent).is_ok() {
+        if layout::validate_agent(agent).is_ok() {
             agents.push(agent.to_owned());
         }
     }
@@ -277,7 +274,7 @@ impl<'a> Reader<'a> {
     }
 
     fn classify_into(&mut self, agent: &str, buf: &mut [u8]) -> Option<Entry> {
-        let name = rundir::record_name(agent);
+        let name = layout::record_name(agent);
         let n = match self.read(&name, buf) {
             Ok(Some(n)) => n,
             Ok(None) => return None,
@@ -318,7 +315,7 @@ impl<'a> Reader<'a> {
 
     fn judge(&mut self, agent: &str, bytes: &[u8]) -> Entry {
         self.used_cache = false;
-        let (record, fields) = match parse(bytes) {
+        let (record, fields) = match record::parse(bytes) {
             Ok(p) => p,
             Err(e) => return Entry::corrupt(agent, e),
         };
@@ -398,7 +395,7 @@ impl<'a> Reader<'a> {
     /// kernel frees it the instant the watcher dies). Records without a lock file (the shell
     /// sidecar) or not written by pidbeat fall back to the `watcher_pid` they name.
     fn watcher(&mut self, agent: &str, record: &Record) -> Watcher {
-        let lock = rundir::lock_held(self.dir, agent);
+        let lock = layout::lock_held(self.dir, agent);
         // `watcher_start_time` is pidbeat's own key: such a writer always held this lock.
         if lock == Some(false) && record.watcher_start_time.is_some() {
             return Watcher::Gone;
@@ -422,7 +419,7 @@ impl<'a> Reader<'a> {
     /// it within its grace); the cheap checks come first.
     fn exit_pending(&mut self, agent: &str, record: &Record) -> Option<Unsettled> {
         let pid = record.watcher_pid.filter(|_| record.exit.is_none())?;
-        let pending = rundir::lock_held(self.dir, agent) == Some(true)
+        let pending = layout::lock_held(self.dir, agent) == Some(true)
             && self
                 .running_incarnation(pid, record.watcher_start_time)
                 .is_some();
@@ -435,29 +432,12 @@ fn needs_confirming(entry: &Entry) -> bool {
     entry.state == State::Lost || entry.unsettled.is_some()
 }
 
-/// The record and its keys in order, from one pass over the bytes: the typed record is read
-/// from the parsed keys, not parsed again.
-fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
-    std::str::from_utf8(bytes).map_err(|e| format!("record is not UTF-8: {e}"))?;
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(format!("record is over {MAX_RECORD_BYTES} bytes"));
-    }
-    // serde_json's default recursion limit (128) bounds deep nesting.
-    let fields = serde_json::from_slice::<Ordered>(bytes)
-        .map_err(|e| e.to_string())?
-        .0;
-    let entries = fields.iter().map(|(k, v)| (&**k, v));
-    let record = Record::deserialize(MapDeserializer::<_, serde_json::Error>::new(entries))
-        .map_err(|e| e.to_string())?;
-    Ok((record, fields))
-}
-
 /// DESIGN.md: alive while written within 2 × interval + 1 s.
 pub fn is_fresh(record: &Record, age_ms: u64) -> bool {
     let interval = record
         .interval
         .filter(|i| i.is_finite() && *i > 0.0)
-        .unwrap_or(15.0);
+        .unwrap_or(Interval::DEFAULT.secs);
     age_ms as f64 <= (2.0 * interval + 1.0) * 1000.0
 }
 
@@ -481,72 +461,6 @@ enum Watcher {
     Unknown,
 }
 
-/// A record's key. pidbeat's own keys borrow a static name: a fleet's records repeat them
-/// tens of thousands of times.
-pub type Key = Cow<'static, str>;
-
-const RECORD_KEYS: [&str; 12] = [
-    "ts",
-    "pid",
-    "status",
-    "ts_ms",
-    "seq",
-    "interval",
-    "backend",
-    "watcher_pid",
-    "start_time",
-    "exit",
-    "died_ms",
-    "watcher_start_time",
-];
-
-/// A JSON object's entries in the order the file has them (serde_json's `Map` sorts them,
-/// since `preserve_order` is off).
-struct Ordered(Vec<(Key, Value)>);
-
-impl<'de> Deserialize<'de> for Ordered {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Ordered;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Ordered, A::Error> {
-                // Room for a pidbeat record's keys without growing.
-                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(RECORD_KEYS.len()));
-                while let Some(k) = m.next_key_seed(KeySeed)? {
-                    v.push((k, m.next_value()?));
-                }
-                Ok(Ordered(v))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Key;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for KeySeed {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Key, E> {
-        Ok(match RECORD_KEYS.iter().find(|k| **k == s) {
-            Some(k) => Cow::Borrowed(k),
-            None => Cow::Owned(s.to_owned()),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,47 +468,6 @@ mod tests {
     fn read_record_bytes(path: &Path) -> Result<Option<Vec<u8>>, String> {
         let mut buf = vec![0; MAX_RECORD_BYTES + 1];
         Ok(read_record_at(None, path, &mut buf)?.map(|n| buf[..n].to_vec()))
-    }
-
-    #[test]
-    fn keeps_key_order_and_refuses_junk() {
-        let (_, fields) = parse(br#"{"ts":1,"pid":2,"status":"dead","zz":1,"aa":2}"#).unwrap();
-        let keys: Vec<&str> = fields.iter().map(|(k, _)| &**k).collect();
-        assert_eq!(keys, ["ts", "pid", "status", "zz", "aa"]);
-        assert!(parse(b"\xff\xfe").is_err());
-        let deep = "[".repeat(10_000);
-        assert!(parse(deep.as_bytes()).is_err());
-        assert!(parse(br#"{"ts":1,"pid":2,"status":"alive","ts":3}"#).is_err());
-    }
-
-    #[test]
-    fn one_pass_parse_agrees_with_the_record_parser() {
-        let cases: [&[u8]; 16] = [
-            br#"{"ts":1,"pid":2,"status":"alive","ts_ms":1000,"seq":1,"interval":15.0,"backend":"pidfd","watcher_pid":3,"start_time":4,"exit":null,"died_ms":null,"watcher_start_time":5}"#,
-            br#"{"ts":1,"pid":2,"status":"dead","exit":{"code":null,"signal":9,"core":false},"died_ms":7}"#,
-            br#"{"ts":5,"pid":9,"status":"alive"}"#,
-            br#" { "pid" : 9 , "status" : "unwatched" , "ts" : 5 , "x" : [1, {"y": null}] } "#,
-            br#"{"ts":5,"pid":9,"status":"alive","interval":1}"#,
-            br#"{"ts":5,"pid":9}"#,
-            br#"{"ts":5,"pid":9,"status":"zombie"}"#,
-            br#"{"ts":"5","pid":9,"status":"alive"}"#,
-            br#"{"ts":5.0,"pid":9,"status":"alive"}"#,
-            br#"{"ts":-5,"pid":9,"status":"alive"}"#,
-            br#"{"ts":5,"pid":3000000000,"status":"alive"}"#,
-            br#"{"ts":5,"pid":9,"status":"alive","seq":null,"backend":7}"#,
-            br#"{"ts":5,"pid":9,"status":"dead","exit":{"code":1}}"#,
-            br#"{"ts":5,"pid":9,"status":"dead","status":"alive"}"#,
-            br#"[1,2,3]"#,
-            br#"{"ts":5,"pid":9,"status":"alive"} trailing"#,
-        ];
-        for c in cases {
-            let text = String::from_utf8_lossy(c);
-            match (parse(c), Record::parse(c)) {
-                (Ok((a, _)), Ok(b)) => assert_eq!(a, b, "{text}"),
-                (Err(_), Err(_)) => {}
-                (a, b) => panic!("{text}: one pass {a:?}, record parser {b:?}"),
-            }
-        }
     }
 
     #[test]
@@ -620,7 +493,7 @@ mod tests {
 
     #[test]
     fn freshness_follows_the_interval() {
-        let mut r = Record::parse(br#"{"ts":0,"pid":1,"status":"alive"}"#).unwrap();
+        let (mut r, _) = record::parse(br#"{"ts":0,"pid":1,"status":"alive"}"#).unwrap();
         assert!(is_fresh(&r, 31_000));
         assert!(!is_fresh(&r, 31_001));
         r.interval = Some(0.1);

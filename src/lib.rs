@@ -3,9 +3,10 @@
 pub mod cli;
 pub mod detach;
 pub mod dirwatch;
-pub mod error;
 pub mod eventloop;
+pub mod exit;
 pub mod fleet;
+pub mod layout;
 pub mod pins;
 pub mod procfs;
 pub mod ps;
@@ -22,15 +23,17 @@ pub mod watch;
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
+use exit::{ExitCode, runtime};
 
-/// Parses argv, runs the subcommand, and returns the process exit code.
+/// Parses argv, runs the subcommand, and returns the process exit code. The one place that
+/// prints `pidbeat: error: …`.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Watch(a) => watch::command(a),
-        Command::Run(a) => run::command(a),
-        Command::Ps(a) => ps::command(a),
-        Command::Wait(a) => wait::command(a),
+        Command::Watch(a) => a.into_config().and_then(watch::command),
+        Command::Run(a) => a.into_config().and_then(run::command),
+        Command::Ps(a) => a.into_config().and_then(ps::command),
+        Command::Wait(a) => a.into_config().and_then(wait::command),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -38,18 +41,18 @@ pub fn main() -> i32 {
                 "pidbeat",
                 &mut std::io::stdout(),
             );
-            Ok(0)
+            Ok(ExitCode::Success)
         }
         Command::Man => clap_mangen::Man::new(Cli::command())
             .render(&mut std::io::stdout())
-            .map(|()| 0)
+            .map(|()| ExitCode::Success)
             .map_err(|e| runtime!("cannot write the man page: {e}")),
     };
     match result {
-        Ok(code) => code,
+        Ok(code) => code.code(),
         Err(e) => {
             eprintln!("pidbeat: error: {e}");
-            e.exit_code()
+            e.exit_code().code()
         }
     }
 }

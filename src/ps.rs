@@ -15,15 +15,31 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::cli::PsArgs;
+use std::path::PathBuf;
+
 use crate::dirwatch::DirWatch;
-use crate::error::{Error, Result};
+use crate::exit::{ExitCode, Result, runtime};
 use crate::fleet::{self, Entry, Unsettled};
-use crate::runtime;
 use crate::settle::Settler;
 
+#[derive(Debug)]
+pub struct PsConfig {
+    pub run_dir: PathBuf,
+    pub view: View,
+    /// Only these agents (all when empty).
+    pub agents: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum View {
+    /// One settled snapshot.
+    Once(Format),
+    /// `--watch`: tables, or one JSON array per line.
+    Watch { json: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
     Table,
     Json,
     Prom,
@@ -38,26 +54,15 @@ struct Snapshot {
     dir_missing: bool,
 }
 
-pub fn command(args: PsArgs) -> Result<i32> {
-    let dir = args.run_dir.resolve()?;
-    let format = match (args.json, args.prom) {
-        (true, _) => Format::Json,
-        (_, true) => Format::Prom,
-        _ => Format::Table,
-    };
-    let mut named = args.agents;
+pub fn command(config: PsConfig) -> Result<ExitCode> {
+    let dir = config.run_dir;
+    let mut named = config.agents;
     named.sort();
     named.dedup();
-    if args.watch {
-        if format == Format::Prom {
-            return Err(Error::Usage(
-                "--watch cannot be combined with --prom: the textfile collector wants one \
-                 snapshot per file; run `pidbeat ps --prom` from a timer instead"
-                    .into(),
-            ));
-        }
-        return live::run(&dir, &named, format == Format::Json);
-    }
+    let format = match config.view {
+        View::Watch { json } => return live::run(&dir, &named, json),
+        View::Once(format) => format,
+    };
 
     let snap = settled_snapshot(&dir, &named)?;
     let text = match format {
@@ -75,7 +80,11 @@ pub fn command(args: PsArgs) -> Result<i32> {
     for agent in &snap.missing {
         eprintln!("pidbeat: {agent}: no record in {}", dir.display());
     }
-    Ok(if snap.missing.is_empty() { 0 } else { 1 })
+    Ok(if snap.missing.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }
 
 fn hint(dir: &Path, dir_missing: bool) -> String {
@@ -95,9 +104,9 @@ fn write_stdout(bytes: &[u8]) -> io::Result<()> {
 
 /// `pidbeat ps | head -1`: the reader has gone, which is no error of ours. (Rust ignores
 /// SIGPIPE, so the write fails with EPIPE instead of killing us.)
-fn quiet_on_broken_pipe(e: io::Error) -> Result<i32> {
+fn quiet_on_broken_pipe(e: io::Error) -> Result<ExitCode> {
     if e.kind() == io::ErrorKind::BrokenPipe {
-        Ok(0)
+        Ok(ExitCode::Success)
     } else {
         Err(runtime!("cannot write to stdout: {e}"))
     }

@@ -2,35 +2,43 @@
 
 use std::process::Command;
 
-use crate::cli::{BackendChoice, RunArgs};
-use crate::error::Result;
-use crate::target::Target;
-use crate::watch::{self, Mode, Outcome, Watcher};
-use crate::{rundir, runtime};
+use std::ffi::OsString;
 
-pub fn command(args: RunArgs) -> Result<i32> {
-    let run_dir = args.run_dir.resolve()?;
-    let interval = args.interval.resolve()?;
-    rundir::prepare(&run_dir)?;
-    let lock = rundir::acquire_lock(&run_dir, &args.agent)?;
+use crate::exit::{Error, ExitCode, Result, runtime};
+use crate::target::{BackendPref, Target};
+use crate::watch::{self, Mode, Outcome, Watcher, WriterConfig};
+use crate::{layout, rundir};
+
+#[derive(Debug)]
+pub struct RunConfig {
+    pub writer: WriterConfig,
+    /// CMD and its arguments; never empty.
+    pub cmd: Vec<OsString>,
+}
+
+pub fn command(config: RunConfig) -> Result<ExitCode> {
+    let w = &config.writer;
+    layout::prepare(&w.run_dir)?;
+    let lock = rundir::acquire_lock(&w.run_dir, &w.agent)?;
     let signals = watch::signals(Mode::Run)?;
 
-    let (prog, rest) = args.cmd.split_first().expect("clap requires CMD");
+    let (prog, rest) = config.cmd.split_first().expect("clap requires CMD");
     let child = match Command::new(prog).args(rest).spawn() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pidbeat: error: cannot run {}: {e}", prog.to_string_lossy());
             // The shell's convention, which container runtimes follow too.
-            return Ok(if e.kind() == std::io::ErrorKind::NotFound {
-                127
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                ExitCode::NotFound
             } else {
-                126
-            });
+                ExitCode::CannotExecute
+            };
+            let message = format!("cannot run {}: {e}", prog.to_string_lossy());
+            return Err(Error::Spawn(message, code));
         }
     };
     let pid = child.id() as i32;
     // The child is ours and unreaped, so pidfd_open cannot name another process.
-    let target = match Target::open(pid, BackendChoice::Auto, true) {
+    let target = match Target::open(pid, BackendPref::Auto, true) {
         Ok(t) => t,
         Err(e) => {
             let _ = rustix::process::kill_process(
@@ -40,9 +48,9 @@ pub fn command(args: RunArgs) -> Result<i32> {
             return Err(e);
         }
     };
-    let watcher = Watcher::new(target, run_dir, &args.agent, interval, Mode::Run, lock);
+    let watcher = Watcher::new(target, w, Mode::Run, lock);
     match watcher.run(signals, || Ok(()))? {
-        Outcome::Dead(Some(exit)) => Ok(exit.shell_status()),
+        Outcome::Dead(Some(exit)) => Ok(ExitCode::Child(exit.shell_status())),
         Outcome::Dead(None) => Err(runtime!(
             "lost the exit status of {}",
             prog.to_string_lossy()

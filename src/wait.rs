@@ -24,13 +24,14 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::cli::WaitArgs;
-use crate::dirwatch::{self, DirWatch};
-use crate::error::Result;
+use std::path::PathBuf;
+
+use crate::dirwatch::DirWatch;
+use crate::exit::{ExitCode, Result, runtime};
 use crate::fleet::{self, Entry, State};
+use crate::layout;
 use crate::pins::{Pin, Pins};
 use crate::record::{Record, Status};
-use crate::runtime;
 use crate::settle::Settler;
 use crate::timer::Timer;
 
@@ -41,15 +42,22 @@ const FIRST_PIN: usize = 16;
 /// The safety-net re-check; every expected change is an event.
 const RECHECK: Duration = Duration::from_secs(1);
 
-pub fn command(args: WaitArgs) -> Result<i32> {
-    let dir = args.run_dir.resolve()?;
+#[derive(Debug)]
+pub struct WaitConfig {
+    pub run_dir: PathBuf,
+    pub timeout: Option<Duration>,
+    pub agents: Vec<String>,
+}
+
+pub fn command(config: WaitConfig) -> Result<ExitCode> {
+    let dir = config.run_dir;
     let mut waiting: Vec<String> = Vec::new();
-    for a in args.agents {
+    for a in config.agents {
         if !waiting.contains(&a) {
             waiting.push(a);
         }
     }
-    let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
+    let deadline = config.timeout.and_then(|t| Instant::now().checked_add(t));
 
     let mut poll = Poll::new().map_err(|e| runtime!("epoll: {e}"))?;
     let mut watch = DirWatch::new(&dir).map_err(|e| {
@@ -103,7 +111,7 @@ pub fn command(args: WaitArgs) -> Result<i32> {
                 true
             });
             if waiting.is_empty() {
-                return Ok(0);
+                return Ok(ExitCode::Success);
             }
             pins.sync(poll.registry(), &wanted);
         }
@@ -114,7 +122,7 @@ pub fn command(args: WaitArgs) -> Result<i32> {
                 "pidbeat: wait: timed out; still waiting for: {}",
                 waiting.join(" ")
             );
-            return Ok(124);
+            return Ok(ExitCode::TimedOut);
         }
         let wake = deadline.into_iter().chain(next_settle).min();
         let timeout = wake.map(|w| w.saturating_duration_since(now));
@@ -128,7 +136,7 @@ pub fn command(args: WaitArgs) -> Result<i32> {
                 DIR => {
                     // Other agents' beats and temp files are not worth a look.
                     let relevant =
-                        |n: &std::ffi::OsStr| waiting.iter().any(|a| dirwatch::is_agent_file(n, a));
+                        |n: &std::ffi::OsStr| waiting.iter().any(|a| layout::is_agent_file(n, a));
                     recheck |= watch
                         .drain(relevant)
                         .map_err(|e| runtime!("inotify on {}: {e}", dir.display()))?;

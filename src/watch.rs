@@ -13,12 +13,11 @@ use rustix::process::{Signal, WaitOptions};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::cli::Interval;
-use crate::error::Result;
+use crate::exit::{ExitCode, Result, runtime};
+use crate::layout::{EXIT_GRACE, Interval};
 use crate::record::{ExitInfo, Record, Status, now_ms};
 use crate::rundir::RecordWriter;
-use crate::runtime;
-use crate::target::{Backend, ExitQuery, Target};
+use crate::target::{Backend, BackendPref, ExitQuery, Target};
 use crate::timer::Timer;
 
 const SIG: Token = Token(0);
@@ -27,9 +26,6 @@ const TARGET: Token = Token(2);
 
 /// How often the poll backend looks at /proc: death shows within 250 ms with margin.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
-/// How long a `dead` record waits for the kernel to learn a non-child's exit status (it
-/// does once the parent reaps).
-pub const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long a final record that cannot be written is retried when the watcher must end
 /// anyway: `unwatched` on SIGTERM/SIGINT (then exit 1), `dead` under `pidbeat run` (whose
 /// exit status is the child's). `watch` retries a `dead` record until it lands.
@@ -55,6 +51,22 @@ pub enum Mode {
     Run,
 }
 
+/// What every record-writing command (`watch`, `run`) is told.
+#[derive(Debug)]
+pub struct WriterConfig {
+    pub agent: String,
+    pub run_dir: PathBuf,
+    pub interval: Interval,
+}
+
+#[derive(Debug)]
+pub struct WatchConfig {
+    pub pid: i32,
+    pub writer: WriterConfig,
+    pub backend: BackendPref,
+    pub detach: bool,
+}
+
 pub struct Watcher {
     target: Target,
     writer: RecordWriter,
@@ -71,22 +83,15 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(
-        target: Target,
-        run_dir: PathBuf,
-        agent: &str,
-        interval: Interval,
-        mode: Mode,
-        lock: OwnedFd,
-    ) -> Self {
-        let writer = RecordWriter::new(&run_dir, agent);
+    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: OwnedFd) -> Self {
+        let writer = RecordWriter::new(&config.run_dir, &config.agent);
         // We hold the agent's lock, so no other watcher of this agent lives: any temp file
         // of an earlier one was left by a crash (SIGKILL between create and rename).
         writer.sweep_stale_tmps();
         Watcher {
             target,
             writer,
-            interval,
+            interval: config.interval,
             mode,
             seq: 0,
             watcher_pid: std::process::id() as i32,
@@ -357,24 +362,23 @@ pub fn signals(mode: Mode) -> Result<Signals> {
 }
 
 /// `pidbeat watch`.
-pub fn command(args: crate::cli::WatchArgs) -> Result<i32> {
-    let run_dir = args.run_dir.resolve()?;
-    let interval = args.interval.resolve()?;
-    let detached = if args.detach {
+pub fn command(config: WatchConfig) -> Result<ExitCode> {
+    let detached = if config.detach {
         Some(crate::detach::detach()?)
     } else {
         None
     };
-    crate::rundir::prepare(&run_dir)?;
-    let lock = crate::rundir::acquire_lock(&run_dir, &args.agent)?;
-    let target = Target::open(args.pid, args.backend, false)?;
+    let w = &config.writer;
+    crate::layout::prepare(&w.run_dir)?;
+    let lock = crate::rundir::acquire_lock(&w.run_dir, &w.agent)?;
+    let target = Target::open(config.pid, config.backend, false)?;
     let signals = signals(Mode::Watch)?;
-    let watcher = Watcher::new(target, run_dir, &args.agent, interval, Mode::Watch, lock);
+    let watcher = Watcher::new(target, w, Mode::Watch, lock);
     watcher.run(signals, || match detached {
         Some(d) => d.ready(),
         None => Ok(()),
     })?;
-    Ok(0)
+    Ok(ExitCode::Success)
 }
 
 /// While writes fail, retry often enough that a death lands soon after the dir recovers.

@@ -18,9 +18,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::{Snapshot, collect, color_wanted, hint, json, quiet_on_broken_pipe, settle, table};
-use crate::dirwatch::{self, DirWatch};
-use crate::error::Result;
-use crate::runtime;
+use crate::dirwatch::DirWatch;
+use crate::exit::{ExitCode, Result, runtime};
+use crate::layout;
 use crate::settle::Settler;
 use crate::timer::Timer;
 
@@ -28,7 +28,7 @@ const SIG: Token = Token(0);
 const DIR: Token = Token(1);
 const TICK: Token = Token(2);
 
-pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<i32> {
+pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM]).map_err(|e| runtime!("cannot handle signals: {e}"))?;
     let mut poll = Poll::new().map_err(|e| runtime!("epoll: {e}"))?;
@@ -50,9 +50,9 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<i32> {
 
     let relevant = |name: &std::ffi::OsStr| {
         if named.is_empty() {
-            dirwatch::is_fleet_file(name)
+            layout::is_fleet_file(name)
         } else {
-            named.iter().any(|a| dirwatch::is_agent_file(name, a))
+            named.iter().any(|a| layout::is_agent_file(name, a))
         }
     };
     let mut screen = Screen {
@@ -81,7 +81,9 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<i32> {
         dirty = events.is_empty();
         for ev in events.iter() {
             match ev.token() {
-                SIG if signals.pending().any(|s| s == SIGINT || s == SIGTERM) => return Ok(0),
+                SIG if signals.pending().any(|s| s == SIGINT || s == SIGTERM) => {
+                    return Ok(ExitCode::Success);
+                }
                 DIR => {
                     dirty |= watch
                         .drain(relevant)
