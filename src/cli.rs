@@ -11,10 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::exit::{Error, Result};
 use crate::layout::{self, Interval};
 use crate::ps::{Format, PsConfig, View};
-use crate::run::RunConfig;
-use crate::target::BackendPref;
 use crate::wait::WaitConfig;
-use crate::watch::{WatchConfig, WriterConfig};
+use crate::watcher::run::RunConfig;
+use crate::watcher::{BackendPref, WatchConfig, WriterConfig};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,7 +1,6 @@
 //! pidbeat: a pidfd + epoll liveness watcher for agent runtimes. See DESIGN.md.
 
 pub mod cli;
-pub mod detach;
 pub mod dirwatch;
 pub mod eventloop;
 pub mod exit;
@@ -11,14 +10,11 @@ pub mod pins;
 pub mod procfs;
 pub mod ps;
 pub mod record;
-pub mod run;
-pub mod rundir;
 pub mod settle;
 mod sys;
-pub mod target;
 pub mod timer;
 pub mod wait;
-pub mod watch;
+pub mod watcher;
 
 use clap::{CommandFactory, Parser};
 
@@ -30,8 +26,8 @@ use exit::{ExitCode, runtime};
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Watch(a) => a.into_config().and_then(watch::command),
-        Command::Run(a) => a.into_config().and_then(run::command),
+        Command::Watch(a) => a.into_config().and_then(watcher::command),
+        Command::Run(a) => a.into_config().and_then(watcher::run::command),
         Command::Ps(a) => a.into_config().and_then(ps::command),
         Command::Wait(a) => a.into_config().and_then(wait::command),
         Command::Completions { shell } => {

@@ -120,7 +120,7 @@ impl Sandbox {
     /// states real processes cannot hold still for.
     pub fn plant(&self, agent: &str, r: &pidbeat::record::Record) {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::rundir::RecordWriter::new(&self.run_dir(), agent)
+        pidbeat::watcher::store::RecordWriter::new(&self.run_dir(), agent)
             .write(&r.to_line(), false)
             .unwrap();
     }
@@ -129,7 +129,7 @@ impl Sandbox {
     /// then stands for a running watcher until the returned fd is dropped.
     pub fn hold_lock(&self, agent: &str) -> std::os::fd::OwnedFd {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::rundir::acquire_lock(&self.run_dir(), agent).unwrap()
+        pidbeat::watcher::store::acquire_lock(&self.run_dir(), agent).unwrap()
     }
 
     /// Waits until `agent`'s record has status `status`, panicking after `timeout`.

@@ -4,10 +4,10 @@ use std::process::Command;
 
 use std::ffi::OsString;
 
+use super::target::{BackendPref, Target};
+use super::{Mode, Outcome, Watcher, WriterConfig, signals, store};
 use crate::exit::{Error, ExitCode, Result, runtime};
-use crate::target::{BackendPref, Target};
-use crate::watch::{self, Mode, Outcome, Watcher, WriterConfig};
-use crate::{layout, rundir};
+use crate::layout;
 
 #[derive(Debug)]
 pub struct RunConfig {
@@ -19,8 +19,8 @@ pub struct RunConfig {
 pub fn command(config: RunConfig) -> Result<ExitCode> {
     let w = &config.writer;
     layout::prepare(&w.run_dir)?;
-    let lock = rundir::acquire_lock(&w.run_dir, &w.agent)?;
-    let signals = watch::signals(Mode::Run)?;
+    let lock = store::acquire_lock(&w.run_dir, &w.agent)?;
+    let signals = signals(Mode::Run)?;
 
     let (prog, rest) = config.cmd.split_first().expect("clap requires CMD");
     let child = match Command::new(prog).args(rest).spawn() {

@@ -1,6 +1,9 @@
-//! The watcher: one epoll set (mio) holding the target (pidfd, or a 100 ms check timer for
-//! the poll backend), the heartbeat timerfd and the signals. Death is an event: the `dead`
-//! record is written the moment the pidfd becomes readable.
+//! The writer side: `watch` and `run`. One watcher per agent, one epoll set (mio) holding the
+//! target (pidfd, or a 100 ms check timer for the poll backend), the heartbeat timerfd and the
+//! signals. Death is an event: the `dead` record is written the moment the pidfd becomes
+//! readable (`death.rs`). How the target is pinned is `target.rs`; how records reach the disk
+//! and the lock is taken, `store.rs`; `--detach`, `detach.rs`; `pidbeat run`, `run.rs`. This
+//! side reads nothing a reader writes: it shares only `layout.rs` and `record.rs` with them.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -9,16 +12,23 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rustix::process::{Signal, WaitOptions};
+use rustix::process::Signal;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+mod death;
+mod detach;
+pub mod run;
+pub mod store;
+mod target;
+
 use crate::exit::{ExitCode, Result, runtime};
-use crate::layout::{EXIT_GRACE, Interval};
+use crate::layout::Interval;
 use crate::record::{ExitInfo, Record, Status, now_ms};
-use crate::rundir::RecordWriter;
-use crate::target::{Backend, BackendPref, ExitQuery, Target};
 use crate::timer::Timer;
+use store::RecordWriter;
+pub use target::BackendPref;
+use target::{Backend, Target};
 
 const SIG: Token = Token(0);
 const BEAT: Token = Token(1);
@@ -278,77 +288,6 @@ impl Watcher {
         }
         Ok(None)
     }
-
-    /// As a container's PID 1 we inherit every orphan; reap them all so none stays a zombie.
-    /// Our own child's status is kept for its `dead` record.
-    fn reap_orphans(&mut self) {
-        while let Ok(Some((pid, st))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
-            if pid.as_raw_nonzero().get() == self.target.pid {
-                self.child_exit = Some(ExitInfo::from_wait_status(st.as_raw()));
-            }
-        }
-    }
-
-    fn on_death(
-        &mut self,
-        poll: &mut Poll,
-        events: &mut Events,
-        signals: &mut Signals,
-    ) -> Result<Outcome> {
-        let died_ms = now_ms();
-        let mut query = if self.target.is_child {
-            match self.child_exit.or_else(|| self.target.reap_child()) {
-                Some(e) => ExitQuery::Known(e),
-                None => ExitQuery::Unknowable,
-            }
-        } else {
-            self.target.query_exit()
-        };
-        let known = |q: ExitQuery| match q {
-            ExitQuery::Known(e) => Some(e),
-            _ => None,
-        };
-        // The death is written first, whatever we know of the exit: a reader must not wait.
-        // `watch` exists to record it, so it retries until the run dir takes it (or SIGTERM);
-        // `run` must hand back the child's status, so it gives up after a bound.
-        let give_up = (self.mode == Mode::Run).then(|| Instant::now() + FINAL_WRITE_GRACE);
-        while self
-            .write(Status::Dead, known(query), Some(died_ms), true)
-            .is_err()
-        {
-            if give_up.is_some_and(|t| Instant::now() >= t) {
-                eprintln!(
-                    "pidbeat: warning: the death of PID {} is not recorded",
-                    self.target.pid
-                );
-                return Ok(Outcome::Dead(known(query)));
-            }
-            let _ = poll.poll(events, Some(retry_period(self.interval)));
-            if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
-                return Ok(Outcome::Dead(known(query)));
-            }
-        }
-        if query == ExitQuery::Pending {
-            // A non-child's status exists only after its parent reaps it; the pidfd fires
-            // again then (EPOLLHUP). Wait for that, bounded, re-asking on every wakeup.
-            let deadline = Instant::now() + EXIT_GRACE;
-            while query == ExitQuery::Pending {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let _ = poll.poll(events, Some(left.min(Duration::from_millis(50))));
-                if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
-                    break;
-                }
-                query = self.target.query_exit();
-            }
-            if let ExitQuery::Known(e) = query {
-                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true);
-            }
-        }
-        Ok(Outcome::Dead(known(query)))
-    }
 }
 
 /// Takes over the signals a mode handles. Call it before spawning or announcing anything, so
@@ -364,13 +303,13 @@ pub fn signals(mode: Mode) -> Result<Signals> {
 /// `pidbeat watch`.
 pub fn command(config: WatchConfig) -> Result<ExitCode> {
     let detached = if config.detach {
-        Some(crate::detach::detach()?)
+        Some(detach::detach()?)
     } else {
         None
     };
     let w = &config.writer;
     crate::layout::prepare(&w.run_dir)?;
-    let lock = crate::rundir::acquire_lock(&w.run_dir, &w.agent)?;
+    let lock = store::acquire_lock(&w.run_dir, &w.agent)?;
     let target = Target::open(config.pid, config.backend, false)?;
     let signals = signals(Mode::Watch)?;
     let watcher = Watcher::new(target, w, Mode::Watch, lock);
