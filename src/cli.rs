@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::{Error, Result};
 use crate::layout::{self, Interval};
-use crate::ps::{Format, PsConfig, View};
-use crate::wait::WaitConfig;
+use crate::reader::ps::{Format, PsConfig, View};
+use crate::reader::wait::WaitConfig;
 use crate::watcher::run::RunConfig;
 use crate::watcher::{BackendPref, WatchConfig, WriterConfig};
 

@@ -1,19 +1,14 @@
 //! pidbeat: a pidfd + epoll liveness watcher for agent runtimes. See DESIGN.md.
 
 pub mod cli;
-pub mod dirwatch;
 pub mod eventloop;
 pub mod exit;
-pub mod fleet;
 pub mod layout;
-pub mod pins;
 pub mod procfs;
-pub mod ps;
+pub mod reader;
 pub mod record;
-pub mod settle;
 mod sys;
 pub mod timer;
-pub mod wait;
 pub mod watcher;
 
 use clap::{CommandFactory, Parser};
@@ -28,8 +23,8 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Watch(a) => a.into_config().and_then(watcher::command),
         Command::Run(a) => a.into_config().and_then(watcher::run::command),
-        Command::Ps(a) => a.into_config().and_then(ps::command),
-        Command::Wait(a) => a.into_config().and_then(wait::command),
+        Command::Ps(a) => a.into_config().and_then(reader::ps::command),
+        Command::Wait(a) => a.into_config().and_then(reader::wait::command),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -295,7 +295,7 @@ fn a_watchers_death_is_a_file_event() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let mut w = sb.watch_alive(target.pid(), "x", &[]);
-    let mut dw = pidbeat::dirwatch::DirWatch::new(&sb.run_dir()).unwrap();
+    let mut dw = pidbeat::reader::dirwatch::DirWatch::new(&sb.run_dir()).unwrap();
     assert!(!dw.wait(Duration::ZERO).unwrap());
     w.kill();
     assert!(dw.wait(5 * SEC).unwrap());

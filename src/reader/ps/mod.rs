@@ -12,15 +12,15 @@ mod prom;
 mod table;
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use std::path::PathBuf;
-
-use crate::dirwatch::DirWatch;
+use super::file::list_agents;
+use super::follow::{Follow, Wakeups};
+use super::look::judge_all;
+use super::settle::Settler;
+use super::verdict::{AgentVerdict, Unsettled};
 use crate::exit::{ExitCode, Result, runtime};
-use crate::fleet::{self, Entry, Unsettled};
-use crate::settle::Settler;
 
 #[derive(Debug)]
 pub struct PsConfig {
@@ -48,7 +48,7 @@ pub enum Format {
 /// One look at the fleet.
 struct Snapshot {
     /// Sorted by agent.
-    entries: Vec<Entry>,
+    entries: Vec<AgentVerdict>,
     /// Named agents without a record.
     missing: Vec<String>,
     dir_missing: bool,
@@ -124,7 +124,7 @@ fn collect(dir: &Path, named: &[String]) -> Result<Snapshot> {
         dir_missing: false,
     };
     let agents = if named.is_empty() {
-        match fleet::list_agents(dir) {
+        match list_agents(dir) {
             Ok(a) => a,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 snap.dir_missing = true;
@@ -136,9 +136,9 @@ fn collect(dir: &Path, named: &[String]) -> Result<Snapshot> {
         named.to_vec()
     };
     snap.entries.reserve(agents.len());
-    let judged = fleet::classify_all(dir, &agents);
-    for (agent, entry) in agents.into_iter().zip(judged) {
-        match entry {
+    let judged = judge_all(dir, &agents);
+    for (agent, verdict) in agents.into_iter().zip(judged) {
+        match verdict {
             Some(e) => snap.entries.push(e),
             // Listed a moment ago and gone since: only a named agent is worth a word.
             None if !named.is_empty() => snap.missing.push(agent),
@@ -165,26 +165,28 @@ fn settle(snap: &mut Snapshot, settler: &mut Settler, now: Instant) -> Option<In
 /// clean death a millisecond from being recorded.
 fn settled_snapshot(dir: &Path, named: &[String]) -> Result<Snapshot> {
     let mut settler = Settler::default();
-    let mut watch: Option<DirWatch> = None;
+    let mut follow: Option<Follow> = None;
     loop {
         let mut snap = collect(dir, named)?;
         let Some(deadline) = settle(&mut snap, &mut settler, Instant::now()) else {
             return Ok(snap);
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        match &mut watch {
-            None => match DirWatch::new(dir) {
+        // Without inotify (a limit reached, say), look again every 50 ms.
+        let nap = || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        };
+        match &mut follow {
+            None => match Follow::new(dir, Wakeups::default()) {
                 // Look again at once: the record may have landed before the watch existed.
-                Ok(w) => watch = Some(w),
-                Err(_) => std::thread::sleep(left.min(Duration::from_millis(50))),
+                Ok(f) => follow = Some(f),
+                Err(_) => nap(),
             },
-            Some(w) => match w.wait(left) {
-                Ok(true) => {
-                    let _ = w.drain(|_| true);
+            Some(f) => {
+                if f.next(|_| true, Some(deadline)).is_err() {
+                    nap();
                 }
-                Ok(false) => {}
-                Err(_) => std::thread::sleep(left.min(Duration::from_millis(50))),
-            },
+            }
         }
     }
 }
