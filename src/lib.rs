@@ -1,15 +1,42 @@
 //! pidbeat: a pidfd + epoll liveness watcher for agent runtimes. See DESIGN.md.
+//!
+//! Two sides share one contract. The writer (`watcher/`: `watch`, `run`) keeps one agent's
+//! record true; the readers (`reader/`: `ps`, `wait`) judge records they do not trust. They
+//! meet only in the contract modules, never in each other's code.
+//!
+//! Nothing is public but [`main`] and the [`testing`] surface, so the dead-code lint sees
+//! every unused item. `unsafe` is denied everywhere but in `sys.rs`.
+#![deny(unsafe_code)]
 
-pub mod cli;
-pub mod eventloop;
-pub mod exit;
-pub mod layout;
-pub mod procfs;
-pub mod reader;
-pub mod record;
+// The contract both sides obey: the record, the run dir's names and rules, the exit codes.
+mod exit;
+mod layout;
+mod record;
+
+// What both sides stand on: /proc, the few unsafe syscalls, epoll helpers, timerfds.
+mod eventloop;
+mod procfs;
 mod sys;
-pub mod timer;
-pub mod watcher;
+mod timer;
+
+// The writer.
+mod watcher;
+
+// The readers.
+mod reader;
+
+// The command line, turned into each command's plain config; no other module sees clap.
+mod cli;
+
+/// What the integration tests build on: planting records, reading /proc, watching the run
+/// dir. Not an API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::procfs::read_stat;
+    pub use crate::reader::dirwatch::DirWatch;
+    pub use crate::record::{ExitInfo, Record, Status, now_ms};
+    pub use crate::watcher::store::{RecordWriter, acquire_lock};
+}
 
 use clap::{CommandFactory, Parser};
 

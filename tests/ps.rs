@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use pidbeat::record::{Record, Status};
+use pidbeat::testing::{Record, Status};
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -56,7 +56,7 @@ fn ps_stdout_json(g: &mut Guard) -> (String, Value) {
 }
 
 fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
-    let ms = pidbeat::record::now_ms();
+    let ms = pidbeat::testing::now_ms();
     Record {
         ts: ms / 1000,
         pid: 1234,
@@ -67,7 +67,7 @@ fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
         backend: Some("pidfd".into()),
         watcher_pid: None,
         start_time: Some(1),
-        exit: Some(pidbeat::record::ExitInfo {
+        exit: Some(pidbeat::testing::ExitInfo {
             code,
             signal,
             core: false,
@@ -127,7 +127,7 @@ fn stale_when_the_watcher_is_stopped() {
 
     send_signal(w.pid(), 18); // SIGCONT: beats resume.
     wait_record(&sb.record_path("slow"), 5 * SEC, |v| {
-        v["ts_ms"].as_u64().unwrap() + 500 > pidbeat::record::now_ms()
+        v["ts_ms"].as_u64().unwrap() + 500 > pidbeat::testing::now_ms()
     });
     assert_eq!(state(&sb, "slow"), "alive");
 }
@@ -221,7 +221,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         exit: None,
         died_ms: None,
         watcher_pid: Some(me),
-        watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
+        watcher_start_time: Some(pidbeat::testing::read_stat(me).unwrap().start_time),
         ..dead_record(None, None)
     };
     sb.plant("racy", &alive);

@@ -9,7 +9,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pidbeat::record::{Record, Status};
+use pidbeat::testing::{Record, Status};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -193,7 +193,7 @@ fn reports_each_agent_as_it_ends() {
 #[test]
 fn already_ended_agents_return_at_once() {
     let sb = Sandbox::new();
-    let ms = pidbeat::record::now_ms();
+    let ms = pidbeat::testing::now_ms();
     let r = Record {
         ts: ms / 1000,
         pid: 4321,
@@ -233,7 +233,7 @@ fn a_death_being_recorded_is_not_called_lost() {
     let sb = Sandbox::new();
     let _lock = sb.hold_lock("racy");
     let me = std::process::id() as i32;
-    let ms = pidbeat::record::now_ms();
+    let ms = pidbeat::testing::now_ms();
     let alive = Record {
         ts: ms / 1000,
         pid: 4321,
@@ -246,14 +246,14 @@ fn a_death_being_recorded_is_not_called_lost() {
         start_time: Some(1),
         exit: None,
         died_ms: None,
-        watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
+        watcher_start_time: Some(pidbeat::testing::read_stat(me).unwrap().start_time),
     };
     sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
     let dead = Record {
         status: Status::Dead,
         died_ms: Some(ms),
-        exit: Some(pidbeat::record::ExitInfo {
+        exit: Some(pidbeat::testing::ExitInfo {
             code: Some(3),
             signal: None,
             core: false,
@@ -295,7 +295,7 @@ fn a_watchers_death_is_a_file_event() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let mut w = sb.watch_alive(target.pid(), "x", &[]);
-    let mut dw = pidbeat::reader::dirwatch::DirWatch::new(&sb.run_dir()).unwrap();
+    let mut dw = pidbeat::testing::DirWatch::new(&sb.run_dir()).unwrap();
     assert!(!dw.wait(Duration::ZERO).unwrap());
     w.kill();
     assert!(dw.wait(5 * SEC).unwrap());
@@ -312,8 +312,8 @@ fn lost_when_a_lockless_sidecar_dies() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let mut sidecar = spawn_sleep();
-    let ms = pidbeat::record::now_ms();
-    let start = |pid: i32| pidbeat::procfs::read_stat(pid).unwrap().start_time;
+    let ms = pidbeat::testing::now_ms();
+    let start = |pid: i32| pidbeat::testing::read_stat(pid).unwrap().start_time;
     let r = Record {
         ts: ms / 1000,
         pid: target.pid(),

@@ -118,9 +118,9 @@ impl Sandbox {
 
     /// Writes `r` as `agent`'s record the way a watcher does (creating the run dir): for
     /// states real processes cannot hold still for.
-    pub fn plant(&self, agent: &str, r: &pidbeat::record::Record) {
+    pub fn plant(&self, agent: &str, r: &pidbeat::testing::Record) {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::watcher::store::RecordWriter::new(&self.run_dir(), agent)
+        pidbeat::testing::RecordWriter::new(&self.run_dir(), agent)
             .write(&r.to_line(), false)
             .unwrap();
     }
@@ -129,7 +129,7 @@ impl Sandbox {
     /// then stands for a running watcher until the returned fd is dropped.
     pub fn hold_lock(&self, agent: &str) -> std::os::fd::OwnedFd {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::watcher::store::acquire_lock(&self.run_dir(), agent).unwrap()
+        pidbeat::testing::acquire_lock(&self.run_dir(), agent).unwrap()
     }
 
     /// Waits until `agent`'s record has status `status`, panicking after `timeout`.
