@@ -122,7 +122,7 @@ pub struct WatchArgs {
     /// How death is noticed: pidfd events, or /proc polling every 100 ms
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
-    /// Go to the background once the first alive record is on disk
+    /// Go to the background once the first alive record is on disk, then print the detached watcher's PID (one line on stdout); exit 1 and stop it if that takes over 5 s
     #[arg(long)]
     pub detach: bool,
 }

@@ -18,7 +18,8 @@ pub enum ExitCode {
     CannotExecute,
     /// `run`: CMD is not found (the shell's convention).
     NotFound,
-    /// `run`: the child's own status (its code, or 128 + signal).
+    /// A child's own status: `run`'s CMD (its code, or 128 + signal), or a `--detach`ed
+    /// watcher's that failed before its first record.
     Child(i32),
 }
 

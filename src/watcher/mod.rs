@@ -22,12 +22,14 @@ pub mod run;
 pub mod store;
 mod target;
 
+pub use target::BackendPref;
+
 use crate::exit::{ExitCode, Result, runtime};
 use crate::layout::Interval;
 use crate::record::{ExitInfo, Record, Status, now_ms};
 use crate::timer::Timer;
+use detach::Detach;
 use store::RecordWriter;
-pub use target::BackendPref;
 use target::{Backend, Target};
 
 const SIG: Token = Token(0);
@@ -167,7 +169,8 @@ impl Watcher {
     }
 
     /// Runs until the target dies or a signal ends the watch. `ready` runs once the first
-    /// `alive` record is on disk (it is where `--detach` lets its parent go).
+    /// `alive` record is on disk (it is where `--detach` lets its parent go); its error ends
+    /// the watch before it has begun.
     pub fn run(
         mut self,
         mut signals: Signals,
@@ -201,7 +204,14 @@ impl Watcher {
                 self.writer.record_path().display()
             )
         })?;
-        ready()?;
+        if let Err(e) = ready() {
+            // Whoever started us was told we did not start: say that nobody watches (unless
+            // the target is already gone; then the `alive` record reads `lost`, which is true).
+            if !self.target.is_dead_now() {
+                let _ = self.write(Status::Unwatched, None, None, true);
+            }
+            return Err(e);
+        }
 
         let mut events = Events::with_capacity(8);
         loop {
@@ -303,7 +313,10 @@ pub fn signals(mode: Mode) -> Result<Signals> {
 /// `pidbeat watch`.
 pub fn command(config: WatchConfig) -> Result<ExitCode> {
     let detached = if config.detach {
-        Some(detach::detach()?)
+        match detach::detach()? {
+            Detach::Parent(code) => return Ok(code),
+            Detach::Child(d) => Some(d),
+        }
     } else {
         None
     };
