@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin::forget::ForgetConfig;
+use crate::admin::prune::PruneConfig;
+use crate::duration;
 use crate::exit::{Error, Result};
 use crate::layout::{self, Interval};
-use crate::reader::ps::{Format, PsConfig, View};
-use crate::reader::wait::WaitConfig;
+use crate::reader::State;
+use crate::reader::ps::{Column, Format, Layout, PsConfig, View};
+use crate::reader::status::StatusConfig;
+use crate::reader::wait::{Until, WaitConfig};
 use crate::watcher::run::RunConfig;
 use crate::watcher::{BackendPref, WatchConfig, WriterConfig};
 
@@ -37,6 +42,12 @@ pub enum Command {
     Ps(PsArgs),
     /// Block until every named agent is dead or lost.
     Wait(WaitArgs),
+    /// Print each agent's state; exit 0 if all are alive, 3 if any is not, 4 if any has no record.
+    Status(StatusArgs),
+    /// Remove ended agents' records, lock files and death histories.
+    Forget(ForgetArgs),
+    /// Forget every ended agent that matches (by state, by age).
+    Prune(PruneArgs),
     /// Print a shell completion script to stdout.
     Completions {
         #[arg(value_enum)]
@@ -49,7 +60,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct RunDirArg {
     /// Directory holding the records [env: MOSAIC_HEARTBEAT_RUN_DIR] [default: $XDG_CONFIG_HOME/mosaic/fleet/run or ~/.config/mosaic/fleet/run]
-    #[arg(long, value_name = "DIR", value_parser = layout::parse_run_dir)]
+    #[arg(short = 'd', long, value_name = "DIR", value_parser = layout::parse_run_dir)]
     pub run_dir: Option<PathBuf>,
 }
 
@@ -63,7 +74,7 @@ impl RunDirArg {
 #[derive(Args, Debug, Clone)]
 pub struct IntervalArg {
     /// Seconds between heartbeats, fractions allowed, 0.001 to 86400 [env: MOSAIC_HEARTBEAT_INTERVAL] [default: 15]
-    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    #[arg(short = 'i', long, value_name = "SECS", value_parser = parse_interval)]
     pub interval: Option<Interval>,
 }
 
@@ -167,8 +178,20 @@ pub struct PsArgs {
     #[arg(long)]
     pub prom: bool,
     /// Redraw whenever a record changes (and every second for ages)
-    #[arg(long, conflicts_with = "prom")]
+    #[arg(long)]
     pub watch: bool,
+    /// Table columns, comma-separated: agent,state,pid,up,age,backend,exit,interval,seq,watcher
+    #[arg(short = 'o', long = "fields", value_name = "FIELD,…", value_parser = Column::parse_list, conflicts_with_all = ["json", "prom"])]
+    pub fields: Option<Vec<Column>>,
+    /// Print the table without its header line
+    #[arg(long, conflicts_with_all = ["json", "prom"])]
+    pub no_header: bool,
+    /// Replace FILE atomically (temp file, then rename) instead of writing to stdout; with --watch, on every change and every 5 s
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show AGENT's past deaths (the last 10), oldest first
+    #[arg(long, value_name = "AGENT", value_parser = parse_agent, conflicts_with_all = ["prom", "watch", "agents", "fields", "output"])]
+    pub history: Option<String>,
     /// Only these agents
     #[arg(value_name = "AGENT", value_parser = parse_agent)]
     pub agents: Vec<String>,
@@ -177,17 +200,38 @@ pub struct PsArgs {
 impl PsArgs {
     pub fn into_config(self) -> Result<PsConfig> {
         let run_dir = self.run_dir.resolve()?;
-        // clap refuses `--watch --prom` and `--json --prom`.
-        let view = match (self.watch, self.json, self.prom) {
-            (true, json, _) => View::Watch { json },
-            (false, true, _) => View::Once(Format::Json),
-            (false, false, true) => View::Once(Format::Prom),
-            (false, false, false) => View::Once(Format::Table),
+        if self.watch && self.prom && self.output.is_none() {
+            return Err(Error::Usage(
+                "--watch --prom needs --output FILE: the exposition is kept in a file \
+                 (for node_exporter's textfile collector)"
+                    .into(),
+            ));
+        }
+        let format = match (self.json, self.prom) {
+            (true, _) => Format::Json,
+            (false, true) => Format::Prom,
+            (false, false) => Format::Table,
         };
+        // clap refuses `--json --prom` and `--history` with --watch, --prom, -o, --output.
+        let view = match (self.history, self.watch) {
+            (Some(agent), _) => View::History {
+                agent,
+                json: self.json,
+            },
+            (None, true) => View::Watch(format),
+            (None, false) => View::Once(format),
+        };
+        let mut layout = Layout::default();
+        if let Some(cols) = self.fields {
+            layout.columns = cols;
+        }
+        layout.header = !self.no_header;
         Ok(PsConfig {
             run_dir,
             view,
             agents: self.agents,
+            layout,
+            output: self.output,
         })
     }
 }
@@ -197,21 +241,154 @@ pub struct WaitArgs {
     #[command(flatten)]
     pub run_dir: RunDirArg,
     /// Give up after SECS and exit 124
-    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    #[arg(short = 't', long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+    /// Return once the first named agent is done
+    #[arg(long, conflicts_with = "count")]
+    pub any: bool,
+    /// Return once N of the named agents are done
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// What each agent is waited for: ended (dead or lost), or alive
+    #[arg(long, value_enum, value_name = "STATE", default_value_t = UntilChoice::Ended)]
+    pub until: UntilChoice,
+    /// Refuse at once (exit 4) a named agent that has no record
+    #[arg(long)]
+    pub exists: bool,
     /// Agents to wait for
     #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
     pub agents: Vec<String>,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UntilChoice {
+    /// Dead or lost
+    Ended,
+    /// Alive (its watcher has written an alive record and the target runs)
+    Alive,
+}
+
 impl WaitArgs {
     pub fn into_config(self) -> Result<WaitConfig> {
+        let count = match (self.any, self.count) {
+            (true, _) => Some(1),
+            (false, Some(n)) if n as usize > self.agents.len() => {
+                return Err(Error::Usage(format!(
+                    "--count {n} is more than the {} agents named",
+                    self.agents.len()
+                )));
+            }
+            (false, n) => n.map(|n| n as usize),
+        };
         Ok(WaitConfig {
             run_dir: self.run_dir.resolve()?,
             timeout: self.timeout,
             agents: self.agents,
+            until: match self.until {
+                UntilChoice::Ended => Until::Ended,
+                UntilChoice::Alive => Until::Alive,
+            },
+            count,
+            exists: self.exists,
         })
     }
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    /// Print nothing; only the exit status tells
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Agents to report, one line each in this order
+    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
+    pub agents: Vec<String>,
+}
+
+impl StatusArgs {
+    pub fn into_config(self) -> Result<StatusConfig> {
+        Ok(StatusConfig {
+            run_dir: self.run_dir.resolve()?,
+            agents: self.agents,
+            quiet: self.quiet,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    /// Also remove the launcher's log, <run-dir>/<agent>.log
+    #[arg(long)]
+    pub logs: bool,
+    /// Agents to forget (each must have ended)
+    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
+    pub agents: Vec<String>,
+}
+
+impl ForgetArgs {
+    pub fn into_config(self) -> Result<ForgetConfig> {
+        Ok(ForgetConfig {
+            run_dir: self.run_dir.resolve()?,
+            agents: self.agents,
+            logs: self.logs,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    /// Only agents whose record was last written at least this long ago (90s, 2h, 7d, 1h30m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub older_than: Option<Duration>,
+    /// Only agents in these states, comma-separated [default: dead,lost,unwatched,corrupt]
+    #[arg(long, value_name = "STATE,…", value_parser = parse_ended_states)]
+    pub state: Option<Vec<State>>,
+    /// Also remove the launcher's logs, <run-dir>/<agent>.log
+    #[arg(long)]
+    pub logs: bool,
+    /// Print what would be forgotten, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl PruneArgs {
+    pub fn into_config(self) -> Result<PruneConfig> {
+        Ok(PruneConfig {
+            run_dir: self.run_dir.resolve()?,
+            older_than: self.older_than,
+            states: self.state.unwrap_or_else(|| ENDED.to_vec()),
+            logs: self.logs,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+/// The states an agent can be forgotten in.
+const ENDED: [State; 4] = [State::Dead, State::Lost, State::Unwatched, State::Corrupt];
+
+fn parse_ended_states(s: &str) -> std::result::Result<Vec<State>, String> {
+    let names = || ENDED.map(State::name).join(",");
+    let mut v = Vec::new();
+    for name in s.split(',') {
+        let name = name.trim();
+        match ENDED.iter().find(|st| st.name() == name) {
+            Some(st) if !v.contains(st) => v.push(*st),
+            Some(_) => return Err(format!("state `{name}` is given twice")),
+            None if matches!(name, "alive" | "stale") => {
+                return Err(format!(
+                    "`{name}` agents are still running and cannot be pruned; states: {}",
+                    names()
+                ));
+            }
+            None => return Err(format!("unknown state `{name}`; states: {}", names())),
+        }
+    }
+    Ok(v)
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,14 +412,7 @@ impl From<BackendChoice> for BackendPref {
 }
 
 fn parse_secs(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !v.is_finite() {
-        return Err(format!("`{s}` is not a finite number of seconds"));
-    }
-    Ok(v)
+    duration::parse_secs(s)
 }
 
 fn parse_interval(s: &str) -> std::result::Result<Interval, String> {
@@ -255,6 +425,14 @@ fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
         return Err(format!("timeout must not be negative, got {s}"));
     }
     Duration::try_from_secs_f64(v).map_err(|e| format!("timeout {s}: {e}"))
+}
+
+fn parse_age(s: &str) -> std::result::Result<Duration, String> {
+    let v = parse_secs(s)?;
+    if v < 0.0 {
+        return Err(format!("a duration must not be negative, got {s}"));
+    }
+    Duration::try_from_secs_f64(v).map_err(|e| format!("{s}: {e}"))
 }
 
 fn parse_pid(s: &str) -> std::result::Result<i32, String> {
@@ -283,11 +461,24 @@ mod tests {
     #[test]
     fn intervals() {
         assert_eq!(parse_interval("0.05").unwrap().secs, 0.05);
+        assert_eq!(parse_interval("2m").unwrap().secs, 120.0);
+        assert_eq!(parse_interval("1d").unwrap().secs, 86400.0);
         assert_eq!(parse_interval("86400").unwrap().secs, 86400.0);
         for bad in [
             "0", "-1", "NaN", "inf", "-inf", "86400.5", "", "abc", "0.0001",
         ] {
             assert!(parse_interval(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn ended_states() {
+        assert_eq!(
+            parse_ended_states("dead,lost").unwrap(),
+            [State::Dead, State::Lost]
+        );
+        for bad in ["alive", "dead,dead", "", "zombie"] {
+            assert!(parse_ended_states(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -13,7 +13,10 @@ mod exit;
 mod layout;
 mod record;
 
-// What both sides stand on: /proc, the few unsafe syscalls, epoll helpers, timerfds.
+// What both sides stand on: /proc, the few unsafe syscalls, epoll helpers, timerfds,
+// whole-file replacement, durations as people write them.
+mod atomic;
+mod duration;
 mod eventloop;
 mod procfs;
 mod sys;
@@ -24,6 +27,9 @@ mod watcher;
 
 // The readers.
 mod reader;
+
+// Forgetting ended agents: judged as the readers judge, removed under the writers' lock.
+mod admin;
 
 // The command line, turned into each command's plain config; no other module sees clap.
 mod cli;
@@ -52,6 +58,9 @@ pub fn main() -> i32 {
         Command::Run(a) => a.into_config().and_then(watcher::run::command),
         Command::Ps(a) => a.into_config().and_then(reader::ps::command),
         Command::Wait(a) => a.into_config().and_then(reader::wait::command),
+        Command::Status(a) => a.into_config().and_then(reader::status::command),
+        Command::Forget(a) => a.into_config().and_then(admin::forget::command),
+        Command::Prune(a) => a.into_config().and_then(admin::prune::command),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

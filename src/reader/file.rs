@@ -29,6 +29,13 @@ pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
     Ok(agents)
 }
 
+/// The agent's record bytes now (`None`: no record; an error for a file that is not one).
+pub fn read_record(dir: &Path, agent: &str) -> Result<Option<Vec<u8>>, String> {
+    let mut buf = vec![0; MAX_RECORD_BYTES + 1];
+    let len = read_record_at(None, &dir.join(layout::record_name(agent)), &mut buf)?;
+    Ok(len.map(|n| buf[..n].to_vec()))
+}
+
 /// Reads a record without trusting the file: O_NOFOLLOW (a planted symlink is refused, not
 /// followed), O_NONBLOCK (a FIFO cannot block the open), a type check before reading (nor the
 /// read), and a bounded read (a huge or sparse file is refused from its size). Reads into

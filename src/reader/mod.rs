@@ -7,7 +7,9 @@
 //!   must not rest on it; `settle.rs` gives unsettled verdicts their grace.
 //! - `follow.rs` is the one loop readers block in, over `dirwatch.rs` (inotify on the run dir)
 //!   and `pins.rs` (pidfds on the processes verdicts rest on).
-//! - `wait.rs` and `ps/` are the commands.
+//! - `wait.rs`, `status.rs` and `ps/` are the commands.
+//!
+//! `admin/` (`forget`, `prune`) judges agents through what is re-exported here.
 
 pub mod dirwatch;
 mod file;
@@ -16,5 +18,10 @@ mod look;
 mod pins;
 pub mod ps;
 mod settle;
+pub mod status;
 mod verdict;
 pub mod wait;
+
+pub use file::{list_agents, read_record};
+pub use look::Look;
+pub use verdict::{AgentVerdict, State};
