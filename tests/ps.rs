@@ -85,14 +85,18 @@ fn alive_with_table_and_json_keys() {
     let cells = row(&sb, "pi");
     assert_eq!(cells[1], "alive");
     assert_eq!(cells[2], target.pid().to_string());
-    assert!(cells[3].ends_with('s'), "age {}", cells[3]);
-    assert_eq!(cells[4], "pidfd");
-    assert_eq!(cells[5], "-");
+    assert!(cells[3].ends_with('s'), "up {}", cells[3]);
+    assert!(cells[4].ends_with('s'), "age {}", cells[4]);
+    assert_eq!(cells[5], "pidfd");
+    assert_eq!(cells[6], "-");
 
     let o = sb.ps(&["--json"]);
     let text = stdout(&o);
     let obj = &json(&sb)["pi"];
-    for k in ["agent", "state", "age_ms"].into_iter().chain(RECORD_KEYS) {
+    for k in ["agent", "state", "age_ms", "started_ms"]
+        .into_iter()
+        .chain(RECORD_KEYS)
+    {
         assert!(obj.get(k).is_some(), "key {k} missing from {obj}");
     }
     assert_eq!(obj["state"], "alive");
@@ -106,7 +110,15 @@ fn alive_with_table_and_json_keys() {
             .unwrap_or_else(|| panic!("{k}"))
     };
     let order = [
-        "agent", "state", "age_ms", "ts", "pid", "status", "ts_ms", "seq",
+        "agent",
+        "state",
+        "age_ms",
+        "started_ms",
+        "ts",
+        "pid",
+        "status",
+        "ts_ms",
+        "seq",
     ];
     assert!(order.windows(2).all(|w| pos(w[0]) < pos(w[1])), "{line}");
     sb.assert_home_untouched();
@@ -145,7 +157,12 @@ fn dead_with_exit_code() {
 
     let cells = row(&sb, "seven");
     assert_eq!(cells[1], "dead");
-    assert_eq!(cells[5..], ["code", "7"]);
+    // UP of a dead agent: how long ago it died.
+    assert!(
+        cells[3].starts_with('-') && cells[3].ends_with('s'),
+        "{cells:?}"
+    );
+    assert_eq!(cells[6..], ["code", "7"]);
     let obj = &json(&sb)["seven"];
     assert_eq!(obj["state"], "dead");
     assert_eq!(obj["exit"]["code"], 7);
@@ -163,7 +180,7 @@ fn dead_with_signal() {
     });
     let cells = row(&sb, "nine");
     assert_eq!(cells[1], "dead");
-    assert_eq!(cells[5..], ["signal", "9", "(KILL)"]);
+    assert_eq!(cells[6..], ["signal", "9", "(KILL)"]);
     assert_eq!(json(&sb)["nine"]["exit"]["signal"], 9);
 }
 
@@ -287,7 +304,10 @@ fn corrupt_records_are_refused_fast() {
     eprintln!("7 hostile records judged in {elapsed:?}");
     let link = rows.iter().find(|r| r["agent"] == "link").unwrap();
     assert!(link["error"].as_str().unwrap().contains("symlink"));
-    assert_eq!(row(&sb, "garbage")[1..], ["corrupt", "-", "-", "-", "-"]);
+    assert_eq!(
+        row(&sb, "garbage")[1..],
+        ["corrupt", "-", "-", "-", "-", "-"]
+    );
 }
 
 #[test]
@@ -304,7 +324,7 @@ fn prom_exposition_parses() {
     for m in [
         "pidbeat_agent_up",
         "pidbeat_agent_state",
-        "pidbeat_heartbeat_age_seconds",
+        "pidbeat_heartbeat_timestamp_seconds",
         "pidbeat_agent_exit_code",
         "pidbeat_agent_exit_signal",
     ] {
@@ -356,8 +376,11 @@ fn prom_exposition_parses() {
         Some(15.0)
     );
     assert_eq!(value("pidbeat_agent_exit_code", &[("agent", "up")]), None);
-    let age = value("pidbeat_heartbeat_age_seconds", &[("agent", "up")]).unwrap();
-    assert!((0.0..20.0).contains(&age), "{age}");
+    // Timestamps, not ages: a textfile's value stays true after it is written.
+    assert!(!text.contains("_age_seconds"), "{text}");
+    let now = now_ms() as f64 / 1000.0;
+    let beat = value("pidbeat_heartbeat_timestamp_seconds", &[("agent", "up")]).unwrap();
+    assert!((now - 20.0..=now).contains(&beat), "{beat} vs {now}");
 }
 
 #[test]
@@ -377,7 +400,7 @@ fn table_aligns_and_colour_obeys_no_color() {
     assert!(lines[2].starts_with("a-rather-long"));
     assert!(lines[3].starts_with("m "));
     // Every column starts where its header does.
-    for h in ["STATE", "PID", "AGE", "BACKEND", "EXIT"] {
+    for h in ["STATE", "PID", "UP", "AGE", "BACKEND", "EXIT"] {
         let col = lines[0].find(&format!(" {h}")).unwrap() + 1;
         for l in &lines[1..] {
             let b = l.as_bytes();
@@ -502,8 +525,9 @@ fn watch_redraws_on_change_and_exits_on_sigterm() {
 }
 
 #[test]
-fn watch_refuses_prom() {
+fn watch_prom_needs_an_output_file() {
     let sb = Sandbox::new();
     let o = sb.ps(&["--watch", "--prom"]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--output"), "{}", stderr(&o));
 }
