@@ -181,8 +181,8 @@ pub struct PsArgs {
     #[arg(long)]
     pub watch: bool,
     /// Table columns, comma-separated: agent,state,pid,up,age,backend,exit,interval,seq,watcher
-    #[arg(short = 'o', long = "fields", value_name = "FIELD,…", value_parser = Column::parse_list, conflicts_with_all = ["json", "prom"])]
-    pub fields: Option<Vec<Column>>,
+    #[arg(short = 'o', long = "fields", value_name = "FIELD,…", value_parser = parse_columns, conflicts_with_all = ["json", "prom"])]
+    pub fields: Option<Columns>,
     /// Print the table without its header line
     #[arg(long, conflicts_with_all = ["json", "prom"])]
     pub no_header: bool,
@@ -222,7 +222,7 @@ impl PsArgs {
             (None, false) => View::Once(format),
         };
         let mut layout = Layout::default();
-        if let Some(cols) = self.fields {
+        if let Some(Columns(cols)) = self.fields {
             layout.columns = cols;
         }
         layout.header = !self.no_header;
@@ -347,7 +347,7 @@ pub struct PruneArgs {
     pub older_than: Option<Duration>,
     /// Only agents in these states, comma-separated [default: dead,lost,unwatched,corrupt]
     #[arg(long, value_name = "STATE,…", value_parser = parse_ended_states)]
-    pub state: Option<Vec<State>>,
+    pub state: Option<States>,
     /// Also remove the launcher's logs, <run-dir>/<agent>.log
     #[arg(long)]
     pub logs: bool,
@@ -361,17 +361,29 @@ impl PruneArgs {
         Ok(PruneConfig {
             run_dir: self.run_dir.resolve()?,
             older_than: self.older_than,
-            states: self.state.unwrap_or_else(|| ENDED.to_vec()),
+            states: self.state.map_or_else(|| ENDED.to_vec(), |States(s)| s),
             logs: self.logs,
             dry_run: self.dry_run,
         })
     }
 }
 
+/// `ps -o`'s list, one value (a bare `Vec` would make clap expect the flag repeated).
+#[derive(Debug, Clone)]
+pub struct Columns(Vec<Column>);
+
+fn parse_columns(s: &str) -> std::result::Result<Columns, String> {
+    Column::parse_list(s).map(Columns)
+}
+
+/// `prune --state`'s list, one value.
+#[derive(Debug, Clone)]
+pub struct States(Vec<State>);
+
 /// The states an agent can be forgotten in.
 const ENDED: [State; 4] = [State::Dead, State::Lost, State::Unwatched, State::Corrupt];
 
-fn parse_ended_states(s: &str) -> std::result::Result<Vec<State>, String> {
+fn parse_ended_states(s: &str) -> std::result::Result<States, String> {
     let names = || ENDED.map(State::name).join(",");
     let mut v = Vec::new();
     for name in s.split(',') {
@@ -388,7 +400,7 @@ fn parse_ended_states(s: &str) -> std::result::Result<Vec<State>, String> {
             None => return Err(format!("unknown state `{name}`; states: {}", names())),
         }
     }
-    Ok(v)
+    Ok(States(v))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -474,7 +486,7 @@ mod tests {
     #[test]
     fn ended_states() {
         assert_eq!(
-            parse_ended_states("dead,lost").unwrap(),
+            parse_ended_states("dead,lost").unwrap().0,
             [State::Dead, State::Lost]
         );
         for bad in ["alive", "dead,dead", "", "zombie"] {
