@@ -22,23 +22,6 @@ fn names(sb: &Sandbox) -> Vec<String> {
     dir_names(&sb.run_dir())
 }
 
-fn record(status: Status, pid: i32, written_ms: u64) -> Record {
-    Record {
-        ts: written_ms / 1000,
-        pid,
-        status,
-        ts_ms: Some(written_ms),
-        seq: Some(1),
-        interval: Some(15.0),
-        backend: Some("pidfd".into()),
-        watcher_pid: None,
-        start_time: Some(1),
-        exit: None,
-        died_ms: (status == Status::Dead).then_some(written_ms),
-        watcher_start_time: None,
-    }
-}
-
 #[test]
 fn forget_removes_ended_agents_and_refuses_live_ones() {
     let sb = Sandbox::new();
@@ -76,6 +59,15 @@ fn forget_removes_ended_agents_and_refuses_live_ones() {
     let o = run(&sb, &["forget", "gone"]);
     assert_eq!(o.code(), Some(4));
     assert!(o.stderr.contains("gone: no record"), "{}", o.stderr);
+    assert_eq!(
+        names(&sb),
+        [".live.lock", "live.hb"],
+        "no lock file made for it"
+    );
+    let mut c = sb.cmd();
+    c.args(["forget", "x", "--run-dir"])
+        .arg(sb.path("no-such-dir"));
+    assert_eq!(run_with_deadline(c, 10 * SEC).code(), Some(4));
 
     // A SIGKILLed watcher leaves a lost agent: its lock is free, so it can be forgotten.
     let target = spawn_sleep();
@@ -96,7 +88,7 @@ fn forget_waits_for_a_finishing_watcher_but_never_takes_a_held_lock() {
     let sb = Sandbox::new();
     // A dead record whose "watcher" (this test) still holds the lock, as a watcher waiting
     // for the exit status does: forget waits for the lock, and succeeds once it is let go.
-    sb.plant("ending", &record(Status::Dead, exited_pid(), now_ms()));
+    sb.plant("ending", &record_at(Status::Dead, exited_pid(), now_ms()));
     let lock = sb.hold_lock("ending");
     let mut c = sb.cmd();
     c.args(["forget", "ending", "--run-dir"]).arg(sb.run_dir());
@@ -113,7 +105,7 @@ fn forget_waits_for_a_finishing_watcher_but_never_takes_a_held_lock() {
 
     // An alive record under a held lock is refused at once.
     let target = spawn_sleep();
-    let mut r = record(Status::Alive, target.pid(), now_ms());
+    let mut r = record_at(Status::Alive, target.pid(), now_ms());
     r.start_time = Some(read_start_time(target.pid()));
     r.watcher_pid = Some(std::process::id() as i32);
     sb.plant("held", &r);
@@ -129,7 +121,7 @@ fn forget_and_a_starting_watcher_never_overlap() {
     let target = spawn_sleep();
     for round in 0..8 {
         // A dead record to forget, and a new watcher for the same name starting at once.
-        sb.plant("race", &record(Status::Dead, exited_pid(), now_ms()));
+        sb.plant("race", &record_at(Status::Dead, exited_pid(), now_ms()));
         let mut c = sb.cmd();
         c.args(["forget", "race", "--run-dir"]).arg(sb.run_dir());
         let mut forget = Guard::spawn(c.stdout(Stdio::null()).stderr(Stdio::null()));
@@ -156,11 +148,11 @@ fn forget_and_a_starting_watcher_never_overlap() {
 fn prune_by_state_and_age() {
     let sb = Sandbox::new();
     let now = now_ms();
-    sb.plant("old-dead", &record(Status::Dead, 1001, now - 3 * DAY_MS));
-    sb.plant("new-dead", &record(Status::Dead, 1002, now - 60_000));
+    sb.plant("old-dead", &record_at(Status::Dead, 1001, now - 3 * DAY_MS));
+    sb.plant("new-dead", &record_at(Status::Dead, 1002, now - 60_000));
     sb.plant(
         "old-unwatched",
-        &record(Status::Unwatched, exited_pid(), now - 3 * DAY_MS),
+        &record_at(Status::Unwatched, exited_pid(), now - 3 * DAY_MS),
     );
     std::fs::write(sb.record_path("junk"), "{not json").unwrap();
     let target = spawn_sleep();
@@ -257,7 +249,7 @@ fn the_history_is_bounded() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     for i in 0..12 {
-        sb.plant("b", &record(Status::Dead, 100_000 + i, now_ms()));
+        sb.plant("b", &record_at(Status::Dead, 100_000 + i, now_ms()));
         let w = sb.watch_alive(target.pid(), "b", &["--interval", "15"]);
         signal(w.pid(), Signal::TERM);
         sb.wait_status("b", "unwatched", 5 * SEC);

@@ -55,25 +55,14 @@ fn ps_stdout_json(g: &mut Guard) -> (String, Value) {
 }
 
 fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
-    let ms = now_ms();
-    Record {
-        ts: ms / 1000,
-        pid: 1234,
-        status: Status::Dead,
-        ts_ms: Some(ms),
-        seq: Some(3),
-        interval: Some(15.0),
-        backend: Some("pidfd".into()),
-        watcher_pid: None,
-        start_time: Some(1),
-        exit: Some(ExitInfo {
-            code,
-            signal,
-            core: false,
-        }),
-        died_ms: Some(ms),
-        watcher_start_time: None,
-    }
+    let mut r = record_at(Status::Dead, 1234, now_ms());
+    r.seq = Some(3);
+    r.exit = Some(ExitInfo {
+        code,
+        signal,
+        core: false,
+    });
+    r
 }
 
 #[test]

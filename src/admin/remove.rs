@@ -43,6 +43,9 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
                 return Ok(Removed::Skipped(why));
             }
         }
+        if verdict.is_none() && !any_file(dir, agent, filter.logs) {
+            return Ok(Removed::NothingThere);
+        }
         let ending = verdict
             .as_ref()
             .is_some_and(|v| v.state == State::Dead || v.unsettled.is_some());
@@ -127,6 +130,22 @@ fn lock(dir: &Path, agent: &str, ending: bool) -> io::Result<Option<std::os::fd:
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// Is anything of the agent's there to remove? (Checked before the lock is taken, which
+/// would create the lock file, or fail in a missing run dir.)
+fn any_file(dir: &Path, agent: &str, logs: bool) -> bool {
+    let mut names = vec![
+        layout::record_name(agent),
+        layout::deaths_name(agent),
+        layout::lock_name(agent),
+    ];
+    if logs {
+        names.push(layout::log_name(agent));
+    }
+    names
+        .iter()
+        .any(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
 }
 
 /// Removes `path`; false if it was not there. unlink never follows a symlink.

@@ -30,15 +30,7 @@ pub enum Column {
 }
 
 impl Column {
-    pub const DEFAULT: [Column; 7] = [
-        Column::Agent,
-        Column::State,
-        Column::Pid,
-        Column::Up,
-        Column::Age,
-        Column::Backend,
-        Column::Exit,
-    ];
+    /// Every column; the default table is the first [`Column::DEFAULT_LEN`].
     const ALL: [Column; 10] = [
         Column::Agent,
         Column::State,
@@ -51,6 +43,8 @@ impl Column {
         Column::Seq,
         Column::Watcher,
     ];
+
+    const DEFAULT_LEN: usize = 7;
 
     fn name(self) -> &'static str {
         match self {
@@ -160,7 +154,7 @@ pub struct Layout {
 impl Default for Layout {
     fn default() -> Layout {
         Layout {
-            columns: Column::DEFAULT.to_vec(),
+            columns: Column::ALL[..Column::DEFAULT_LEN].to_vec(),
             header: true,
         }
     }
