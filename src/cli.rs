@@ -189,7 +189,7 @@ pub struct PsArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Show AGENT's past deaths (the last 10), oldest first
-    #[arg(long, value_name = "AGENT", value_parser = parse_agent, conflicts_with_all = ["prom", "watch", "agents", "fields", "output"])]
+    #[arg(long, value_name = "AGENT", value_parser = parse_agent, conflicts_with_all = ["prom", "watch", "agents", "fields", "no_header", "output"])]
     pub history: Option<String>,
     /// Only these agents
     #[arg(value_name = "AGENT", value_parser = parse_agent)]
