@@ -253,27 +253,32 @@ pub fn lock_exclusive(dir: &Path, agent: &str) -> std::result::Result<Option<Own
                 path.display()
             ));
         }
+        // Still the file at `path`? A `forget` that held it unlinks it when it is done.
+        let current = || match rfs::lstat(&path) {
+            Ok(now) => Ok((now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(format!("cannot stat lock {}: {e}", path.display())),
+        };
         let mut tries = 0;
         let locked = loop {
             match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break current()?,
                 Err(Errno::WOULDBLOCK) if tries < 100 => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(1));
+                    // Its holder was a `forget` that is done: no use waiting on this inode.
+                    if !current()? {
+                        break false;
+                    }
                 }
-                r => break r,
+                Err(Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
             }
         };
-        match locked {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => return Ok(None),
-            Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+        if locked {
+            return Ok(Some(fd));
         }
-        match rfs::lstat(&path) {
-            Ok(now) if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => return Ok(Some(fd)),
-            // Unlinked (or replaced) by a `forget` that held it: lock the current file.
-            Ok(_) | Err(Errno::NOENT) => continue,
-            Err(e) => return Err(format!("cannot stat lock {}: {e}", path.display())),
-        }
+        // Unlinked (or replaced) by a `forget` that held it: lock the current file.
     }
 }
 

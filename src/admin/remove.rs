@@ -46,13 +46,15 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         if verdict.is_none() && !any_file(dir, agent, filter.logs) {
             return Ok(Removed::NothingThere);
         }
-        let ending = verdict
-            .as_ref()
-            .is_some_and(|v| v.state == State::Dead || v.unsettled.is_some());
+        // Worth waiting for only if the holder is the record's own watcher finishing (it
+        // waits for the exit status); a new watcher of the name keeps the lock for its life.
+        let holder = lock_holder(dir, agent);
+        let ending = verdict.as_ref().is_some_and(|v| {
+            let own = holder.is_some() && v.record.as_ref().and_then(|r| r.watcher_pid) == holder;
+            (v.state == State::Dead && own) || v.unsettled.is_some()
+        });
         let Some(_lock) = lock(dir, agent, ending)? else {
-            let holder =
-                std::fs::read_to_string(dir.join(layout::lock_name(agent))).unwrap_or_default();
-            let holder = holder.split_whitespace().next().unwrap_or("?").to_owned();
+            let holder = lock_holder(dir, agent).map_or("?".into(), |p| p.to_string());
             let state = verdict.map_or("no record".into(), |v| v.state.name().to_owned());
             return Ok(Removed::Busy(format!(
                 "its watcher (pid {holder}) still holds the lock and the agent is {state}; \
@@ -130,6 +132,12 @@ fn lock(dir: &Path, agent: &str, ending: bool) -> io::Result<Option<std::os::fd:
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// The PID the lock's holder wrote into the lock file (`watcher::store::acquire_lock`).
+fn lock_holder(dir: &Path, agent: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(dir.join(layout::lock_name(agent))).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Is anything of the agent's there to remove? (Checked before the lock is taken, which
