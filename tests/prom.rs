@@ -297,3 +297,22 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert!(err.contains("cannot read run dir"), "{err}");
 }
+
+#[test]
+fn watch_json_says_once_that_the_run_dir_is_missing() {
+    let sb = Sandbox::new();
+    let err = sb.path("ps.stderr");
+    let mut ps = Guard::spawn(
+        sb.ps_cmd(&["--watch", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err).unwrap()),
+    );
+    let lines = line_channel(ps.child().stdout.take().unwrap());
+    assert_eq!(lines.recv_timeout(5 * SEC).unwrap(), "[]");
+    // Ticks go by (the frame is redrawn only on change); the note is said once.
+    std::thread::sleep(Duration::from_millis(2500));
+    send_signal(ps.pid(), Signal::TERM);
+    assert_eq!(ps.wait_timeout(5 * SEC).expect("ps exits").code(), Some(0));
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(text.matches("no run dir").count(), 1, "{text}");
+}

@@ -71,9 +71,14 @@ pub fn run(
         color: color_wanted(),
         last: None,
     };
+    let mut said = None;
     loop {
         let mut snap = collect(dir, named)?;
         let next_settle = settle(&mut snap, &mut settler, Instant::now());
+        // A JSON frame of a missing run dir is `[]`: say why on stderr, once.
+        if as_json {
+            say_once(&mut said, snap.note(dir, format, named));
+        }
         if let Err(e) = screen.show(dir, &snap) {
             return quiet_on_broken_pipe(e);
         }
@@ -97,11 +102,7 @@ struct File<'a> {
 
 impl File<'_> {
     fn show(&mut self, dir: &Path, named: &[String], snap: &Snapshot) {
-        let note = snap.note(dir, self.format, named);
-        if note.is_some() && note != self.note {
-            eprintln!("pidbeat: {}", note.as_deref().unwrap_or_default());
-        }
-        self.note = note;
+        say_once(&mut self.note, snap.note(dir, self.format, named));
         let sig = signature(snap);
         let due = match &self.last {
             Some((last, at)) => *last != sig || at.elapsed() >= REFRESH,
@@ -127,6 +128,14 @@ impl File<'_> {
             }
         }
     }
+}
+
+/// Prints `note` on stderr unless it is what was said last; `said` remembers.
+fn say_once(said: &mut Option<String>, note: Option<String>) {
+    if let Some(n) = note.as_deref().filter(|_| note != *said) {
+        eprintln!("pidbeat: {n}");
+    }
+    *said = note;
 }
 
 struct Screen<'a> {
