@@ -316,3 +316,38 @@ fn watch_json_says_once_that_the_run_dir_is_missing() {
     let text = std::fs::read_to_string(&err).unwrap();
     assert_eq!(text.matches("no run dir").count(), 1, "{text}");
 }
+
+#[test]
+fn watch_output_keeps_beats_current_without_a_verdict_change() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let _w = sb.watch_alive(target.pid(), "a", &["--interval", "0.5"]);
+    let file = sb.path("a.prom");
+    let mut ps = Guard::spawn(
+        sb.ps_cmd(&["--prom", "--watch", "--output"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let beat = || -> Option<f64> {
+        let text = std::fs::read_to_string(&file).ok()?;
+        value(
+            &parse(&text),
+            "pidbeat_heartbeat_timestamp_seconds",
+            &[("agent", "a")],
+        )
+    };
+    let first = poll(5 * SEC, Duration::from_millis(20), beat, || {
+        "no file".into()
+    });
+    // Beats change no verdict, yet the file follows them within its 5 s refresh.
+    let later = poll(
+        8 * SEC,
+        Duration::from_millis(100),
+        || beat().filter(|b| *b >= first + 2.0),
+        || "the file's heartbeat timestamp did not advance".into(),
+    );
+    eprintln!("heartbeat timestamp advanced {:.1} s", later - first);
+    send_signal(ps.pid(), Signal::TERM);
+    assert_eq!(ps.wait_timeout(5 * SEC).expect("ps exits").code(), Some(0));
+}
