@@ -174,8 +174,34 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
         .0;
     let entries = fields.iter().map(|(k, v)| (&**k, v));
     let record = Record::deserialize(MapDeserializer::<_, serde_json::Error>::new(entries))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| culprit(&fields).unwrap_or_else(|| e.to_string()))?;
     Ok((record, fields))
+}
+
+/// Which key made a record fail to deserialize, and why: serde's message ("invalid value:
+/// integer `-1`, expected u64") does not name it. Each of pidbeat's keys is tried alone, in a
+/// record that is otherwise minimal and valid. Only on the error path.
+fn culprit(fields: &[(Key, Value)]) -> Option<String> {
+    let base = [
+        ("ts", Value::from(0)),
+        ("pid", Value::from(1)),
+        ("status", Value::from("dead")),
+    ];
+    fields.iter().find_map(|(k, v)| {
+        if !RECORD_KEYS.contains(&&**k) {
+            return None;
+        }
+        let mut entries: Vec<(&str, &Value)> = base
+            .iter()
+            .filter(|(b, _)| b != k)
+            .map(|(b, v)| (*b, v))
+            .collect();
+        entries.push((k, v));
+        let alone = MapDeserializer::<_, serde_json::Error>::new(entries.into_iter());
+        Record::deserialize(alone)
+            .err()
+            .map(|e| format!("`{k}`: {e}"))
+    })
 }
 
 /// A record's key. pidbeat's own keys borrow a static name: a fleet's records repeat them
@@ -320,6 +346,16 @@ mod tests {
         assert_eq!(r.written_ms(), 5000);
         assert!(parse(b"{\"ts\":5").is_err());
         assert!(parse(br#"{"ts":5,"pid":9,"status":"zombie"}"#).is_err());
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_by_its_key() {
+        let e = parse(br#"{"ts":1,"pid":2,"status":"alive","start_time":-1}"#).unwrap_err();
+        assert!(e.starts_with("`start_time`: "), "{e}");
+        let e = parse(br#"{"ts":1,"pid":2,"status":"alive","seq":1.5}"#).unwrap_err();
+        assert!(e.starts_with("`seq`: "), "{e}");
+        let e = parse(br#"{"pid":2,"status":"alive"}"#).unwrap_err();
+        assert!(e.contains("missing field `ts`"), "{e}");
     }
 
     #[test]

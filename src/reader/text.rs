@@ -1,7 +1,7 @@
 //! Text from records, made safe to print. A record's strings (`backend`, unknown keys, the
 //! parse errors that quote them) are untrusted: a line feed would add a row to `ps`'s table,
-//! and ESC, CSI or OSC sequences would reach the terminal. `--json` and `--prom` escape by
-//! their own formats; this is for the table and for messages on stderr.
+//! and ESC, CSI or OSC sequences would reach the terminal. `--prom` prints no record strings;
+//! `--json` escapes by its format, finished here for what serde_json leaves raw.
 
 use std::borrow::Cow;
 
@@ -21,6 +21,27 @@ pub fn printable(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// JSON text as serde_json writes it, with DEL, C1 and the characters [`printable`] escapes
+/// also written as `\uXXXX` (serde_json escapes only C0). A parser reads the same values, and
+/// a terminal shown the raw JSON acts on none of them. JSON is ASCII outside its strings, so
+/// each of these characters is inside one, where the escape is valid.
+pub fn json_safe(json: String) -> String {
+    // C0 is escaped in strings already; outside them it is the layout's own line feeds.
+    let raw = |c: char| c >= ' ' && needs_escape(c);
+    if !json.chars().any(raw) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if raw(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn needs_escape(c: char) -> bool {
@@ -46,5 +67,17 @@ mod tests {
                 "{c:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_keeps_its_values_and_loses_its_controls() {
+        let v = serde_json::json!({"k\u{9b}": "a\u{7f}\u{1b}\u{202e}é"});
+        let text = json_safe(format!("[\n{v}\n]"));
+        assert!(
+            !text.chars().any(|c| c != '\n' && needs_escape(c)),
+            "{text}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, serde_json::Value::Array(vec![v]));
     }
 }

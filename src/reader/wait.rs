@@ -19,6 +19,7 @@ use super::follow::{Follow, Wakeups};
 use super::look::Look;
 use super::pins::Pin;
 use super::settle::Settler;
+use super::text::printable;
 use super::verdict::{AgentVerdict, State};
 use crate::exit::{ExitCode, Result};
 use crate::layout;
@@ -67,6 +68,7 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
             }
             if let Some(err) = &v.error {
                 if warned.insert(agent.clone()) {
+                    let err = printable(err);
                     eprintln!("pidbeat: warning: {agent}: corrupt record ({err}); still waiting");
                 }
             }

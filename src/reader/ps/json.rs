@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::reader::text::json_safe;
 use crate::reader::verdict::AgentVerdict;
 
 const OURS: [&str; 4] = ["agent", "state", "age_ms", "foreign_pids"];
@@ -34,7 +35,7 @@ pub fn render(entries: &[AgentVerdict], pretty: bool) -> String {
         out.push(b'\n');
     }
     out.extend_from_slice(b"]\n");
-    String::from_utf8(out).expect("serde_json writes UTF-8")
+    json_safe(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
