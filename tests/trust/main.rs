@@ -43,6 +43,15 @@ fn ps_json_with(mut cmd: Command, dir: &Path, agents: &[&str]) -> BTreeMap<Strin
     parse_ps(&o.stdout)
 }
 
+/// Says that `test` cannot run here, and why: a skip for a developer without the tool, a
+/// failure where the tools are required (`.ci/run` sets `PIDBEAT_REQUIRE_TOOLS=1`).
+fn unavailable(test: &str, reason: &str) {
+    if std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_some() {
+        panic!("{test}: {reason}, and PIDBEAT_REQUIRE_TOOLS is set");
+    }
+    skip(test, reason);
+}
+
 fn state_of(m: &BTreeMap<String, Value>, agent: &str) -> String {
     m.get(agent)
         .unwrap_or_else(|| panic!("ps does not list {agent}: {m:?}"))["state"]

@@ -16,7 +16,7 @@ const UNSHARE: [&str; 5] = ["--pid", "--fork", "--kill-child", "--mount-proc", "
 fn available(test: &str) -> bool {
     let ok = unshare_pid_ns_works(&["--kill-child"]);
     if !ok {
-        skip(test, "unshare --pid --fork --mount-proc does not work here");
+        unavailable(test, "unshare --pid --fork --mount-proc does not work here");
     }
     ok
 }

@@ -105,11 +105,7 @@ fn notes(entries: &[AgentVerdict], format: Format) -> bool {
         }
     }
     if format == Format::Table && entries.iter().any(|e| e.foreign_pids) {
-        eprintln!(
-            "pidbeat: PID{} is in the PID namespace of the agent's watcher (a container), not \
-             this one's: judged by the watcher's lock and beats",
-            table::FOREIGN_PID_MARK
-        );
+        eprintln!("pidbeat: {}", table::FOREIGN_PID_NOTE);
     }
     unreadable
 }

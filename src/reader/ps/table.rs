@@ -64,8 +64,12 @@ fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6], state: Optio
     out.push('\n');
 }
 
-/// Marks a PID of another PID namespace (a container's): `ps` explains it on stderr.
-pub const FOREIGN_PID_MARK: &str = "*";
+/// Marks a PID of another PID namespace (a container's), which [`FOREIGN_PID_NOTE`] explains
+/// (on stderr for one-shot `ps`, so that stdout stays one row per record; under the table in
+/// `ps --watch`).
+const FOREIGN_PID_MARK: &str = "*";
+pub const FOREIGN_PID_NOTE: &str = "PID* is the PID in its watcher's PID namespace (a container), \
+     not this one's: such agents are judged by their watcher's lock and beats";
 
 /// Every cell goes through [`printable`]: a record's strings are untrusted, and one row per
 /// record is a promise.
