@@ -111,17 +111,11 @@ impl Record {
     /// PIDs (the reader's `/proc/sys/kernel/pid_max`, or the kernel's limit for a record from
     /// another PID namespace). Types (integers, no negatives) were already checked by serde.
     pub fn check(&self, pid_max: i32) -> Result<(), String> {
-        let pid_ok = |what: &str, pid: i32| {
-            // PIDs wrap before `pid_max`: the highest is one less.
-            if (1..pid_max).contains(&pid) {
-                Ok(())
-            } else {
-                Err(format!("{what} {pid} is outside 1..{pid_max} (pid_max)"))
+        // PIDs wrap before `pid_max`: the highest is one less.
+        for (what, pid) in [("pid", Some(self.pid)), ("watcher_pid", self.watcher_pid)] {
+            if let Some(pid) = pid.filter(|p| !(1..pid_max).contains(p)) {
+                return Err(format!("{what} {pid} is outside 1..{pid_max} (pid_max)"));
             }
-        };
-        pid_ok("pid", self.pid)?;
-        if let Some(w) = self.watcher_pid {
-            pid_ok("watcher_pid", w)?;
         }
         if self.seq == Some(0) {
             return Err("seq is 0 (a watcher's beats count from 1)".into());
