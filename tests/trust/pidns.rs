@@ -45,6 +45,24 @@ impl Container {
         Container { unshare, init }
     }
 
+    /// `pidbeat run --agent AGENT … -- CMD…` as the container's init.
+    fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Container {
+        let run_dir = sb.run_dir();
+        let dir = run_dir.to_str().unwrap();
+        let pidbeat = [
+            BIN,
+            "run",
+            "--agent",
+            agent,
+            "--run-dir",
+            dir,
+            "--interval",
+            IV,
+            "--",
+        ];
+        Container::start(sb, &[&pidbeat[..], cmd].concat())
+    }
+
     /// The host PID of the child of the container's init whose command line contains
     /// `needle`.
     fn find(&self, needle: &str) -> i32 {
@@ -117,6 +135,16 @@ fn stop_until_stale(sb: &Sandbox, ctr: &Container, watcher: i32, agent: &str) {
     both_say(sb, ctr, agent, "stale");
 }
 
+/// SIGKILLs the container's `watcher` (a host PID) and waits for the host to call `agent` lost.
+fn kill_until_lost(sb: &Sandbox, watcher: i32, agent: &str) {
+    signal(watcher, Signal::KILL);
+    wait_until(
+        5 * SEC,
+        "the host sees the container's watcher gone",
+        || state_of(&host_ps(sb, &[agent]), agent) == "lost",
+    );
+}
+
 /// `pidbeat run` as the container's init: alive, stale when stopped, lost when killed; the
 /// table marks its PID as the container's.
 #[test]
@@ -126,22 +154,7 @@ fn run_in_a_container_is_judged_as_inside() {
     }
     let sb = Sandbox::new();
     let run_dir = sb.run_dir();
-    let ctr = Container::start(
-        &sb,
-        &[
-            BIN,
-            "run",
-            "--agent",
-            "ctr",
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-            "--interval",
-            IV,
-            "--",
-            "sleep",
-            "30",
-        ],
-    );
+    let ctr = Container::run(&sb, "ctr", &["sleep", "30"]);
     let r = wait_record(&sb.record_path("ctr"), 5 * SEC, |v| status_is(v, "alive"));
     assert_eq!(r["pid"], 2, "the container's own PID: {r}");
     both_say(&sb, &ctr, "ctr", "alive");
@@ -164,12 +177,7 @@ fn run_in_a_container_is_judged_as_inside() {
 
     stop_until_stale(&sb, &ctr, ctr.init, "ctr");
     // SIGKILL to the container's init ends the container: its lock is free, nobody beats.
-    signal(ctr.init, Signal::KILL);
-    wait_until(
-        5 * SEC,
-        "the host sees the container's watcher gone",
-        || state_of(&host_ps(&sb, &["ctr"]), "ctr") == "lost",
-    );
+    kill_until_lost(&sb, ctr.init, "ctr");
     ctr.end();
 }
 
@@ -190,12 +198,7 @@ fn watch_in_a_container_is_judged_as_inside() {
     both_say(&sb, &ctr, "ctrw", "alive");
     let watcher = ctr.find(" watch ");
     stop_until_stale(&sb, &ctr, watcher, "ctrw");
-    signal(watcher, Signal::KILL);
-    wait_until(
-        5 * SEC,
-        "the host sees the container's watcher gone",
-        || state_of(&host_ps(&sb, &["ctrw"]), "ctrw") == "lost",
-    );
+    kill_until_lost(&sb, watcher, "ctrw");
     both_say(&sb, &ctr, "ctrw", "lost");
     ctr.end();
 }
@@ -208,41 +211,8 @@ fn a_container_agents_exit_status_reaches_the_host() {
     }
     let sb = Sandbox::new();
     let run_dir = sb.run_dir();
-    let dir = run_dir.to_str().unwrap();
-    let code = Container::start(
-        &sb,
-        &[
-            BIN,
-            "run",
-            "--agent",
-            "code",
-            "--run-dir",
-            dir,
-            "--interval",
-            IV,
-            "--",
-            "sh",
-            "-c",
-            "sleep 0.3; exit 7",
-        ],
-    );
-    let sig = Container::start(
-        &sb,
-        &[
-            BIN,
-            "run",
-            "--agent",
-            "sig",
-            "--run-dir",
-            dir,
-            "--interval",
-            IV,
-            "--",
-            "sh",
-            "-c",
-            "sleep 0.3; kill -9 $$",
-        ],
-    );
+    let code = Container::run(&sb, "code", &["sh", "-c", "sleep 0.3; exit 7"]);
+    let sig = Container::run(&sb, "sig", &["sh", "-c", "sleep 0.3; kill -9 $$"]);
     let mut w = sb.cmd();
     w.args(["wait", "--timeout", "10", "--run-dir"])
         .arg(&run_dir)

@@ -15,6 +15,17 @@ fn has_control(text: &str) -> bool {
     text.chars().any(|c| c != '\n' && c.is_control())
 }
 
+/// How many agents a `ps --prom` exposition reports, read by a real exposition parser.
+fn prom_agents(text: &str) -> usize {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+    let up = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "pidbeat_agent_up");
+    up.count()
+}
+
 fn pid_max() -> i64 {
     std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .unwrap()
@@ -211,13 +222,7 @@ fn the_table_cannot_be_injected() {
 
     let o = run_with_deadline(sb.ps_cmd(&["--prom"]), 10 * SEC);
     assert!(!has_control(&o.stdout), "{:?}", o.stdout);
-    let lines = o.stdout.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    let up = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "pidbeat_agent_up");
-    assert_eq!(up.count(), n);
+    assert_eq!(prom_agents(&o.stdout), n);
 }
 
 /// What went wrong, said: a run dir nobody can read makes `ps AGENT` fail with the reason,
@@ -472,13 +477,7 @@ fn thousands_of_hostile_records() {
 
     let o = run_with_deadline(sb.ps_cmd(&["--prom"]), 60 * SEC);
     sane(&o, "ps --prom");
-    let lines = o.stdout.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    let up = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "pidbeat_agent_up");
-    assert_eq!(up.count(), N, "{what}");
+    assert_eq!(prom_agents(&o.stdout), N, "{what}");
 
     let mut c = sb.cmd();
     c.args(["wait", "--timeout", "1", "--run-dir"])
