@@ -74,3 +74,30 @@ pub fn age(record: &Record) -> Result<Age, String> {
         None => Age::Unknown,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ts_ms: u64, boot_id: Option<&str>, boottime_ms: Option<u64>) -> Record {
+        let line = serde_json::json!({"ts": ts_ms / 1000, "pid": 1, "status": "alive",
+            "ts_ms": ts_ms, "boot_id": boot_id, "boottime_ms": boottime_ms});
+        crate::record::parse(line.to_string().as_bytes()).unwrap().0
+    }
+
+    #[test]
+    fn the_boot_clock_wins_on_its_own_boot_only() {
+        let id = boot_id().expect("/proc is mounted");
+        let (wall, boot) = (now_ms(), boottime_ms());
+        // An hour off on the wall clock, 500 ms ago on the boot clock.
+        let r = record(wall + 3_600_000, Some(id), Some(boot - 500));
+        assert!(matches!(age(&r), Ok(Age::Boottime(ms)) if (500..5_000).contains(&ms)));
+        // Another boot's stamp means nothing here: the wall clock tells, and a future `ts`
+        // gives no age.
+        let other = record(wall - 2_000, Some("0-1"), Some(boot - 500));
+        assert!(matches!(age(&other), Ok(Age::Wall(ms)) if (2_000..7_000).contains(&ms)));
+        assert_eq!(age(&record(wall + 60_000, None, None)), Ok(Age::Unknown));
+        // A write later than now on this boot's clock cannot have happened.
+        assert!(age(&record(wall, Some(id), Some(boot + 60_000))).is_err());
+    }
+}
