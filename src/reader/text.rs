@@ -30,7 +30,9 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 pub fn json_safe(json: String) -> String {
     // C0 is escaped in strings already; outside them it is the layout's own line feeds.
     let raw = |c: char| c >= ' ' && needs_escape(c);
-    if !json.chars().any(raw) {
+    // A fleet's JSON is megabytes: bytes first. DEL is 0x7f, and every other character that
+    // needs it (U+0080–U+009F, U+2028–U+2069) starts with 0xc2 or 0xe2 in UTF-8.
+    if !json.bytes().any(|b| matches!(b, 0x7f | 0xc2 | 0xe2)) || !json.chars().any(raw) {
         return json;
     }
     let mut out = String::with_capacity(json.len() + 16);
