@@ -13,11 +13,13 @@ mod exit;
 mod layout;
 mod record;
 
-// What both sides stand on: /proc, the few unsafe syscalls, epoll helpers, timerfds,
-// whole-file replacement, durations as people write them.
+// What both sides stand on: /proc, the clocks, PID namespaces, the few unsafe syscalls,
+// epoll helpers, timerfds, whole-file replacement, durations as people write them.
 mod atomic;
+mod clock;
 mod duration;
 mod eventloop;
+mod pidns;
 mod procfs;
 mod sys;
 mod timer;

@@ -142,27 +142,6 @@ pub fn pid_max() -> i64 {
         .unwrap_or(1 << 22)
 }
 
-/// Unix milliseconds at which a process with `start_time` (clock ticks since boot, field
-/// 22) started: now on the wall clock minus the time since then on CLOCK_BOOTTIME (the clock
-/// field 22 counts on, suspend included, shifted like it inside a time namespace). Good to
-/// a tick (10 ms), unlike `/proc/stat`'s whole-second `btime`. `None` for a start time that
-/// lies in the future of this boot (a record from before a reboot).
-pub fn start_unix_ms(start_time: u64) -> Option<u64> {
-    use rustix::time::{ClockId, clock_gettime};
-    let ms = |t: rustix::time::Timespec| t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000;
-    let since_boot_ms = ms(clock_gettime(ClockId::Boottime));
-    let wall_ms = ms(clock_gettime(ClockId::Realtime));
-    let hz = rustix::param::clock_ticks_per_second().max(1);
-    let started_after_boot_ms = start_time.checked_mul(1000)? / hz;
-    let ago = since_boot_ms.checked_sub(started_after_boot_ms)?;
-    wall_ms.checked_sub(ago)
-}
-
-/// Unix milliseconds of this boot (see [`start_unix_ms`]).
-pub fn boot_unix_ms() -> u64 {
-    start_unix_ms(0).unwrap_or(0)
-}
-
 pub fn self_start_time() -> u64 {
     read_stat(std::process::id() as i32)
         .map(|s| s.start_time)
@@ -196,19 +175,6 @@ mod tests {
         // The state letter may change (R/S) between reads; the identity may not.
         assert_eq!(read_stat(pid).unwrap().start_time, st.start_time);
         assert!(read_stat(-1).is_err());
-    }
-
-    #[test]
-    fn own_start_is_in_the_recent_past() {
-        let started = start_unix_ms(self_start_time()).unwrap();
-        let now = crate::record::now_ms();
-        // This test process started at most minutes ago, and not after now (one tick slack).
-        assert!(
-            started <= now + 10 && now - started < 3_600_000,
-            "{started} vs {now}"
-        );
-        assert!(boot_unix_ms() <= started);
-        assert_eq!(start_unix_ms(u64::MAX / 1000), None);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   must not rest on it; `settle.rs` gives unsettled verdicts their grace.
 //! - `follow.rs` is the one loop readers block in, over `dirwatch.rs` (inotify on the run dir)
 //!   and `pins.rs` (pidfds on the processes verdicts rest on).
-//! - `wait.rs`, `status.rs` and `ps/` are the commands.
+//! - `wait.rs`, `status.rs` and `ps/` are the commands; `text.rs` makes a record's strings
+//!   safe to print.
 //!
 //! `admin/` (`forget`, `prune`) judges agents through what is re-exported here.
 
@@ -19,6 +20,7 @@ mod pins;
 pub mod ps;
 mod settle;
 pub mod status;
+mod text;
 mod verdict;
 pub mod wait;
 

@@ -16,8 +16,8 @@ use std::path::Path;
 
 use crate::atomic;
 use crate::layout::{HISTORY_LEN, HISTORY_LINE_MAX, deaths_name, record_name};
-use crate::procfs;
 use crate::record::{self, Status};
+use crate::{pidns, procfs};
 
 /// Call with the agent's lock held, before the first write of the new record.
 pub fn archive_previous(dir: &Path, agent: &str) {
@@ -37,7 +37,10 @@ fn archive(dir: &Path, agent: &str) -> io::Result<()> {
     let ended = match rec.status {
         Status::Dead => true,
         // Its watcher is gone (we hold the lock) and nobody recorded the target's end.
-        Status::Alive | Status::Unwatched => !procfs::still_running(rec.pid, rec.start_time),
+        // (A PID of another PID namespace cannot be looked up here: not known to have ended.)
+        Status::Alive | Status::Unwatched => {
+            !pidns::is_foreign(rec.pidns) && !procfs::still_running(rec.pid, rec.start_time)
+        }
     };
     if !ended {
         return Ok(());

@@ -29,6 +29,9 @@ pub fn record_at(status: Status, pid: i32, written_ms: u64) -> Record {
         exit: None,
         died_ms: (status == Status::Dead).then_some(written_ms),
         watcher_start_time: None,
+        boot_id: None,
+        boottime_ms: None,
+        pidns: None,
     }
 }
 

@@ -19,7 +19,7 @@ pub fn command(dir: &Path, agent: &str, as_json: bool) -> Result<ExitCode> {
     let mut read = |name: String| {
         read_record_at(None, &dir.join(&name), &mut buf)
             .map(|len| len.map(|n| buf[..n].to_vec()))
-            .map_err(|e| runtime!("{}: {e}", dir.join(&name).display()))
+            .map_err(|e| runtime!("{}: {}", dir.join(&name).display(), e.into_message()))
     };
     let deaths = read(layout::deaths_name(agent))?;
     let current = read(layout::record_name(agent))?;
@@ -73,6 +73,9 @@ fn entry(agent: &str, line: &[u8]) -> Option<AgentVerdict> {
         fields,
         error: None,
         unsettled: None,
+        unreadable: false,
+        // Shown as recorded; no verdict rests on these PIDs.
+        foreign_pids: false,
     })
 }
 

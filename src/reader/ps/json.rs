@@ -1,5 +1,6 @@
-//! `--json`: one array of objects. Each object is `agent`, `state`, `age_ms`, `started_ms`
-//! (Unix ms of the target's start, from its `start_time`; null when unknown), then the
+//! `--json`: one array of objects. Each object is `agent`, `state`, `age_ms` (null when it
+//! cannot be known), `started_ms` (Unix ms of the target's start, from its `start_time`; null
+//! when unknown), `foreign_pids` (the record's PIDs are another PID namespace's), then the
 //! record's own keys in the record's order (unknown keys included, a key that would clash
 //! with ours dropped). A corrupt record gives `agent`, `state`, `error` instead.
 //! Objects are written by hand: serde_json's `Map` would sort the keys. Everything goes into
@@ -9,9 +10,10 @@
 use serde::Serialize;
 
 use super::started_ms;
+use crate::reader::text::json_safe;
 use crate::reader::verdict::AgentVerdict;
 
-const OURS: [&str; 4] = ["agent", "state", "age_ms", "started_ms"];
+const OURS: [&str; 5] = ["agent", "state", "age_ms", "started_ms", "foreign_pids"];
 
 /// `pretty`: one object per line (still one JSON document); otherwise the whole array on
 /// one line, as `ps --watch --json` prints one frame per line.
@@ -35,7 +37,7 @@ pub fn render(entries: &[AgentVerdict], pretty: bool) -> String {
         out.push(b'\n');
     }
     out.extend_from_slice(b"]\n");
-    String::from_utf8(out).expect("serde_json writes UTF-8")
+    json_safe(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
@@ -53,6 +55,8 @@ fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
             pair(out, "age_ms", &e.age_ms);
             out.push(b',');
             pair(out, "started_ms", &started_ms(e));
+            out.push(b',');
+            pair(out, "foreign_pids", &e.foreign_pids);
             for (k, v) in e.fields.iter().filter(|(k, _)| !OURS.contains(&&**k)) {
                 out.push(b',');
                 pair(out, k, v);

@@ -17,7 +17,9 @@ use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Format, Layout, Snapshot, collect, color_wanted, hint, quiet_on_broken_pipe, settle};
+use super::{
+    Format, Layout, Snapshot, collect, color_wanted, hint, quiet_on_broken_pipe, settle, table,
+};
 use crate::exit::{ExitCode, Result};
 use crate::layout;
 use crate::reader::follow::{Follow, Wakeups, Woken};
@@ -191,6 +193,10 @@ fn body(dir: &Path, snap: &Snapshot, layout: &Layout, color: bool) -> String {
         Some(e) => format!("cannot read run dir {}: {e}\n", dir.display()),
         None if snap.entries.is_empty() && snap.missing.is_empty() => {
             format!("{}\n", hint(dir, snap.dir_missing))
+        }
+        None if snap.entries.iter().any(|e| e.foreign_pids) => {
+            let table = snap.render(Format::Table, layout, color, false);
+            format!("{table}{}\n", table::FOREIGN_PID_NOTE)
         }
         None => snap.render(Format::Table, layout, color, false),
     }

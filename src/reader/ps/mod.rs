@@ -6,7 +6,8 @@
 //! `pidbeat ps | wc -l` counts agents, or valid: `[]`, the HELP/TYPE lines) and exits 0; for
 //! `--json` and `--prom` only a missing one does. A named AGENT without a record is reported
 //! on stderr as `pidbeat: AGENT: no record in DIR` and makes the exit status 1 once the other
-//! rows are printed, as `systemctl status` does for an unknown unit.
+//! rows are printed, as `systemctl status` does for an unknown unit; so does a record that
+//! cannot be read (EACCES …), with the reason.
 
 mod history;
 mod json;
@@ -25,9 +26,10 @@ use std::time::{Duration, Instant};
 use super::follow::{Follow, Wakeups};
 use super::look::judge_all;
 use super::settle::Settler;
+use super::text::printable;
 use super::verdict::{AgentVerdict, Unsettled};
+use crate::clock;
 use crate::exit::{ExitCode, Result, runtime};
-use crate::procfs;
 
 #[derive(Debug)]
 pub struct PsConfig {
@@ -137,20 +139,47 @@ pub fn command(config: PsConfig) -> Result<ExitCode> {
     for agent in &missing {
         eprintln!("pidbeat: {agent}: no record in {}", dir.display());
     }
-    Ok(if missing.is_empty() && snap.dir_error.is_none() {
-        ExitCode::Success
-    } else {
-        ExitCode::Failure
-    })
+    let unreadable = notes(&snap.entries, format);
+    Ok(
+        if missing.is_empty() && snap.dir_error.is_none() && !unreadable {
+            ExitCode::Success
+        } else {
+            ExitCode::Failure
+        },
+    )
 }
 
 /// Unix ms at which the agent's target started, from the record's `start_time`; `None`
 /// without one, or for a record written before this boot (its ticks count from another).
 pub fn started_ms(e: &AgentVerdict) -> Option<u64> {
     let r = e.record.as_ref()?;
-    let started = procfs::start_unix_ms(r.start_time?)?;
-    // A second's slack: the boot time is derived from two clocks read one after the other.
-    (r.written_ms() + 1000 >= procfs::boot_unix_ms()).then_some(started)
+    let started = clock::start_unix_ms(r.start_time?)?;
+    let this_boot = match (r.boot_id.as_deref(), clock::boot_id()) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        // Unstamped: written since this boot began (a second's slack for the two clocks).
+        _ => r.written_ms() + 1000 >= clock::boot_unix_ms(),
+    };
+    this_boot.then_some(started)
+}
+
+/// What the rows cannot say, on stderr: why a record is corrupt (the table has no room for
+/// it; `--json` has `error`), which PIDs are a container's, and every record that could not
+/// be read at all. Returns whether there was such a record: that fails the command, since
+/// its row says nothing true.
+fn notes(entries: &[AgentVerdict], format: Format) -> bool {
+    let mut unreadable = false;
+    for e in entries {
+        let Some(err) = &e.error else { continue };
+        unreadable |= e.unreadable;
+        if e.unreadable || format == Format::Table {
+            let what = if e.unreadable { "" } else { "corrupt record: " };
+            eprintln!("pidbeat: {}: {what}{}", e.agent, printable(err));
+        }
+    }
+    if format == Format::Table && entries.iter().any(|e| e.foreign_pids) {
+        eprintln!("pidbeat: {}", table::FOREIGN_PID_NOTE);
+    }
+    unreadable
 }
 
 fn hint(dir: &Path, dir_missing: bool) -> String {

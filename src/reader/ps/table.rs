@@ -9,6 +9,7 @@ use anstyle::{AnsiColor, Style};
 use super::started_ms;
 use crate::duration::short;
 use crate::procfs;
+use crate::reader::text::printable;
 use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::{ExitInfo, Status, now_ms};
 
@@ -74,16 +75,21 @@ impl Column {
         Ok(cols)
     }
 
+    /// Every cell goes through [`printable`]: a record's strings are untrusted, and one row
+    /// per record is a promise.
     fn cell(self, e: &AgentVerdict, now: u64) -> String {
         let dash = || "-".to_owned();
         let r = e.record.as_ref();
+        let mark = if e.foreign_pids { FOREIGN_PID_MARK } else { "" };
         match self {
-            Column::Agent => e.agent.clone(),
+            Column::Agent => printable(&e.agent).into_owned(),
             Column::State => e.state.name().to_owned(),
-            Column::Pid => r.map_or_else(dash, |r| r.pid.to_string()),
+            Column::Pid => r.map_or_else(dash, |r| format!("{}{mark}", r.pid)),
             Column::Up => up(e, now).unwrap_or_else(dash),
             Column::Age => e.age_ms.map_or_else(dash, short),
-            Column::Backend => r.and_then(|r| r.backend.clone()).unwrap_or_else(dash),
+            Column::Backend => r
+                .and_then(|r| r.backend.as_deref())
+                .map_or_else(dash, |b| printable(b).into_owned()),
             Column::Exit => match r {
                 Some(r) if e.state == State::Dead && r.status == Status::Dead => {
                     r.exit.map_or_else(dash, |x| exit_text(&x))
@@ -96,7 +102,7 @@ impl Column {
             Column::Seq => r.and_then(|r| r.seq).map_or_else(dash, |s| s.to_string()),
             Column::Watcher => r
                 .and_then(|r| r.watcher_pid)
-                .map_or_else(dash, |p| p.to_string()),
+                .map_or_else(dash, |p| format!("{p}{mark}")),
         }
     }
 }
@@ -124,7 +130,10 @@ fn up(e: &AgentVerdict, now: u64) -> Option<String> {
     }
     let running = match e.state {
         State::Alive | State::Stale => true,
-        State::Lost | State::Unwatched => procfs::still_running(r.pid, r.start_time),
+        // Another PID namespace's PID names some other process here.
+        State::Lost | State::Unwatched => {
+            !e.foreign_pids && procfs::still_running(r.pid, r.start_time)
+        }
         State::Dead | State::Corrupt => false,
     };
     let started = started_ms(e).filter(|_| running)?;
@@ -230,6 +239,13 @@ fn line(out: &mut String, cells: &[String], widths: &[usize], state: Option<(usi
     }
     out.push('\n');
 }
+
+/// Marks a PID of another PID namespace (a container's), which [`FOREIGN_PID_NOTE`] explains
+/// (on stderr for one-shot `ps`, so that stdout stays one row per record; under the table in
+/// `ps --watch`).
+const FOREIGN_PID_MARK: &str = "*";
+pub const FOREIGN_PID_NOTE: &str = "PID* is the PID in its watcher's PID namespace (a container), \
+     not this one's: such agents are judged by their watcher's lock and beats";
 
 /// "code 7", "signal 9 (KILL)", "signal 11 (SEGV, core dumped)".
 pub fn exit_text(x: &ExitInfo) -> String {
