@@ -37,13 +37,17 @@ pub enum Command {
     Ps(PsArgs),
     /// Block until every named agent is dead or lost.
     Wait(WaitArgs),
-    /// Print a shell completion script to stdout.
+    /// Print a shell completion script to stdout (see --help for how to install it).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page pidbeat(1) (roff) to stdout, or write every page into a directory.
+    Man {
+        /// Write pidbeat.1 and pidbeat-SUB.1 for every subcommand into DIR (created if missing)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

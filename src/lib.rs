@@ -25,8 +25,11 @@ mod watcher;
 // The readers.
 mod reader;
 
-// The command line, turned into each command's plain config; no other module sees clap.
+// The command line, turned into each command's plain config; no other module sees the clap
+// types. `docs` adds help texts and completers to the command clap derives from them, and
+// renders the man pages and completion scripts.
 mod cli;
+mod docs;
 
 /// What the integration tests build on: planting records, reading /proc, watching the run
 /// dir. Not an API.
@@ -38,33 +41,30 @@ pub mod testing {
     pub use crate::watcher::store::{RecordWriter, acquire_lock};
 }
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
-use exit::{ExitCode, runtime};
+
+/// The command line as clap sees it: the derived definition with the docs' help texts and
+/// completers.
+fn command() -> clap::Command {
+    docs::decorate(Cli::command())
+}
 
 /// Parses argv, runs the subcommand, and returns the process exit code. The one place that
-/// prints `pidbeat: error: …`.
+/// prints `pidbeat: error: …`. A shell asking for completions is answered before anything else.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    docs::complete_if_asked(command);
+    let mut cmd = command();
+    let matches = cmd.get_matches_mut();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
     let result = match cli.command {
         Command::Watch(a) => a.into_config().and_then(watcher::command),
         Command::Run(a) => a.into_config().and_then(watcher::run::command),
         Command::Ps(a) => a.into_config().and_then(reader::ps::command),
         Command::Wait(a) => a.into_config().and_then(reader::wait::command),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "pidbeat",
-                &mut std::io::stdout(),
-            );
-            Ok(ExitCode::Success)
-        }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map(|()| ExitCode::Success)
-            .map_err(|e| runtime!("cannot write the man page: {e}")),
+        Command::Completions { shell } => docs::completions(&cmd, shell),
+        Command::Man { dir } => docs::man(&cmd, dir.as_deref()),
     };
     match result {
         Ok(code) => code.code(),

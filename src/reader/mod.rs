@@ -18,3 +18,6 @@ pub mod ps;
 mod settle;
 mod verdict;
 pub mod wait;
+
+/// The agents with a record in a run dir, for shell completion.
+pub use file::list_agents;

@@ -1,0 +1,170 @@
+//! The man pages: pidbeat(1) and one pidbeat-SUB(1) per subcommand, from the clap definitions
+//! (clap_mangen renders NAME, SYNOPSIS, DESCRIPTION, OPTIONS) plus the sections of
+//! [`pages`](super::pages). Every subcommand gets every section, so a new subcommand gets a
+//! full page without any change here.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Command;
+use clap_mangen::Man;
+use roff::{Roff, bold, roman};
+
+use super::pages::{self, Item, Page};
+use crate::exit::{Result, runtime};
+
+/// pidbeat(1), to `out`.
+pub fn write_top(cmd: &Command, out: &mut dyn Write) -> std::io::Result<()> {
+    render(cmd, &pages::TOP, &top_refs(cmd), out)
+}
+
+/// pidbeat.1 and pidbeat-SUB.1 for every subcommand into `dir` (created if missing); the
+/// paths written, in that order.
+pub fn write_dir(cmd: &Command, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| runtime!("cannot create man dir {}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    let mut write = |name: String, sub: &Command, page: &Page, refs: &[String]| -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut text = Vec::new();
+        render(sub, page, refs, &mut text).expect("writing to a Vec cannot fail");
+        std::fs::write(&path, text)
+            .map_err(|e| runtime!("cannot write {}: {e}", path.display()))?;
+        written.push(path);
+        Ok(())
+    };
+    write(cmd.get_name().to_owned(), cmd, &pages::TOP, &top_refs(cmd))?;
+    let parent = [format!("{}(1)", cmd.get_name())];
+    for sub in subcommands(cmd) {
+        let name = page_name(cmd, sub);
+        let named = sub.clone().display_name(name.clone());
+        write(name, &named, pages::page(sub.get_name()), &parent)?;
+    }
+    Ok(written)
+}
+
+/// The subcommands that get a page: all but clap's own `help`.
+fn subcommands(cmd: &Command) -> impl Iterator<Item = &Command> {
+    cmd.get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+}
+
+/// `pidbeat-ps`: the name clap_mangen's SUBCOMMANDS section refers to.
+fn page_name(parent: &Command, sub: &Command) -> String {
+    format!("{}-{}", parent.get_name(), sub.get_name())
+}
+
+/// What pidbeat(1) refers to first: every subcommand's page.
+fn top_refs(cmd: &Command) -> Vec<String> {
+    subcommands(cmd)
+        .map(|s| format!("{}(1)", page_name(cmd, s)))
+        .collect()
+}
+
+/// One page; `refs` are the pidbeat pages its SEE ALSO names before the entry's own.
+fn render(cmd: &Command, page: &Page, refs: &[String], out: &mut dyn Write) -> std::io::Result<()> {
+    let man = Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(out)?;
+    }
+    if cmd.has_subcommands() {
+        man.render_subcommands_section(out)?;
+    }
+    let mut roff = Roff::new();
+    for (title, items) in page.sections {
+        list(&mut roff, title, items);
+    }
+    list(&mut roff, "EXIT STATUS", page.exit);
+    environment(&mut roff, cmd, page);
+    files(&mut roff, cmd, page);
+    examples(&mut roff, page);
+    see_also(&mut roff, refs, page);
+    roff.to_writer(out)?;
+    man.render_version_section(out)
+}
+
+/// A section of `.TP` items; an item without a term is a paragraph.
+fn list(roff: &mut Roff, title: &str, items: &[Item]) {
+    roff.control("SH", [title]);
+    for (term, text) in items {
+        if term.is_empty() {
+            roff.control("PP", []).text([roman(*text)]);
+        } else {
+            roff.control("TP", [])
+                .text([bold(*term)])
+                .text([roman(*text)]);
+        }
+    }
+}
+
+/// Whether `cmd` (or, for the top page, any subcommand) has the argument `id`.
+fn has_arg(cmd: &Command, id: &str) -> bool {
+    let own = |c: &Command| c.get_arguments().any(|a| a.get_id() == id);
+    own(cmd) || cmd.get_subcommands().any(own)
+}
+
+fn environment(roff: &mut Roff, cmd: &Command, page: &Page) {
+    let mut items: Vec<Item> = Vec::new();
+    if has_arg(cmd, "run_dir") {
+        items.extend(pages::RUN_DIR_ENV);
+    }
+    if has_arg(cmd, "interval") {
+        items.extend(pages::INTERVAL_ENV);
+    }
+    // `ps` colours its table; the top page lists what any subcommand reads.
+    if cmd.get_name() == "ps" || cmd.has_subcommands() {
+        items.extend(pages::COLOR_ENV);
+    }
+    items.extend(page.env);
+    if items.is_empty() {
+        items.push(("", "None: this command reads no environment variables."));
+    }
+    list(roff, "ENVIRONMENT", &items);
+}
+
+fn files(roff: &mut Roff, cmd: &Command, page: &Page) {
+    let mut items: Vec<Item> = Vec::new();
+    if has_arg(cmd, "run_dir") {
+        items.extend(pages::RUN_DIR_FILES);
+    }
+    items.extend(page.files);
+    if items.is_empty() {
+        items.push(("", "None: this command reads and writes no files."));
+    }
+    list(roff, "FILES", &items);
+}
+
+fn examples(roff: &mut Roff, page: &Page) {
+    roff.control("SH", ["EXAMPLES"]);
+    if page.examples.is_empty() {
+        roff.text([roman("See pidbeat(1).")]);
+    }
+    for (line, what) in page.examples {
+        roff.control("TP", [])
+            .text([bold(format!("$ {line}"))])
+            .text([roman(*what)]);
+    }
+}
+
+fn see_also(roff: &mut Roff, refs: &[String], page: &Page) {
+    roff.control("SH", ["SEE ALSO"]);
+    let all = refs
+        .iter()
+        .map(String::as_str)
+        .chain(page.see_also.iter().copied());
+    let mut inlines = Vec::new();
+    for (i, r) in all.enumerate() {
+        if i > 0 {
+            inlines.push(roman(", "));
+        }
+        // `name(1)`: the name in bold, the section in roman, as man pages write references.
+        let (name, section) = r.split_once('(').unwrap_or((r, ""));
+        inlines.push(bold(name));
+        inlines.push(roman(format!("({section}")));
+    }
+    roff.text(inlines);
+}
