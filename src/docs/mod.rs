@@ -96,6 +96,13 @@ fn with_help(cmd: Command, page: &Page) -> Command {
     }
     long += &h("Exit status");
     long += &items_text(page.exit);
+    let cmd = match page.description {
+        "" => cmd,
+        text => {
+            let paragraphs: Vec<String> = text.split("\n\n").map(|p| wrap(p, "", "")).collect();
+            cmd.long_about(paragraphs.join("\n").trim_end().to_owned())
+        }
+    };
     cmd.after_help(StyledStr::from(short))
         .after_long_help(StyledStr::from(long.trim_end().to_owned()))
 }

@@ -7,6 +7,9 @@
 pub type Item = (&'static str, &'static str);
 
 pub struct Page {
+    /// What the command does, in a paragraph or two (`--help` and DESCRIPTION); empty: the
+    /// one-line about of the clap definition is all.
+    pub description: &'static str,
     /// The one line `-h` ends with.
     pub exit_line: &'static str,
     /// Short, true examples: the command line, then what it does.
@@ -35,6 +38,7 @@ const USAGE: Item = (
 
 /// For a command without an entry of its own.
 pub const DEFAULT: Page = Page {
+    description: "",
     exit_line: "Exit status: 0 success, 1 runtime error, 2 usage error.",
     examples: &[],
     exit: &[OK, RUNTIME, USAGE],
@@ -46,6 +50,7 @@ pub const DEFAULT: Page = Page {
 
 /// The top-level page: `pidbeat --help` and pidbeat(1).
 pub const TOP: Page = Page {
+    description: "One small `pidbeat watch` process per agent runtime holds a pidfd on the runtime's PID and sleeps in epoll beside a heartbeat timer. Every interval it rewrites <run-dir>/<agent>.hb; the instant the runtime exits it writes `dead`, with the exit code or signal when the kernel can tell.\n\n`pidbeat ps` shows the fleet, `pidbeat wait` blocks until agents end, and `pidbeat run -- CMD` does the same for its own child as a container entrypoint.",
     exit_line: "Exit status: 0 success, 1 runtime error, 2 usage error, 124 wait timed out; run: CMD's status.",
     examples: &[
         (
@@ -95,6 +100,7 @@ pub fn page(name: &str) -> &'static Page {
 }
 
 const WATCH: Page = Page {
+    description: "Opens a pidfd on PID and rewrites <run-dir>/<agent>.hb every interval (`alive`). When the process exits, writes `dead` at once (then the exit status, if the kernel learns it within about a second) and exits. SIGTERM or SIGINT write `unwatched` and exit.\n\nOne watcher per agent: it holds an exclusive lock on <run-dir>/.<agent>.lock for its whole life, and a second watcher of the same agent is refused.",
     exit_line: "Exit status: 0 target died or watcher stopped (or detached), 1 runtime error, 2 usage error.",
     examples: &[
         (
@@ -128,6 +134,7 @@ const WATCH: Page = Page {
 };
 
 const RUN: Page = Page {
+    description: "Spawns CMD as a child, keeps its record like `watch` does, forwards SIGTERM, SIGINT and SIGHUP to it, and exits with its status, which is exact on every kernel. Made for containers where pidbeat is the entrypoint.",
     exit_line: "Exit status: CMD's status (128+n if killed by signal n), 126/127 CMD not executable/not found, 1 runtime error, 2 usage error.",
     examples: &[
         (
@@ -169,6 +176,7 @@ const RUN: Page = Page {
 };
 
 const PS: Page = Page {
+    description: "Judges every record of the run dir (or only the named agents) against /proc, the agents' locks and pidfds, and prints one row per agent: AGENT, STATE, PID, AGE, BACKEND, EXIT. `lost` is proven, never guessed from age.",
     exit_line: "Exit status: 0 success, 1 a named AGENT has no record or a runtime error, 2 usage error.",
     examples: &[
         ("pidbeat ps", "the fleet as a table, sorted by agent"),
@@ -241,6 +249,7 @@ const PS: Page = Page {
 };
 
 const WAIT: Page = Page {
+    description: "Blocks until every named agent is dead or lost, and prints one line for each as it ends. It sleeps on inotify and pidfds, so a death is seen within about a millisecond. An agent without a record yet is waited for.",
     exit_line: "Exit status: 0 all ended, 124 --timeout ran out, 1 runtime error, 2 usage error.",
     examples: &[
         (
@@ -280,6 +289,7 @@ const WAIT: Page = Page {
 };
 
 const COMPLETIONS: Page = Page {
+    description: "Prints the registration script of the dynamic completion engine for SHELL. Install it once; it needs no update when pidbeat changes.",
     exit_line: "Exit status: 0 success, 2 unknown shell.",
     examples: &[
         (
@@ -315,6 +325,7 @@ const COMPLETIONS: Page = Page {
 };
 
 const MAN: Page = Page {
+    description: "Prints pidbeat(1) as roff on stdout; with --dir, writes pidbeat.1 and one pidbeat-SUB.1 per subcommand, from the same definitions as --help.",
     exit_line: "Exit status: 0 success, 1 a page cannot be written, 2 usage error.",
     examples: &[
         (

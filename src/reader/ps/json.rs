@@ -1,7 +1,8 @@
 //! `--json`: one array of objects. Each object is `agent`, `state`, `age_ms`, then the
 //! record's own keys in the record's order (unknown keys included, a key that would clash
 //! with ours dropped). A corrupt record gives `agent`, `state`, `error` instead.
-//! Objects are written by hand: serde_json's `Map` would sort the keys. Everything goes into
+//! Nested objects keep the file's key order (see `record::Ordered`), so `exit` reads
+//! `code, signal, core` here as in the file. Objects are written by hand. Everything goes into
 //! one buffer, each key and value serialized in place (10,000 agents make one allocation
 //! that grows, not tens of thousands of small strings).
 
