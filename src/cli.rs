@@ -39,6 +39,7 @@ pub enum Command {
     Wait(WaitArgs),
     /// Print a shell completion script to stdout (see --help for how to install it).
     Completions {
+        /// The shell to complete in
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
