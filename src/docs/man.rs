@@ -1,7 +1,9 @@
 //! The man pages: pidbeat(1) and one pidbeat-SUB(1) per subcommand, from the clap definitions
 //! (clap_mangen renders NAME, SYNOPSIS, DESCRIPTION, OPTIONS) plus the sections of
 //! [`pages`](super::pages). Every subcommand gets every section, so a new subcommand gets a
-//! full page without any change here.
+//! full page without any change here: ENVIRONMENT and FILES list what `--run-dir` and
+//! `--interval` read (the constants at the end) for any command that has those flags, then
+//! the page's own entries.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -110,14 +112,14 @@ fn has_arg(cmd: &Command, id: &str) -> bool {
 fn environment(roff: &mut Roff, cmd: &Command, page: &Page) {
     let mut items: Vec<Item> = Vec::new();
     if has_arg(cmd, "run_dir") {
-        items.extend(pages::RUN_DIR_ENV);
+        items.extend(RUN_DIR_ENV);
     }
     if has_arg(cmd, "interval") {
-        items.extend(pages::INTERVAL_ENV);
+        items.extend(INTERVAL_ENV);
     }
     // `ps` colours its table; the top page lists what any subcommand reads.
     if cmd.get_name() == "ps" || cmd.has_subcommands() {
-        items.extend(pages::COLOR_ENV);
+        items.extend(COLOR_ENV);
     }
     items.extend(page.env);
     if items.is_empty() {
@@ -129,7 +131,7 @@ fn environment(roff: &mut Roff, cmd: &Command, page: &Page) {
 fn files(roff: &mut Roff, cmd: &Command, page: &Page) {
     let mut items: Vec<Item> = Vec::new();
     if has_arg(cmd, "run_dir") {
-        items.extend(pages::RUN_DIR_FILES);
+        items.extend(RUN_DIR_FILES);
     }
     items.extend(page.files);
     if items.is_empty() {
@@ -168,3 +170,48 @@ fn see_also(roff: &mut Roff, refs: &[String], page: &Page) {
     }
     roff.text(inlines);
 }
+
+/// The environment of every command with `--run-dir`, in the order it is searched.
+const RUN_DIR_ENV: &[Item] = &[
+    (
+        "MOSAIC_HEARTBEAT_RUN_DIR",
+        "the run dir when --run-dir is absent; set but empty counts as unset",
+    ),
+    (
+        "XDG_CONFIG_HOME",
+        "else the run dir is $XDG_CONFIG_HOME/mosaic/fleet/run (an absolute path only)",
+    ),
+    ("HOME", "else the run dir is ~/.config/mosaic/fleet/run"),
+];
+
+/// The environment of every command with `--interval`.
+const INTERVAL_ENV: &[Item] = &[(
+    "MOSAIC_HEARTBEAT_INTERVAL",
+    "seconds between beats when --interval is absent (default 15); set but empty counts as unset",
+)];
+
+/// The environment of commands that colour their output.
+const COLOR_ENV: &[Item] = &[(
+    "NO_COLOR, CLICOLOR",
+    "colour is used only on a terminal, and never when NO_COLOR is set or CLICOLOR=0",
+)];
+
+/// The files of every command with `--run-dir`.
+const RUN_DIR_FILES: &[Item] = &[
+    (
+        "~/.config/mosaic/fleet/run/",
+        "the default run dir (see ENVIRONMENT); created with mode 0700, refused if group- or world-writable or owned by someone else",
+    ),
+    (
+        "<run-dir>/<agent>.hb",
+        "the agent's record: one line of JSON, replaced atomically (docs/record.schema.json)",
+    ),
+    (
+        "<run-dir>/.<agent>.lock",
+        "held (flock) by the agent's one watcher for its whole life",
+    ),
+    (
+        "<run-dir>/.<agent>.hb.<pid>.tmp",
+        "a record being written; removed by the next watcher if one was killed mid-write",
+    ),
+];
