@@ -45,7 +45,7 @@ fn completions_cover_every_subcommand() {
     for shell in ["bash", "zsh", "fish"] {
         let text = stdout_of(&sb, &["completions", shell]);
         // The scripts are the env engine's: they ask `pidbeat` itself for every candidate.
-        assert!(text.contains("COMPLETE="), "{shell}: {text}");
+        assert!(text.contains("PIDBEAT_COMPLETE="), "{shell}: {text}");
     }
     let out = sb.cmd().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

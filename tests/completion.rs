@@ -162,12 +162,18 @@ fn zsh_fish_and_others_get_scripts_and_answers() {
     for (shell, marks) in [
         (
             "zsh",
-            &["#compdef pidbeat", "COMPLETE=\"zsh\"", "compdef "][..],
+            &["#compdef pidbeat", "PIDBEAT_COMPLETE=\"zsh\"", "compdef "][..],
         ),
-        ("fish", &["complete ", "COMPLETE=fish pidbeat --"][..]),
-        ("elvish", &["COMPLETE=\"elvish\""][..]),
-        ("powershell", &["$env:COMPLETE = \"powershell\""][..]),
-        ("bash", &["COMPLETE=\"bash\"", "complete "][..]),
+        (
+            "fish",
+            &["complete ", "PIDBEAT_COMPLETE=fish pidbeat --"][..],
+        ),
+        ("elvish", &["PIDBEAT_COMPLETE=\"elvish\""][..]),
+        (
+            "powershell",
+            &["$env:PIDBEAT_COMPLETE = \"powershell\""][..],
+        ),
+        ("bash", &["PIDBEAT_COMPLETE=\"bash\"", "complete "][..]),
     ] {
         let out = sb.cmd().args(["completions", shell]).output().unwrap();
         assert!(out.status.success(), "{shell}: {out:?}");
@@ -182,7 +188,7 @@ fn zsh_fish_and_others_get_scripts_and_answers() {
     let ask = |shell: &str, words: &[&str]| {
         let out = sb
             .cmd()
-            .env("COMPLETE", shell)
+            .env("PIDBEAT_COMPLETE", shell)
             .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
             .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.run_dir())
             .arg("--")
@@ -206,5 +212,28 @@ fn zsh_fish_and_others_get_scripts_and_answers() {
     let me = format!("{}\tsleep", target.pid());
     assert!(fish.lines().any(|l| l == me), "no {me:?} in:\n{fish}");
     drop(target);
+    sb.assert_clean(&[]);
+}
+
+/// A `COMPLETE` inherited from another tool's setup (clap's default variable) leaves pidbeat
+/// doing its job; only `PIDBEAT_COMPLETE` makes it a completer.
+#[test]
+fn only_its_own_variable_makes_pidbeat_complete() {
+    let sb = Sandbox::new();
+    plant_seed(&sb.run_dir(), "kept");
+    let ps = |var: &str| {
+        let mut c = sb.cmd();
+        c.env(var, "bash")
+            .env("_CLAP_COMPLETE_INDEX", "1")
+            .args(["ps", "--json", "--run-dir"])
+            .arg(sb.run_dir());
+        run_with_deadline(c, 10 * SEC)
+    };
+    let normal = ps("COMPLETE");
+    assert_eq!(normal.code(), Some(0), "{normal:?}");
+    assert_eq!(parse_ps(&normal.stdout)["kept"]["state"], "dead");
+    let asked = ps("PIDBEAT_COMPLETE");
+    assert_eq!(asked.code(), Some(0), "{asked:?}");
+    assert!(!asked.stdout.contains("\"kept\""), "{asked:?}");
     sb.assert_clean(&[]);
 }

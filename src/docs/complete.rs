@@ -1,5 +1,5 @@
 //! What TAB offers beyond flags (clap_complete's env engine asks these when the shell calls
-//! `COMPLETE=<shell> pidbeat -- <words>`): the agents of the run dir, PIDs with their command
+//! `PIDBEAT_COMPLETE=<shell> pidbeat -- <words>`): the agents of the run dir, PIDs with their command
 //! names, and commands on PATH after `run --`.
 
 use std::ffi::{OsStr, OsString};

@@ -28,10 +28,17 @@ pub fn decorate(cmd: Command) -> Command {
     })
 }
 
-/// Answers a completion request (`COMPLETE=<shell>` in the environment) and exits; otherwise
-/// returns at once. `factory` makes the decorated command.
+/// The variable that turns pidbeat into its own completer. Not clap's default `COMPLETE`:
+/// watchers run for hours in environments pidbeat does not control, and one that inherited
+/// a `COMPLETE` meant for another tool must still watch.
+const COMPLETE_VAR: &str = "PIDBEAT_COMPLETE";
+
+/// Answers a completion request (`PIDBEAT_COMPLETE=<shell>` in the environment) and exits;
+/// otherwise returns at once. `factory` makes the decorated command.
 pub fn complete_if_asked(factory: fn() -> Command) {
-    CompleteEnv::with_factory(factory).complete();
+    CompleteEnv::with_factory(factory)
+        .var(COMPLETE_VAR)
+        .complete();
 }
 
 /// `pidbeat completions SHELL`: the registration script of the env engine, which calls
@@ -45,7 +52,7 @@ pub fn completions(cmd: &Command, shell: clap_complete::Shell) -> Result<ExitCod
     let bin = cmd.get_name();
     let mut script = Vec::new();
     completer
-        .write_registration("COMPLETE", bin, bin, bin, &mut script)
+        .write_registration(COMPLETE_VAR, bin, bin, bin, &mut script)
         .and_then(|()| std::io::stdout().write_all(&script))
         .map(|()| ExitCode::Success)
         .map_err(|e| runtime!("cannot write the completion script: {e}"))

@@ -314,7 +314,7 @@ const COMPLETIONS: Page = Page {
         )],
     )],
     env: &[(
-        "COMPLETE",
+        "PIDBEAT_COMPLETE",
         "set by the completion script when it calls pidbeat for candidates; not for other use",
     )],
     files: &[(
