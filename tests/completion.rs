@@ -102,7 +102,9 @@ impl Shell {
     /// Types `text` at a fresh prompt, then TAB twice (bash lists the candidates on the
     /// second), and returns the screen once `ok` holds.
     fn complete(&self, text: &str, ok: impl Fn(&str) -> bool) -> String {
-        self.keys(&["C-c"]);
+        // C-e C-u empties the line. Not C-c: SIGINT flushes the terminal's input queue, and
+        // with it whatever was typed while bash was still busy.
+        self.keys(&["C-e", "C-u"]);
         self.type_line("clear");
         self.wait_screen("a clear prompt", |s| s.trim_end() == "$");
         self.keys(&["-l", text]);
