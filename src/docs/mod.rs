@@ -121,7 +121,7 @@ fn items_text(items: &[pages::Item]) -> String {
         .map(|(term, text)| match term.len() {
             0 => wrap(text, "  ", "  "),
             // A short term (an exit code) shares its text's first line, as clap lists flags.
-            1..8 => wrap(text, &format!("  {term:<8}"), INDENT),
+            1..7 => wrap(text, &format!("  {term:<8}"), INDENT),
             _ => format!("  {term}\n{}", wrap(text, INDENT, INDENT)),
         })
         .collect()

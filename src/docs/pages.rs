@@ -142,8 +142,8 @@ const RUN: Page = Page {
             "run ./job.sh under a watcher; exit with its status",
         ),
         (
-            "ENTRYPOINT [\"pidbeat\", \"run\", \"--agent\", \"app\", \"--\"]",
-            "as a container's entrypoint (PID 1): CMD follows from the image or `docker run`",
+            "unshare --pid --fork pidbeat run --agent app -- ./app",
+            "as PID 1 of a new PID namespace, as in a container: orphans are reaped too",
         ),
     ],
     exit: &[
@@ -165,8 +165,8 @@ const RUN: Page = Page {
                 "forwarded to CMD; pidbeat keeps running until CMD exits, records `dead` and exits with CMD's status",
             ),
             (
-                "orphans",
-                "as PID 1 (a container, `unshare --pid --fork`), pidbeat also reaps every orphan reparented to it",
+                "As PID 1",
+                "(a container, `unshare --pid --fork`) pidbeat also reaps every orphan reparented to it, so none stays a zombie",
             ),
         ],
     )],
