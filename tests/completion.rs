@@ -213,6 +213,12 @@ fn zsh_fish_and_others_get_scripts_and_answers() {
     let fish = ask("fish", &["pidbeat", "watch", "--pid", ""]);
     let me = format!("{}\tsleep", target.pid());
     assert!(fish.lines().any(|l| l == me), "no {me:?} in:\n{fish}");
+    // A DIR value completes directories only.
+    std::fs::write(sb.path("a-file"), "").unwrap();
+    let prefix = format!("{}/", sb.dir.path().display());
+    let dirs = ask("zsh", &["pidbeat", "ps", "--run-dir", &prefix]);
+    assert!(dirs.lines().any(|l| l == format!("{prefix}run/")), "{dirs}");
+    assert!(!dirs.contains("a-file"), "{dirs}");
     drop(target);
     sb.assert_clean(&[]);
 }

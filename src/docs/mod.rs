@@ -1,7 +1,7 @@
 //! The documentation that ships with the binary: `--help` examples and exit statuses, the man
 //! pages, and shell completion. Everything is added to the command that clap derives from
 //! `cli.rs` by [`decorate`], by subcommand name (texts, `pages.rs`) and by value name
-//! (completers: `AGENT`, `PID`, `CMD`), so a new subcommand gets all of it without a change
+//! (completers: `AGENT`, `PID`, `CMD`; a `DIR` completes directories), so a new subcommand gets all of it without a change
 //! here.
 
 mod complete;
@@ -171,6 +171,7 @@ fn with_completer(arg: clap::Arg) -> clap::Arg {
         Some("AGENT") => arg.add(ArgValueCandidates::new(complete::agents)),
         Some("PID") => arg.add(ArgValueCandidates::new(complete::pids)),
         Some("CMD") => arg.add(ArgValueCompleter::new(complete::CommandLine)),
+        Some("DIR") => arg.value_hint(clap::ValueHint::DirPath),
         _ => arg,
     }
 }
