@@ -1,8 +1,8 @@
 //! The documentation that ships with the binary: `--help` examples and exit statuses, the man
 //! pages, and shell completion. Everything is added to the command that clap derives from
 //! `cli.rs` by [`decorate`], by subcommand name (texts, `pages.rs`) and by value name
-//! (completers: `AGENT`, `PID`, `CMD`; a `DIR` completes directories), so a new subcommand gets all of it without a change
-//! here.
+//! (completers for `AGENT`, `PID`, `CMD`; directories for `DIR`), so a new subcommand gets
+//! all of it without a change here.
 
 mod complete;
 mod man;
