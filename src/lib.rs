@@ -64,7 +64,8 @@ pub fn main() -> i32 {
         Command::Ps(a) => a.into_config().and_then(reader::ps::command),
         Command::Wait(a) => a.into_config().and_then(reader::wait::command),
         Command::Completions { shell } => docs::completions(&cmd, shell),
-        Command::Man { dir } => docs::man(&cmd, dir.as_deref()),
+        // A fresh definition: the parsed one is built, with clap's `help` subcommand in it.
+        Command::Man { dir } => docs::man(command(), dir.as_deref()),
     };
     match result {
         Ok(code) => code.code(),

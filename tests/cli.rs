@@ -206,6 +206,17 @@ fn man_pages_for_every_subcommand_render_with_every_section() {
             );
         }
         assert!(text.contains("pidbeat(1)") || name == "pidbeat.1", "{name}");
+        // Every pidbeat page it refers to exists.
+        for reference in text.split("pidbeat-").skip(1) {
+            let sub: String = reference
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            if reference[sub.len()..].starts_with("(1)") {
+                let page = format!("pidbeat-{sub}.1");
+                assert!(want.contains(&page), "{name} refers to {page}, not written");
+            }
+        }
     }
     let ps = render(&dir.join("pidbeat-ps.1"));
     assert!(ps.contains("\nSTATES\n"), "{ps}");

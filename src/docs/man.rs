@@ -16,13 +16,24 @@ use super::pages::{self, Item, Page};
 use crate::exit::{Result, runtime};
 
 /// pidbeat(1), to `out`.
-pub fn write_top(cmd: &Command, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn write_top(cmd: Command, out: &mut dyn Write) -> std::io::Result<()> {
+    let cmd = &prepared(cmd);
     render(cmd, &pages::TOP, &top_refs(cmd), out)
+}
+
+/// `cmd` as the pages describe it: without clap's `help` subcommand, which has no page, and
+/// then built (so that subcommands know their `pidbeat X` usage and the version). Building
+/// adds the `help` subcommand, so `cmd` must come unbuilt.
+fn prepared(cmd: Command) -> Command {
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    cmd
 }
 
 /// pidbeat.1 and pidbeat-SUB.1 for every subcommand into `dir` (created if missing); the
 /// paths written, in that order.
-pub fn write_dir(cmd: &Command, dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_dir(cmd: Command, dir: &Path) -> Result<Vec<PathBuf>> {
+    let cmd = &prepared(cmd);
     std::fs::create_dir_all(dir)
         .map_err(|e| runtime!("cannot create man dir {}: {e}", dir.display()))?;
     let mut written = Vec::new();
@@ -45,10 +56,9 @@ pub fn write_dir(cmd: &Command, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// The subcommands that get a page: all but clap's own `help`.
+/// The subcommands that get a page: the ones clap_mangen lists.
 fn subcommands(cmd: &Command) -> impl Iterator<Item = &Command> {
-    cmd.get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    cmd.get_subcommands().filter(|s| !s.is_hide_set())
 }
 
 /// `pidbeat-ps`: the name clap_mangen's SUBCOMMANDS section refers to.

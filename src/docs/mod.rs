@@ -59,14 +59,12 @@ pub fn completions(cmd: &Command, shell: clap_complete::Shell) -> Result<ExitCod
 }
 
 /// `pidbeat man`: pidbeat(1) on stdout, or with `dir` every page into it (their paths on
-/// stdout).
-pub fn man(cmd: &Command, dir: Option<&Path>) -> Result<ExitCode> {
-    let mut cmd = cmd.clone();
-    cmd.build();
+/// stdout). `cmd` must not have been built yet (see `man::prepared`).
+pub fn man(cmd: Command, dir: Option<&Path>) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let written = match dir {
-        None => man::write_top(&cmd, &mut out),
-        Some(dir) => man::write_dir(&cmd, dir)?
+        None => man::write_top(cmd, &mut out),
+        Some(dir) => man::write_dir(cmd, dir)?
             .iter()
             .try_for_each(|p| writeln!(out, "{}", p.display())),
     };
