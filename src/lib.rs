@@ -41,30 +41,43 @@ pub mod testing {
     pub use crate::watcher::store::{RecordWriter, acquire_lock};
 }
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use cli::{Cli, Command};
 
-/// The command line as clap sees it: the derived definition with the docs' help texts and
+/// The command line as users see it: the derived definition with the docs' help texts and
 /// completers.
 fn command() -> clap::Command {
     docs::decorate(Cli::command())
+}
+
+/// Parses argv with the bare derived definition, which is all a valid invocation needs. Only
+/// when clap has something to print (help, version, a usage error) is argv parsed again with
+/// the docs added: a watcher that runs for hours need not have built them (they cost each
+/// watcher about 64 KiB of heap).
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Ok(cli) = Cli::try_parse_from(&args) {
+        return cli;
+    }
+    let mut cmd = command();
+    let matches = cmd
+        .try_get_matches_from_mut(&args)
+        .unwrap_or_else(|e| e.exit());
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 
 /// Parses argv, runs the subcommand, and returns the process exit code. The one place that
 /// prints `pidbeat: error: …`. A shell asking for completions is answered before anything else.
 pub fn main() -> i32 {
     docs::complete_if_asked(command);
-    let mut cmd = command();
-    let matches = cmd.get_matches_mut();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    let cli = parse();
     let result = match cli.command {
         Command::Watch(a) => a.into_config().and_then(watcher::command),
         Command::Run(a) => a.into_config().and_then(watcher::run::command),
         Command::Ps(a) => a.into_config().and_then(reader::ps::command),
         Command::Wait(a) => a.into_config().and_then(reader::wait::command),
-        Command::Completions { shell } => docs::completions(&cmd, shell),
-        // A fresh definition: the parsed one is built, with clap's `help` subcommand in it.
+        Command::Completions { shell } => docs::completions(&command(), shell),
         Command::Man { dir } => docs::man(command(), dir.as_deref()),
     };
     match result {
