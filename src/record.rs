@@ -139,9 +139,9 @@ pub const RECORD_KEYS: [&str; 12] = [
     "watcher_start_time",
 ];
 
-/// A JSON object's entries in the order the file has them, pidbeat's keys borrowing their
-/// static names. Values nested in it (`exit`, unknown objects) keep the file's order too,
-/// because serde_json's `preserve_order` feature is on: `ps --json` prints them as written.
+/// A JSON object's entries in the order the file has them (serde_json's `Map` sorts them,
+/// since `preserve_order` is off: it cost `ps` over 10,000 records 5-15 % more CPU).
+/// Objects nested in the values are sorted.
 struct Ordered(Vec<(Key, Value)>);
 
 impl<'de> Deserialize<'de> for Ordered {
