@@ -47,13 +47,18 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Forget every ended agent that matches (by state, by age).
     Prune(PruneArgs),
-    /// Print a shell completion script to stdout.
+    /// Print a shell completion script to stdout (see --help for how to install it).
     Completions {
+        /// The shell to complete in
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page pidbeat(1) (roff) to stdout, or write every page into a directory.
+    Man {
+        /// Write pidbeat.1 and pidbeat-SUB.1 for every subcommand into DIR (created if missing)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

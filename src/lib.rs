@@ -33,8 +33,11 @@ mod reader;
 // Forgetting ended agents: judged as the readers judge, removed under the writers' lock.
 mod admin;
 
-// The command line, turned into each command's plain config; no other module sees clap.
+// The command line, turned into each command's plain config; no other module sees the clap
+// types. `docs` adds help texts and completers to the command clap derives from them, and
+// renders the man pages and completion scripts.
 mod cli;
+mod docs;
 
 /// What the integration tests build on: planting records, reading /proc, watching the run
 /// dir. Not an API.
@@ -46,15 +49,37 @@ pub mod testing {
     pub use crate::watcher::store::{RecordWriter, acquire_lock};
 }
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use cli::{Cli, Command};
-use exit::{ExitCode, runtime};
+
+/// The command line as users see it: the derived definition with the docs' help texts and
+/// completers.
+fn command() -> clap::Command {
+    docs::decorate(Cli::command())
+}
+
+/// Parses argv with the bare derived definition, which is all a valid invocation needs. Only
+/// when clap has something to print (help, version, a usage error) is argv parsed again with
+/// the docs added: a watcher that runs for hours need not have built them (they cost each
+/// watcher about 64 KiB of heap).
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Ok(cli) = Cli::try_parse_from(&args) {
+        return cli;
+    }
+    let mut cmd = command();
+    let matches = cmd
+        .try_get_matches_from_mut(&args)
+        .unwrap_or_else(|e| e.exit());
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
 
 /// Parses argv, runs the subcommand, and returns the process exit code. The one place that
-/// prints `pidbeat: error: …`.
+/// prints `pidbeat: error: …`. A shell asking for completions is answered before anything else.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    docs::complete_if_asked(command);
+    let cli = parse();
     let result = match cli.command {
         Command::Watch(a) => a.into_config().and_then(watcher::command),
         Command::Run(a) => a.into_config().and_then(watcher::run::command),
@@ -63,19 +88,8 @@ pub fn main() -> i32 {
         Command::Status(a) => a.into_config().and_then(reader::status::command),
         Command::Forget(a) => a.into_config().and_then(admin::forget::command),
         Command::Prune(a) => a.into_config().and_then(admin::prune::command),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "pidbeat",
-                &mut std::io::stdout(),
-            );
-            Ok(ExitCode::Success)
-        }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map(|()| ExitCode::Success)
-            .map_err(|e| runtime!("cannot write the man page: {e}")),
+        Command::Completions { shell } => docs::completions(&command(), shell),
+        Command::Man { dir } => docs::man(command(), dir.as_deref()),
     };
     match result {
         Ok(code) => code.code(),
