@@ -50,7 +50,7 @@ impl Watcher {
         // `run` must hand back the child's status, so it gives up after a bound.
         let give_up = (self.mode == Mode::Run).then(|| Instant::now() + FINAL_WRITE_GRACE);
         while self
-            .write(Status::Dead, known(query), Some(died_ms), true)
+            .write(Status::Dead, known(query), Some(died_ms), true)?
             .is_err()
         {
             if give_up.is_some_and(|t| Instant::now() >= t) {
@@ -81,7 +81,7 @@ impl Watcher {
                 query = self.target.query_exit();
             }
             if let ExitQuery::Known(e) = query {
-                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true);
+                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true)?;
             }
         }
         Ok(Outcome::Dead(known(query)))

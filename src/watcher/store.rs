@@ -1,15 +1,16 @@
-//! The writer's side of the run dir: atomic record writes, and taking the per-agent lock.
+//! The writer's side of the run dir: atomic record writes, each one checked against the
+//! agent's lock (`lock.rs`) in the directory it lands in.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::exit::{Result, runtime};
-use crate::layout::{agent_of_record, is_tmp_name, lock_name, record_name, tmp_name};
+use super::lock::AgentLock;
+use crate::layout::{agent_of_record, is_tmp_name, record_name, tmp_name};
 
 /// Writes one agent's record.
 ///
@@ -28,6 +29,8 @@ pub struct RecordWriter {
     tmp_name: String,
     /// An unnamed inode for the next record, created after the last one was visible.
     spare: Option<File>,
+    /// A watcher's lock, verified in the dir of every write; `None` for a test's planted record.
+    lock: Option<AgentLock>,
 }
 
 impl RecordWriter {
@@ -37,7 +40,14 @@ impl RecordWriter {
             record_name: record_name(agent),
             tmp_name: tmp_name(agent, std::process::id()),
             spare: None,
+            lock: None,
         }
+    }
+
+    /// A writer that only writes while `lock` is the agent's lock at the path.
+    pub fn with_lock(mut self, lock: AgentLock) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     pub fn record_path(&self) -> PathBuf {
@@ -62,13 +72,19 @@ impl RecordWriter {
     }
 
     /// Replaces the record atomically. `durable` also fsyncs the file and then the dir after
-    /// the rename: the record is visible first, then safe from a crash.
+    /// the rename: the record is visible first, then safe from a crash. An error carrying a
+    /// [`super::lock::Superseded`] means another watcher holds the agent's lock now: nothing
+    /// was written.
     pub fn write(&mut self, bytes: &[u8], durable: bool) -> io::Result<()> {
         let dirfd = rfs::open(
             &self.dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        // Checked in the dir the rename goes to, so a run dir swapped meanwhile is seen.
+        if let Some(lock) = &mut self.lock {
+            lock.verify(dirfd.as_fd())?;
+        }
         let file = self.place(&dirfd, bytes).inspect_err(|_| {
             // Never leave a partial temp file behind (ENOSPC, EIO …).
             let _ = rfs::unlinkat(&dirfd, &self.tmp_name, rfs::AtFlags::empty());
@@ -141,61 +157,6 @@ fn link_tmpfile(file: &File, dirfd: &OwnedFd, name: &str) -> io::Result<()> {
     }
 }
 
-/// The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for
-/// the watcher's life (the kernel drops it when the watcher dies, even as a zombie). The file
-/// holds the holder's PID so a refused watcher can name it. It is never deleted: deleting a
-/// lock file lets two holders lock two different inodes.
-pub fn acquire_lock(dir: &Path, agent: &str) -> Result<OwnedFd> {
-    let path = dir.join(lock_name(agent));
-    let fd = rfs::open(
-        &path,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| runtime!("cannot open lock {}: {e}", path.display()))?;
-    // O_NOFOLLOW stops symlinks, not hard links: never truncate and write an inode that has
-    // another name (a planted link to a file outside the run dir) or is no regular file.
-    let st = rfs::fstat(&fd).map_err(|e| runtime!("cannot stat lock {}: {e}", path.display()))?;
-    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
-        return Err(runtime!(
-            "lock {} is not a plain file of its own (a hard link or special file); remove it",
-            path.display()
-        ));
-    }
-    // Readers (`ps`, `wait`) test the lock by taking it shared for a few microseconds; do
-    // not mistake one of them for another watcher. A real holder keeps it for its life.
-    let mut tries = 0;
-    let locked = loop {
-        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Err(Errno::WOULDBLOCK) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            r => break r,
-        }
-    };
-    match locked {
-        Ok(()) => {}
-        Err(Errno::WOULDBLOCK) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = holder.split_whitespace().next().unwrap_or("?");
-            return Err(runtime!(
-                "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
-                path.display()
-            ));
-        }
-        Err(e) => return Err(runtime!("cannot lock {}: {e}", path.display())),
-    }
-    let line = format!(
-        "{} {}\n",
-        std::process::id(),
-        crate::procfs::self_start_time()
-    );
-    let _ = rfs::ftruncate(&fd, 0);
-    let _ = rustix::io::pwrite(&fd, line.as_bytes(), 0);
-    Ok(fd)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +216,7 @@ mod tests {
         use crate::layout::lock_held;
         let t = tempfile::tempdir().unwrap();
         assert_eq!(lock_held(t.path(), "a"), None);
-        let fd = acquire_lock(t.path(), "a").unwrap();
+        let fd = AgentLock::acquire(t.path(), "a").unwrap();
         assert_eq!(lock_held(t.path(), "a"), Some(true));
         drop(fd);
         assert_eq!(lock_held(t.path(), "a"), Some(false));

@@ -27,6 +27,8 @@ impl Sandbox {
     /// then stands for a running watcher until the returned fd is dropped.
     pub fn hold_lock(&self, agent: &str) -> OwnedFd {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::testing::acquire_lock(&self.run_dir(), agent).unwrap()
+        pidbeat::testing::AgentLock::acquire(&self.run_dir(), agent)
+            .unwrap()
+            .into_fd()
     }
 }

@@ -19,6 +19,7 @@ mod bad_input;
 mod detach;
 mod faults;
 mod hostile_dirs;
+mod lock_loss;
 mod pid_reuse;
 mod signals;
 mod watcher_death;
