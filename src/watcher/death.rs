@@ -65,6 +65,20 @@ impl Watcher {
                 return Ok(Outcome::Dead(known(query)));
             }
         }
+        // The zombie itself may still hold its status (the parent has not reaped it yet):
+        // no wait at all, whoever the parent is.
+        if known(query).is_none() && !self.target.is_child {
+            if let Some(e) = self.target.zombie_exit() {
+                query = ExitQuery::Known(e);
+                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true)?;
+            } else if self.target.pidfd.is_some() {
+                // Reaped meanwhile: the kernel may have it now.
+                query = self.target.query_exit();
+                if let ExitQuery::Known(e) = query {
+                    let _ = self.write(Status::Dead, Some(e), Some(died_ms), true)?;
+                }
+            }
+        }
         if query == ExitQuery::Pending {
             // A non-child's status exists only after its parent reaps it; the pidfd fires
             // again then (EPOLLHUP). Wait for that, bounded, re-asking on every wakeup.
