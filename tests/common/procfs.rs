@@ -95,3 +95,17 @@ pub fn describe(pids: &[i32]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// A watcher's descriptor count between writes: a write holds the run dir (and maybe a temp
+/// file) open for a moment, so the fewest of a few samples is the steady count.
+pub fn steady_fd_count(pid: i32) -> usize {
+    (0..20)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(3));
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .count()
+        })
+        .min()
+        .unwrap()
+}

@@ -56,12 +56,6 @@ impl Writers {
     }
 }
 
-fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 fn lock_owner(dir: &Path, agent: &str) -> Option<i32> {
     let s = std::fs::read_to_string(dir.join(format!(".{agent}.lock"))).ok()?;
     s.split_whitespace().next()?.parse().ok()
@@ -90,7 +84,7 @@ fn run_dir_recreated_200_times_keeps_one_writer() {
     let w1pid = w1.pid();
     let path = sb.record_path("one");
     wait_record(&path, 3 * SEC, |v| v["watcher_pid"] == w1pid);
-    let fds_before = fd_count(w1pid);
+    let fds_before = steady_fd_count(w1pid);
 
     let mut writers = Writers::new("one");
     writers.watch(&dir);
@@ -137,7 +131,7 @@ fn run_dir_recreated_200_times_keeps_one_writer() {
         "the watcher never noticed: {}",
         w1.stderr()
     );
-    let fds_after = fd_count(w1pid);
+    let fds_after = steady_fd_count(w1pid);
     assert_eq!(fds_before, fds_after, "the watcher's fd count grew");
 
     t.kill();

@@ -22,6 +22,7 @@ mod hostile_dirs;
 mod lock_loss;
 mod pid_reuse;
 mod signals;
+mod soak;
 mod watcher_death;
 mod zombies;
 
