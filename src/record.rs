@@ -83,6 +83,10 @@ pub struct Record {
     /// Not in the seed: the watcher's own start time, so that readers can tell the watcher
     /// from a process that later reused its PID.
     pub watcher_start_time: Option<u64>,
+    /// Not in the seed: on a `dead` record whose `exit` is null, why the status cannot be
+    /// known (`reaped`, `hidden`); absent otherwise. Not in [`RECORD_KEYS`]: rarely written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_unknown: Option<String>,
 }
 
 /// Records larger than this are not records: readers refuse them without reading them all.
@@ -234,6 +238,7 @@ mod tests {
             exit: None,
             died_ms: None,
             watcher_start_time: Some(5),
+            exit_unknown: None,
         };
         let line = String::from_utf8(r.to_line()).unwrap();
         assert_eq!(

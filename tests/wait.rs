@@ -205,6 +205,7 @@ fn already_ended_agents_return_at_once() {
         exit: None,
         died_ms: Some(ms),
         watcher_start_time: None,
+        exit_unknown: None,
     };
     sb.plant("gone", &r);
     // Says alive, but no target and no watcher: lost.
@@ -245,6 +246,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         exit: None,
         died_ms: None,
         watcher_start_time: Some(read_start_time(me)),
+        exit_unknown: None,
     };
     sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
@@ -325,6 +327,7 @@ fn lost_when_a_lockless_sidecar_dies() {
         exit: None,
         died_ms: None,
         watcher_start_time: None,
+        exit_unknown: None,
     };
     sb.plant("sh", &r);
     let ps_state = || {

@@ -93,6 +93,8 @@ pub struct Watcher {
     failing: bool,
     /// Our child's status when the orphan reaper collected it before the pidfd event.
     child_exit: Option<ExitInfo>,
+    /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
+    exit_unknown: Option<&'static str>,
 }
 
 impl Watcher {
@@ -111,6 +113,7 @@ impl Watcher {
             watcher_start_time: crate::procfs::self_start_time(),
             failing: false,
             child_exit: None,
+            exit_unknown: None,
         }
     }
 
@@ -129,6 +132,7 @@ impl Watcher {
             exit,
             died_ms,
             watcher_start_time: Some(self.watcher_start_time),
+            exit_unknown: self.exit_unknown.map(str::to_owned),
         }
     }
 

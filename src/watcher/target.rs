@@ -170,6 +170,12 @@ impl Target {
         procfs::zombie_wait_status(self.pid, self.start_time).map(ExitInfo::from_wait_status)
     }
 
+    /// Is the target still a zombie its parent has not reaped?
+    pub fn is_unreaped_zombie(&self) -> bool {
+        procfs::read_stat(self.pid)
+            .is_ok_and(|s| s.start_time == self.start_time && s.state == b'Z')
+    }
+
     /// Reaps our own exited child without blocking: `Some` once it is reaped.
     pub fn reap_child(&self) -> Option<ExitInfo> {
         let id = match &self.pidfd {

@@ -17,6 +17,7 @@ mod common;
 mod atomic;
 mod bad_input;
 mod detach;
+mod exit_status;
 mod faults;
 mod hostile_dirs;
 mod lock_loss;

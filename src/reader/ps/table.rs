@@ -73,12 +73,22 @@ fn row(e: &AgentVerdict) -> [String; 6] {
         e.age_ms.map_or_else(dash, age),
         r.and_then(|r| r.backend.clone()).unwrap_or_else(dash),
         match r {
-            Some(r) if e.state == State::Dead && r.status == Status::Dead => {
-                r.exit.map_or_else(dash, |x| exit_text(&x))
-            }
+            Some(r) if e.state == State::Dead && r.status == Status::Dead => r.exit.map_or_else(
+                || unknown_exit(r.exit_unknown.as_deref()),
+                |x| exit_text(&x),
+            ),
             _ => dash(),
         },
     ]
+}
+
+/// Why a dead record has no exit status, as its watcher said (only the reasons it writes:
+/// the record is untrusted text).
+fn unknown_exit(why: Option<&str>) -> String {
+    match why {
+        Some(w @ ("reaped" | "hidden")) => format!("unknown ({w})"),
+        _ => "-".to_owned(),
+    }
 }
 
 /// Coarse like `ps`'s TIME: "3s", "2m", "5h", "4d" (floored).
