@@ -9,7 +9,7 @@
 //!   to a reaper that is late. Here the reaper is this test (a subreaper), which reaps only
 //!   after the watcher is gone, as PID 1 on a slow host does (1–2 s, past `EXIT_GRACE`).
 //!
-//! `exit_status_of_100_pane_deaths` runs 100 deaths in about 30 s; `PIDBEAT_TMUX_DEATHS=N`
+//! `exit_status_of_100_pane_deaths` runs 100 deaths in about 5 s; `PIDBEAT_TMUX_DEATHS=N`
 //! scales it (N per kind for the first two kinds, N/2 for the last).
 
 use std::time::{Duration, Instant};
