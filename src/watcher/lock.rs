@@ -207,3 +207,51 @@ fn live_writer_in_record(dir: &Path, agent: &str) -> Option<i32> {
         && procfs::probe(pid, r.watcher_start_time?) == Liveness::Alive;
     alive.then_some(pid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::lock_held;
+
+    #[test]
+    fn lock_is_exclusive_and_visible() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(lock_held(t.path(), "a"), None);
+        let fd = AgentLock::acquire(t.path(), "a").unwrap();
+        assert_eq!(lock_held(t.path(), "a"), Some(true));
+        drop(fd);
+        assert_eq!(lock_held(t.path(), "a"), Some(false));
+    }
+
+    #[test]
+    fn verify_takes_a_deleted_lock_again_and_yields_to_a_holder() {
+        let t = tempfile::tempdir().unwrap();
+        let dirfd =
+            || rfs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut l = AgentLock::acquire(t.path(), "a").unwrap();
+        l.verify(dirfd().as_fd()).unwrap();
+        std::fs::remove_file(t.path().join(".a.lock")).unwrap();
+        assert_eq!(lock_held(t.path(), "a"), None);
+        l.verify(dirfd().as_fd()).unwrap();
+        assert_eq!(
+            lock_held(t.path(), "a"),
+            Some(true),
+            "taken again at the path"
+        );
+
+        // Replaced by a file someone else locks: we are superseded.
+        std::fs::remove_file(t.path().join(".a.lock")).unwrap();
+        let other = rfs::open(
+            t.path().join(".a.lock"),
+            OFlags::RDWR | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rfs::flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let e = l.verify(dirfd().as_fd()).unwrap_err();
+        assert!(
+            e.get_ref().unwrap().downcast_ref::<Superseded>().is_some(),
+            "{e}"
+        );
+    }
+}
