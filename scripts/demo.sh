@@ -28,9 +28,6 @@ run() {
 # Two "agents": one runs until we kill its pane, one exits by itself with code 3.
 run "$here/start-agent-session.sh" demo-pi -- sleep 600
 run "$here/start-agent-session.sh" demo-codex -- sh -c 'sleep 1.5; exit 3'
-# Keep the tmux server (the panes' parent) around once sessions end, so it reaps them: the
-# kernel knows a non-child's exit status only after its parent has reaped it.
-tmux set-option -g exit-empty off
 run "$PIDBEAT" ps
 run cat "$MOSAIC_HEARTBEAT_RUN_DIR/demo-pi.hb"
 run tmux kill-session -t demo-pi

@@ -46,7 +46,8 @@ pub mod testing {
     pub use crate::procfs::read_stat;
     pub use crate::reader::dirwatch::DirWatch;
     pub use crate::record::{ExitInfo, Record, Status, now_ms};
-    pub use crate::watcher::store::{RecordWriter, acquire_lock};
+    pub use crate::watcher::lock::AgentLock;
+    pub use crate::watcher::store::RecordWriter;
 }
 
 use clap::{CommandFactory, FromArgMatches, Parser};

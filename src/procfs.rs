@@ -29,6 +29,11 @@ pub fn read_stat(pid: i32) -> io::Result<Stat> {
 }
 
 fn read_stat_at(path: &str) -> io::Result<Stat> {
+    with_stat_line(path, parse_stat_bytes)
+}
+
+/// Reads the one line of a `/proc/.../stat` file into a stack buffer and hands it to `parse`.
+fn with_stat_line<T>(path: &str, parse: impl Fn(&[u8]) -> Option<T>) -> io::Result<T> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     let mut buf = [0u8; 1024];
@@ -40,17 +45,63 @@ fn read_stat_at(path: &str) -> io::Result<Stat> {
     };
     let parsed = if n == buf.len() {
         // Never seen (the line is a few hundred bytes), but never misparse a truncated line.
-        parse_stat_bytes(&std::fs::read(path)?)
+        parse(&std::fs::read(path)?)
     } else {
-        parse_stat_bytes(&buf[..n])
+        parse(&buf[..n])
     };
     parsed.ok_or_else(|| io::Error::other(format!("unparsable {path}")))
+}
+
+/// The raw wait status of the zombie `(pid, start_time)`: field 52 of `/proc/PID/stat`
+/// (`exit_code`, Linux ≥ 3.5), which the kernel keeps until the parent reaps. `None` when
+/// the process is not that incarnation or not a zombie (running, or already reaped), or
+/// when the field says 0 to a reader the kernel hides it from (it shows 0, not the status,
+/// to anyone without ptrace-read access: another uid, unless we are root).
+pub fn zombie_wait_status(pid: i32, start_time: u64) -> Option<i32> {
+    let status = with_stat_line(&format!("/proc/{pid}/stat"), |line| {
+        let mut fields = after_comm(line)?.split_ascii_whitespace();
+        let zombie = fields.next()? == "Z" && fields.nth(18)?.parse().ok() == Some(start_time);
+        // After field 22, field 52 is the 30th further on.
+        zombie.then(|| fields.nth(29)?.parse::<i32>().ok())?
+    })
+    .ok()?;
+    (status != 0 || may_read_exit_code(pid)).then_some(status)
+}
+
+/// Would the kernel show us `pid`'s exit code (ptrace-read access)? Root may; otherwise our
+/// effective uid must be the target's real, effective and saved uid, and likewise the gids.
+fn may_read_exit_code(pid: i32) -> bool {
+    let euid = rustix::process::geteuid().as_raw();
+    if euid == 0 {
+        return true;
+    }
+    let egid = rustix::process::getegid().as_raw();
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let all = |key: &str, id: u32| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .is_some_and(|v| {
+                v.split_ascii_whitespace()
+                    .take(3)
+                    .all(|x| x.parse() == Ok(id))
+            })
+    };
+    all("Uid:", euid) && all("Gid:", egid)
 }
 
 /// [`parse_stat`] on raw bytes: everything after the last `)` is ASCII.
 fn parse_stat_bytes(line: &[u8]) -> Option<Stat> {
     let close = line.iter().rposition(|&b| b == b')')?;
     parse_stat(std::str::from_utf8(&line[close..]).ok()?)
+}
+
+/// The fields after the command name (the state onwards), as text.
+fn after_comm(line: &[u8]) -> Option<&str> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    std::str::from_utf8(&line[close + 1..]).ok()
 }
 
 fn is_exited(state: u8) -> bool {
@@ -175,6 +226,28 @@ mod tests {
         // The state letter may change (R/S) between reads; the identity may not.
         assert_eq!(read_stat(pid).unwrap().start_time, st.start_time);
         assert!(read_stat(-1).is_err());
+    }
+
+    #[test]
+    fn zombie_status_is_read_without_reaping() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let st = loop {
+            let st = read_stat(pid).unwrap();
+            if st.state == b'Z' {
+                break st;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        assert_eq!(zombie_wait_status(pid, st.start_time), Some(7 << 8));
+        assert_eq!(zombie_wait_status(pid, st.start_time + 1), None);
+        assert_eq!(child.wait().unwrap().code(), Some(7));
+        assert_eq!(zombie_wait_status(pid, st.start_time), None);
+        let me = std::process::id() as i32;
+        assert_eq!(zombie_wait_status(me, self_start_time()), None, "running");
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub struct Record {
     /// The inode of the writer's PID namespace (`/proc/self/ns/pid`): in any other namespace
     /// the record's PIDs name other processes, or none.
     pub pidns: Option<u64>,
+    /// Not in the seed: on a `dead` record whose `exit` is null, why the status cannot be
+    /// known (`reaped`, `hidden`); absent otherwise. Not in [`RECORD_KEYS`]: rarely written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_unknown: Option<String>,
 }
 
 /// Records larger than this are not records: readers refuse them without reading them all.
@@ -320,6 +324,7 @@ mod tests {
             boot_id: Some("b".into()),
             boottime_ms: Some(6),
             pidns: Some(7),
+            exit_unknown: None,
         };
         let line = String::from_utf8(r.to_line()).unwrap();
         assert_eq!(

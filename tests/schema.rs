@@ -73,6 +73,7 @@ fn planted(pid: i32, watcher_pid: i32, age_ms: u64) -> Record {
         boot_id: None,
         boottime_ms: None,
         pidns: None,
+        exit_unknown: None,
     }
 }
 

@@ -208,6 +208,7 @@ fn already_ended_agents_return_at_once() {
         boot_id: None,
         boottime_ms: None,
         pidns: None,
+        exit_unknown: None,
     };
     sb.plant("gone", &r);
     // Says alive, but no target and no watcher: lost.
@@ -251,6 +252,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         boot_id: None,
         boottime_ms: None,
         pidns: None,
+        exit_unknown: None,
     };
     sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
@@ -334,6 +336,7 @@ fn lost_when_a_lockless_sidecar_dies() {
         boot_id: None,
         boottime_ms: None,
         pidns: None,
+        exit_unknown: None,
     };
     sb.plant("sh", &r);
     let ps_state = || {

@@ -237,8 +237,12 @@ fn poll_backend_sees_death_fast_and_zombies_as_dead() {
     let (_parent, zpid) = spawn_zombie_parent("sleep 0.5", &sb.path("zpid"));
     let mut wz = sb.watch(zpid, "z", &["--backend", "poll"]);
     wait_status(&sb, "z", "alive");
-    let v = wait_status(&sb, "z", "dead");
-    assert!(v["exit"].is_null(), "poll cannot know a non-child's exit");
+    wait_status(&sb, "z", "dead");
+    // Read from the zombie, which its parent never reaps (no kernel would report it).
+    let v = wait_record(&sb.record_path("z"), Duration::from_secs(3), |v| {
+        !v["exit"].is_null()
+    });
+    assert_eq!(v["exit"]["code"], 0, "{v}");
     assert!(
         std::fs::read_to_string(format!("/proc/{zpid}/stat"))
             .unwrap()
@@ -253,9 +257,13 @@ fn pidfd_backend_sees_a_zombie_as_dead() {
     let (_parent, zpid) = spawn_zombie_parent("(sleep 0.4; exit 5)", &sb.path("zpid"));
     let mut w = sb.watch(zpid, "zp", &[]);
     wait_status(&sb, "zp", "alive");
-    let v = wait_status(&sb, "zp", "dead");
-    // Nobody reaps it, so no kernel can know the status yet: exit stays null, no guessing.
-    assert!(v["exit"].is_null(), "{v}");
+    wait_status(&sb, "zp", "dead");
+    // Nobody reaps it, so the kernel cannot report it (PIDFD_INFO_EXIT): the zombie can.
+    let v = wait_record(&sb.record_path("zp"), Duration::from_secs(3), |v| {
+        !v["exit"].is_null()
+    });
+    assert_eq!(v["exit"]["code"], 5, "{v}");
+    assert_eq!(v["status"], "dead", "{v}");
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
 }
 

@@ -92,4 +92,9 @@ impl Config {
     pub fn wants(&self, section: &str) -> bool {
         self.only.as_ref().is_none_or(|s| s.contains(section))
     }
+
+    /// Named in `PIDBEAT_BENCH_ONLY` (for sections too long for a default run).
+    pub fn names(&self, section: &str) -> bool {
+        self.only.as_ref().is_some_and(|s| s.contains(section))
+    }
 }

@@ -17,6 +17,8 @@
 //!   random target, total RSS/PSS and PSS per added watcher, CPU per second while idle at the
 //!   default interval.
 //! - **ps**: `pidbeat ps --json` over 10,000 generated records.
+//! - **soak** (only when named in `PIDBEAT_BENCH_ONLY`): 3 min at `--interval 0.001` on both
+//!   backends (flat VmRSS and fd count), and 200 run-dir recreations (no fd growth).
 //!
 //! Output (`report`): markdown tables on stdout (progress on stderr) and
 //! `target/bench/results.json`, both with the goals (`goals`) and whether each was met. Goals
@@ -32,6 +34,7 @@
 //! - `PIDBEAT_BENCH_ROUNDS=N`: latency rounds for pidfd, floor and poll.
 //! - `PIDBEAT_BENCH_SHELL_ROUNDS=A,B`: rounds for the 1 s and the 15 s shell (0 skips).
 //! - `PIDBEAT_BENCH_ONLY=…`: comma-separated sections to run.
+//! - `PIDBEAT_BENCH_SOAK_SECS=N`: the soak's length (default 180).
 //! - `PIDBEAT_BENCH_TMPDIR=DIR`: where the temp run dirs go (default: the system temp dir;
 //!   e.g. /dev/shm to take the disk out of the numbers).
 //! - `PIDBEAT_BENCH_STRICT=1`: exit 1 when a goal is missed (otherwise only breakage fails).
@@ -48,6 +51,7 @@ mod report;
 mod results;
 mod rundir;
 mod scale;
+mod soak;
 mod stats;
 
 use std::fs;
@@ -194,8 +198,10 @@ fn main() {
         ("scale", scale::run_scale),
         ("ps", ps::run_ps),
     ];
-    for (name, f) in sections {
-        if !ctx.cfg.wants(name) {
+    // The soak takes minutes: only when named.
+    let soak: (&str, Section) = ("soak", soak::run_soak);
+    for (name, f) in sections.into_iter().chain([soak]) {
+        if !ctx.cfg.wants(name) || (name == "soak" && !ctx.cfg.names(name)) {
             continue;
         }
         let t = Instant::now();

@@ -50,7 +50,7 @@ impl Watcher {
         // `run` must hand back the child's status, so it gives up after a bound.
         let give_up = (self.mode == Mode::Run).then(|| Instant::now() + FINAL_WRITE_GRACE);
         while self
-            .write(Status::Dead, known(query), Some(died_ms), true)
+            .write(Status::Dead, known(query), Some(died_ms), true)?
             .is_err()
         {
             if give_up.is_some_and(|t| Instant::now() >= t) {
@@ -64,6 +64,15 @@ impl Watcher {
             if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
                 return Ok(Outcome::Dead(known(query)));
             }
+        }
+        let first = known(query);
+        if first.is_none() && !self.target.is_child {
+            // The zombie itself may still hold its status (its parent has not reaped it):
+            // no wait at all, whoever the parent is. Once reaped, only the kernel may know.
+            query = match self.target.zombie_exit() {
+                Some(e) => ExitQuery::Known(e),
+                None => self.target.query_exit(),
+            };
         }
         if query == ExitQuery::Pending {
             // A non-child's status exists only after its parent reaps it; the pidfd fires
@@ -80,9 +89,20 @@ impl Watcher {
                 }
                 query = self.target.query_exit();
             }
-            if let ExitQuery::Known(e) = query {
-                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true);
+        }
+        match query {
+            ExitQuery::Known(e) if first.is_none() => {
+                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true)?;
             }
+            ExitQuery::Known(_) => {}
+            // Say why, so that `ps` can: still unreaped, its status is hidden from us (another
+            // user's zombie); reaped, the kernel keeps no status for a non-child here.
+            _ if !self.target.is_child => {
+                let unreaped = self.target.is_unreaped_zombie();
+                self.exit_unknown = Some(if unreaped { "hidden" } else { "reaped" });
+                let _ = self.write(Status::Dead, None, Some(died_ms), true)?;
+            }
+            _ => {}
         }
         Ok(Outcome::Dead(known(query)))
     }

@@ -7,7 +7,7 @@
 //! side reads nothing a reader writes: it shares only `layout.rs` and `record.rs` with them.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use signal_hook_mio::v1_0::Signals;
 mod death;
 mod detach;
 mod history;
+pub mod lock;
 pub mod run;
 pub mod store;
 mod target;
@@ -31,6 +32,7 @@ use crate::layout::Interval;
 use crate::record::{ExitInfo, Record, Status, now_ms};
 use crate::timer::Timer;
 use detach::Detach;
+use lock::{AgentLock, Superseded};
 use store::RecordWriter;
 use target::{Backend, Target};
 
@@ -95,12 +97,13 @@ pub struct Watcher {
     failing: bool,
     /// Our child's status when the orphan reaper collected it before the pidfd event.
     child_exit: Option<ExitInfo>,
-    _lock: OwnedFd,
+    /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
+    exit_unknown: Option<&'static str>,
 }
 
 impl Watcher {
-    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: OwnedFd) -> Self {
-        let writer = RecordWriter::new(&config.run_dir, &config.agent);
+    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: AgentLock) -> Self {
+        let writer = RecordWriter::new(&config.run_dir, &config.agent).with_lock(lock);
         // We hold the agent's lock, so no other watcher of this agent lives: any temp file
         // of an earlier one was left by a crash (SIGKILL between create and rename).
         writer.sweep_stale_tmps();
@@ -117,7 +120,7 @@ impl Watcher {
             boot_id: crate::clock::boot_id(),
             failing: false,
             child_exit: None,
-            _lock: lock,
+            exit_unknown: None,
         }
     }
 
@@ -140,21 +143,24 @@ impl Watcher {
             boot_id: self.boot_id.map(str::to_owned),
             boottime_ms: self.boot_id.map(|_| boottime_ms),
             pidns: crate::pidns::own(),
+            exit_unknown: self.exit_unknown.map(str::to_owned),
         }
     }
 
     /// Writes one record; final records (`durable`) are fsynced. A failure warns once per
-    /// outage and is retried by the caller; the watcher never dies of it.
+    /// outage and is returned (inner `Err`) for the caller to retry; the watcher never dies
+    /// of it. The outer `Err` is the one fatal case: another watcher holds the agent's lock
+    /// at the path now (`lock.rs`), so this one must stop without writing.
     fn write(
         &mut self,
         status: Status,
         exit: Option<ExitInfo>,
         died_ms: Option<u64>,
         durable: bool,
-    ) -> io::Result<()> {
+    ) -> Result<io::Result<()>> {
         self.seq += 1;
         let line = self.record(status, exit, died_ms).to_line();
-        match self.writer.write(&line, durable) {
+        Ok(match self.writer.write(&line, durable) {
             Ok(()) => {
                 if self.failing {
                     self.failing = false;
@@ -167,6 +173,9 @@ impl Watcher {
             }
             Err(e) => {
                 self.seq -= 1;
+                if let Some(s) = e.get_ref().and_then(|r| r.downcast_ref::<Superseded>()) {
+                    return Err(runtime!("{s}"));
+                }
                 if !self.failing {
                     self.failing = true;
                     eprintln!(
@@ -176,7 +185,7 @@ impl Watcher {
                 }
                 Err(e)
             }
-        }
+        })
     }
 
     /// Runs until the target dies or a signal ends the watch. `ready` runs once the first
@@ -209,7 +218,7 @@ impl Watcher {
         })();
         r.map_err(|e| runtime!("epoll register: {e}"))?;
 
-        self.write(Status::Alive, None, None, false).map_err(|e| {
+        self.write(Status::Alive, None, None, false)?.map_err(|e| {
             runtime!(
                 "cannot write the first record {}: {e}",
                 self.writer.record_path().display()
@@ -219,7 +228,7 @@ impl Watcher {
             // Whoever started us was told we did not start: say that nobody watches (unless
             // the target is already gone; then the `alive` record reads `lost`, which is true).
             if !self.target.is_dead_now() {
-                let _ = self.write(Status::Unwatched, None, None, true);
+                let _ = self.write(Status::Unwatched, None, None, true)?;
             }
             return Err(e);
         }
@@ -263,7 +272,7 @@ impl Watcher {
             }
             if beat_due {
                 beat.drain();
-                let _ = self.write(Status::Alive, None, None, false);
+                let _ = self.write(Status::Alive, None, None, false)?;
             }
         }
     }
@@ -281,7 +290,7 @@ impl Watcher {
                     // SIGTERM: give up after a bound; the `alive` record left behind reads as
                     // `lost`.
                     let deadline = Instant::now() + FINAL_WRITE_GRACE;
-                    while let Err(e) = self.write(Status::Unwatched, None, None, true) {
+                    while let Err(e) = self.write(Status::Unwatched, None, None, true)? {
                         if self.target.is_dead_now() {
                             return Ok(Some(Stop::Died));
                         }
@@ -333,7 +342,7 @@ pub fn command(config: WatchConfig) -> Result<ExitCode> {
     };
     let w = &config.writer;
     crate::layout::prepare(&w.run_dir)?;
-    let lock = store::acquire_lock(&w.run_dir, &w.agent)?;
+    let lock = AgentLock::acquire(&w.run_dir, &w.agent)?;
     let target = Target::open(config.pid, config.backend, false)?;
     let signals = signals(Mode::Watch)?;
     let watcher = Watcher::new(target, w, Mode::Watch, lock);

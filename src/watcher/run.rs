@@ -4,8 +4,9 @@ use std::process::Command;
 
 use std::ffi::OsString;
 
+use super::lock::AgentLock;
 use super::target::{BackendPref, Target};
-use super::{Mode, Outcome, Watcher, WriterConfig, signals, store};
+use super::{Mode, Outcome, Watcher, WriterConfig, signals};
 use crate::exit::{Error, ExitCode, Result, runtime};
 use crate::layout;
 
@@ -19,7 +20,7 @@ pub struct RunConfig {
 pub fn command(config: RunConfig) -> Result<ExitCode> {
     let w = &config.writer;
     layout::prepare(&w.run_dir)?;
-    let lock = store::acquire_lock(&w.run_dir, &w.agent)?;
+    let lock = AgentLock::acquire(&w.run_dir, &w.agent)?;
     let signals = signals(Mode::Run)?;
 
     let (prog, rest) = config.cmd.split_first().expect("clap requires CMD");

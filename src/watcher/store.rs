@@ -1,15 +1,16 @@
-//! The writer's side of the run dir: atomic record writes, and taking the per-agent lock.
+//! The writer's side of the run dir: atomic record writes, each one checked against the
+//! agent's lock (`lock.rs`) in the directory it lands in.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::exit::{Error, Result, runtime};
-use crate::layout::{agent_of_record, is_tmp_name, lock_name, record_name, tmp_name};
+use super::lock::AgentLock;
+use crate::layout::{agent_of_record, is_tmp_name, record_name, tmp_name};
 
 /// Writes one agent's record.
 ///
@@ -28,6 +29,8 @@ pub struct RecordWriter {
     tmp_name: String,
     /// An unnamed inode for the next record, created after the last one was visible.
     spare: Option<File>,
+    /// A watcher's lock, verified in the dir of every write; `None` for a test's planted record.
+    lock: Option<AgentLock>,
 }
 
 impl RecordWriter {
@@ -37,7 +40,14 @@ impl RecordWriter {
             record_name: record_name(agent),
             tmp_name: tmp_name(agent, std::process::id()),
             spare: None,
+            lock: None,
         }
+    }
+
+    /// A writer that only writes while `lock` is the agent's lock at the path.
+    pub fn with_lock(mut self, lock: AgentLock) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     pub fn record_path(&self) -> PathBuf {
@@ -62,13 +72,19 @@ impl RecordWriter {
     }
 
     /// Replaces the record atomically. `durable` also fsyncs the file and then the dir after
-    /// the rename: the record is visible first, then safe from a crash.
+    /// the rename: the record is visible first, then safe from a crash. An error carrying a
+    /// [`super::lock::Superseded`] means another watcher holds the agent's lock now: nothing
+    /// was written.
     pub fn write(&mut self, bytes: &[u8], durable: bool) -> io::Result<()> {
         let dirfd = rfs::open(
             &self.dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        // Checked in the dir the rename goes to, so a run dir swapped meanwhile is seen.
+        if let Some(lock) = &mut self.lock {
+            lock.verify(dirfd.as_fd())?;
+        }
         let file = self.place(&dirfd, bytes).inspect_err(|_| {
             // Never leave a partial temp file behind (ENOSPC, EIO …).
             let _ = rfs::unlinkat(&dirfd, &self.tmp_name, rfs::AtFlags::empty());
@@ -141,30 +157,6 @@ fn link_tmpfile(file: &File, dirfd: &OwnedFd, name: &str) -> io::Result<()> {
     }
 }
 
-/// The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for
-/// the watcher's life (the kernel drops it when the watcher dies, even as a zombie). The file
-/// holds the holder's PID so a refused watcher can name it. Only `forget`/`prune` delete it,
-/// while holding it; `layout::lock_exclusive` then locks the new file, never the old inode.
-pub fn acquire_lock(dir: &Path, agent: &str) -> Result<OwnedFd> {
-    let path = dir.join(lock_name(agent));
-    let Some(fd) = crate::layout::lock_exclusive(dir, agent).map_err(Error::Runtime)? else {
-        let holder = std::fs::read_to_string(&path).unwrap_or_default();
-        let holder = holder.split_whitespace().next().unwrap_or("?");
-        return Err(runtime!(
-            "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
-            path.display()
-        ));
-    };
-    let line = format!(
-        "{} {}\n",
-        std::process::id(),
-        crate::procfs::self_start_time()
-    );
-    let _ = rfs::ftruncate(&fd, 0);
-    let _ = rustix::io::pwrite(&fd, line.as_bytes(), 0);
-    Ok(fd)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,16 +209,5 @@ mod tests {
         w.write(b"5\n", true).unwrap();
         assert_eq!(std::fs::read(d.join("a.hb")).unwrap(), b"5\n");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no temp files");
-    }
-
-    #[test]
-    fn lock_is_exclusive_and_visible() {
-        use crate::layout::lock_held;
-        let t = tempfile::tempdir().unwrap();
-        assert_eq!(lock_held(t.path(), "a"), None);
-        let fd = acquire_lock(t.path(), "a").unwrap();
-        assert_eq!(lock_held(t.path(), "a"), Some(true));
-        drop(fd);
-        assert_eq!(lock_held(t.path(), "a"), Some(false));
     }
 }

@@ -160,6 +160,22 @@ impl Target {
         }
     }
 
+    /// A non-child's exit status without waiting for its parent: the zombie's own
+    /// `exit_code` in /proc (see [`procfs::zombie_wait_status`]). It covers what
+    /// PIDFD_INFO_EXIT cannot: a parent that never reaps (tmux that lost a SIGCHLD), one that
+    /// reaps late (PID 1 after the tmux server exited), kernels before 6.15, the poll backend.
+    /// `None` once the zombie is reaped: the kernel then knows the status only by
+    /// [`Target::query_exit`] (6.15+).
+    pub fn zombie_exit(&self) -> Option<ExitInfo> {
+        procfs::zombie_wait_status(self.pid, self.start_time).map(ExitInfo::from_wait_status)
+    }
+
+    /// Is the target still a zombie its parent has not reaped?
+    pub fn is_unreaped_zombie(&self) -> bool {
+        procfs::read_stat(self.pid)
+            .is_ok_and(|s| s.start_time == self.start_time && s.state == b'Z')
+    }
+
     /// Reaps our own exited child without blocking: `Some` once it is reaped.
     pub fn reap_child(&self) -> Option<ExitInfo> {
         let id = match &self.pidfd {

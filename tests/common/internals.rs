@@ -32,6 +32,7 @@ pub fn record_at(status: Status, pid: i32, written_ms: u64) -> Record {
         boot_id: None,
         boottime_ms: None,
         pidns: None,
+        exit_unknown: None,
     }
 }
 
@@ -49,6 +50,8 @@ impl Sandbox {
     /// then stands for a running watcher until the returned fd is dropped.
     pub fn hold_lock(&self, agent: &str) -> OwnedFd {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::testing::acquire_lock(&self.run_dir(), agent).unwrap()
+        pidbeat::testing::AgentLock::acquire(&self.run_dir(), agent)
+            .unwrap()
+            .into_fd()
     }
 }

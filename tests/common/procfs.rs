@@ -95,3 +95,37 @@ pub fn describe(pids: &[i32]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// How many descriptors `pid` has open now.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// A watcher's descriptor count between writes: a write holds the run dir (and maybe a temp
+/// file) open for a moment, so the fewest of a few samples is the steady count.
+pub fn steady_fd_count(pid: i32) -> usize {
+    (0..20)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(3));
+            fd_count(pid)
+        })
+        .min()
+        .unwrap()
+}
+
+/// Asserts that `pid`'s descriptor count comes back to `baseline` (a `steady_fd_count`)
+/// within 3 s: a write in flight (or a watcher preempted in one on a loaded machine) holds
+/// one or two more for a moment, a leak holds them for good.
+pub fn assert_fds_back_to(pid: i32, baseline: usize, what: &str) {
+    let mut last = 0;
+    let back = super::poll_for(Duration::from_secs(3), Duration::from_millis(1), || {
+        last = fd_count(pid);
+        (last <= baseline).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "{what}: the fd count grew from {baseline} to {last} and stayed"
+    );
+}

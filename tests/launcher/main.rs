@@ -16,6 +16,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod exits;
 mod real;
 mod shim;
 mod sidecar;

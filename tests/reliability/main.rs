@@ -17,10 +17,13 @@ mod common;
 mod atomic;
 mod bad_input;
 mod detach;
+mod exit_status;
 mod faults;
 mod hostile_dirs;
+mod lock_loss;
 mod pid_reuse;
 mod signals;
+mod soak;
 mod watcher_death;
 mod zombies;
 

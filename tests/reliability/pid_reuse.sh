@@ -23,6 +23,20 @@ wait_status() {
     sleep 0.01
   done
 }
+# /proc tells processes apart by (PID, start_time) and start_time counts clock ticks: an
+# impostor that gets the PID within the tick its first owner started in is the same process
+# to /proc (the poll backend's documented limit). So the target lives past its start tick.
+HZ=$(getconf CLK_TCK)
+ticks_now() {
+  local up
+  read -r up _ </proc/uptime
+  echo $(( ${up/./} * HZ / 100 ))
+}
+past_start_tick() {
+  local st
+  st=$(cut -d' ' -f22 "/proc/$1/stat")
+  until (( $(ticks_now) > st )); do sleep 0.005; done
+}
 ps_line() {
   local tag=$1
   shift
@@ -47,6 +61,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     kill -STOP "$WP"
   fi
 
+  past_start_tick "$T"
   kill -KILL "$T"
   wait "$T" 2>/dev/null
   # No fork may happen between these two lines: the next PID handed out must be $T.

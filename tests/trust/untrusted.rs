@@ -166,8 +166,10 @@ fn a_forged_alive_record_is_not_alive() {
     let me = std::process::id();
     let freed = json!({"ts": max, "pid": me, "status": "alive", "watcher_pid": 1,
         "watcher_start_time": start_time(1).unwrap()});
-    std::fs::write(run.join("freed.hb"), freed.to_string()).unwrap();
+    // The lock file first: a watcher (which `hold_lock` stands for) refuses to start under a
+    // record that names a live watcher, and PID 1 is live.
     drop(sb.hold_lock("freed"));
+    std::fs::write(run.join("freed.hb"), freed.to_string()).unwrap();
     let m = ps_json_with(sb.cmd(), &run, &[]);
     for (agent, _) in &forged {
         assert_eq!(state_of(&m, agent), "stale", "{agent}: {m:?}");

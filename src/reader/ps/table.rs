@@ -92,7 +92,10 @@ impl Column {
                 .map_or_else(dash, |b| printable(b).into_owned()),
             Column::Exit => match r {
                 Some(r) if e.state == State::Dead && r.status == Status::Dead => {
-                    r.exit.map_or_else(dash, |x| exit_text(&x))
+                    r.exit.map_or_else(
+                        || unknown_exit(r.exit_unknown.as_deref()),
+                        |x| exit_text(&x),
+                    )
                 }
                 _ => dash(),
             },
@@ -246,6 +249,15 @@ fn line(out: &mut String, cells: &[String], widths: &[usize], state: Option<(usi
 const FOREIGN_PID_MARK: &str = "*";
 pub const FOREIGN_PID_NOTE: &str = "PID* is the PID in its watcher's PID namespace (a container), \
      not this one's: such agents are judged by their watcher's lock and beats";
+
+/// Why a dead record has no exit status, as its watcher said (only the reasons it writes:
+/// the record is untrusted text).
+fn unknown_exit(why: Option<&str>) -> String {
+    match why {
+        Some(w @ ("reaped" | "hidden")) => format!("unknown ({w})"),
+        _ => "-".to_owned(),
+    }
+}
 
 /// "code 7", "signal 9 (KILL)", "signal 11 (SEGV, core dumped)".
 pub fn exit_text(x: &ExitInfo) -> String {

@@ -1,0 +1,257 @@
+//! The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for
+//! the watcher's life (the kernel drops it when the watcher dies, even as a zombie).
+//!
+//! A flock belongs to an inode, not to a path. If the lock file is deleted, or the run dir is
+//! deleted and recreated or renamed away, the watcher still holds a lock that nobody else can
+//! see, and a newcomer would lock a fresh file at the path. So the lock is verified before
+//! every record write (the beat, `dead`, `unwatched`): the inode at the path must be the one
+//! held (`statat` against the dev+ino kept from the held fd, one syscall). If it is not, the
+//! watcher takes the lock at the path again; if another process holds it there, that one is
+//! the agent's writer and this watcher stops without writing. A newcomer, for its part,
+//! refuses while the record at the path says `alive` and names a live watcher other than
+//! itself, even if the lock file it found was free: that watcher takes the lock back at its
+//! next beat. Together: exactly one watcher goes on, and no record is written by a watcher
+//! that does not hold the lock at the path at the moment it checks.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::exit::{Result, runtime};
+use crate::layout::{lock_name, record_name};
+use crate::procfs::{self, Liveness};
+use crate::record::{self, Status};
+
+/// How long a lock held by someone else is retried: `ps` and `wait` test it by taking it
+/// shared for microseconds, and must not be mistaken for another watcher.
+const READER_HOLD: Duration = Duration::from_millis(100);
+
+pub struct AgentLock {
+    fd: OwnedFd,
+    dev: u64,
+    ino: u64,
+    agent: String,
+    path: PathBuf,
+}
+
+/// The lock at the path is held by another watcher: it writes the record now, we stop.
+#[derive(Debug)]
+pub struct Superseded(pub String);
+
+impl std::fmt::Display for Superseded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Superseded {}
+
+/// Why the lock at the path could not be taken.
+enum Refused {
+    /// Another process holds it; its PID as the lock file says.
+    Held(String),
+    /// A hard link or a special file: never truncated and written.
+    NotPlain,
+    Io(Errno),
+}
+
+impl AgentLock {
+    /// A newcomer's lock (`watch`, `run`): refused while a live watcher holds the lock, or
+    /// the record names a live watcher whose lock file was deleted or replaced.
+    pub fn acquire(dir: &Path, agent: &str) -> Result<AgentLock> {
+        let path = dir.join(lock_name(agent));
+        if let Some(pid) = live_writer_in_record(dir, agent) {
+            // Usually that watcher simply holds the lock: say so plainly.
+            if crate::layout::lock_held(dir, agent) == Some(true) {
+                return Err(held(agent, &pid.to_string(), &path));
+            }
+            return Err(runtime!(
+                "agent {agent} is already watched by pid {pid}: its record says so, though the \
+                 lock file {} was deleted or replaced (that watcher takes it back at its next \
+                 beat); stop that watcher first",
+                path.display()
+            ));
+        }
+        let dirfd = rfs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| runtime!("cannot open run dir {}: {e}", dir.display()))?;
+        match take(dirfd.as_fd(), &lock_name(agent)) {
+            Ok((fd, dev, ino)) => Ok(AgentLock {
+                fd,
+                dev,
+                ino,
+                agent: agent.to_owned(),
+                path,
+            }),
+            Err(Refused::Held(holder)) => Err(held(agent, &holder, &path)),
+            Err(Refused::NotPlain) => Err(runtime!(
+                "lock {} is not a plain file of its own (a hard link or special file); remove it",
+                path.display()
+            )),
+            Err(Refused::Io(e)) => Err(runtime!("cannot lock {}: {e}", path.display())),
+        }
+    }
+
+    /// Before a write into `dirfd` (the run dir as the path names it now): is the lock file
+    /// there still the one we hold? If not, take the lock there again. `Err` with a
+    /// [`Superseded`] payload when another watcher holds it: write nothing, stop.
+    pub fn verify(&mut self, dirfd: BorrowedFd<'_>) -> io::Result<()> {
+        let name = lock_name(&self.agent);
+        match rfs::statat(dirfd, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            // Our fd keeps the inode alive, so its number cannot name another file meanwhile.
+            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => return Ok(()),
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match take(dirfd, &name) {
+            Ok((fd, dev, ino)) => {
+                (self.fd, self.dev, self.ino) = (fd, dev, ino);
+                eprintln!(
+                    "pidbeat: agent {}: the lock file {} was deleted or replaced; took the lock again",
+                    self.agent,
+                    self.path.display()
+                );
+                Ok(())
+            }
+            Err(Refused::Held(holder)) => Err(io::Error::other(Superseded(format!(
+                "agent {}: the lock file {} was deleted or replaced, and pid {holder} now holds \
+                 it; that watcher writes the record, this one (pid {}) stops",
+                self.agent,
+                self.path.display(),
+                std::process::id()
+            )))),
+            Err(Refused::NotPlain) => Err(io::Error::other(format!(
+                "lock {} is not a plain file of its own",
+                self.path.display()
+            ))),
+            Err(Refused::Io(e)) => Err(e.into()),
+        }
+    }
+
+    /// The held fd, for tests that stand in for a watcher.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
+fn held(agent: &str, holder: &str, path: &Path) -> crate::exit::Error {
+    runtime!(
+        "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
+        path.display()
+    )
+}
+
+/// Opens (creating) and locks `name` in `dirfd`, retrying past readers' shared holds, and
+/// writes our PID and start time into it so a refused watcher can name us.
+fn take(dirfd: BorrowedFd<'_>, name: &str) -> std::result::Result<(OwnedFd, u64, u64), Refused> {
+    let fd = rfs::openat(
+        dirfd,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(Refused::Io)?;
+    // O_NOFOLLOW stops symlinks, not hard links: never truncate and write an inode that has
+    // another name (a planted link to a file outside the run dir) or is no regular file.
+    let st = rfs::fstat(&fd).map_err(Refused::Io)?;
+    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
+        return Err(Refused::NotPlain);
+    }
+    let deadline = std::time::Instant::now() + READER_HOLD;
+    loop {
+        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(Errno::WOULDBLOCK) => {
+                let mut holder = String::new();
+                let _ = std::fs::File::from(fd).read_to_string(&mut holder);
+                let holder = holder.split_whitespace().next().unwrap_or("?").to_owned();
+                return Err(Refused::Held(holder));
+            }
+            Err(e) => return Err(Refused::Io(e)),
+        }
+    }
+    let line = format!("{} {}\n", std::process::id(), procfs::self_start_time());
+    let _ = rfs::ftruncate(&fd, 0);
+    let _ = rustix::io::pwrite(&fd, line.as_bytes(), 0);
+    Ok((fd, st.st_dev, st.st_ino))
+}
+
+/// The PID of a live watcher, not us, that the agent's record says is writing it (`alive`,
+/// with `watcher_pid` and `watcher_start_time` naming a running process). Anything else
+/// (no record, unreadable, corrupt, older format) names nobody: the lock alone decides.
+fn live_writer_in_record(dir: &Path, agent: &str) -> Option<i32> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(record_name(agent)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.take(record::MAX_RECORD_BYTES as u64)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let (r, _) = record::parse(&bytes).ok()?;
+    let pid = r.watcher_pid?;
+    let alive = r.status == Status::Alive
+        && pid != std::process::id() as i32
+        && procfs::probe(pid, r.watcher_start_time?) == Liveness::Alive;
+    alive.then_some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::lock_held;
+
+    #[test]
+    fn lock_is_exclusive_and_visible() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(lock_held(t.path(), "a"), None);
+        let fd = AgentLock::acquire(t.path(), "a").unwrap();
+        assert_eq!(lock_held(t.path(), "a"), Some(true));
+        drop(fd);
+        assert_eq!(lock_held(t.path(), "a"), Some(false));
+    }
+
+    #[test]
+    fn verify_takes_a_deleted_lock_again_and_yields_to_a_holder() {
+        let t = tempfile::tempdir().unwrap();
+        let dirfd =
+            || rfs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut l = AgentLock::acquire(t.path(), "a").unwrap();
+        l.verify(dirfd().as_fd()).unwrap();
+        std::fs::remove_file(t.path().join(".a.lock")).unwrap();
+        assert_eq!(lock_held(t.path(), "a"), None);
+        l.verify(dirfd().as_fd()).unwrap();
+        assert_eq!(
+            lock_held(t.path(), "a"),
+            Some(true),
+            "taken again at the path"
+        );
+
+        // Replaced by a file someone else locks: we are superseded.
+        std::fs::remove_file(t.path().join(".a.lock")).unwrap();
+        let other = rfs::open(
+            t.path().join(".a.lock"),
+            OFlags::RDWR | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rfs::flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let e = l.verify(dirfd().as_fd()).unwrap_err();
+        assert!(
+            e.get_ref().unwrap().downcast_ref::<Superseded>().is_some(),
+            "{e}"
+        );
+    }
+}
