@@ -5,13 +5,13 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::exit::{Error, Result, runtime};
@@ -226,65 +226,107 @@ pub fn is_fleet_file(name: &OsStr) -> bool {
     }
 }
 
-/// Takes the agent's lock exclusively: `Ok(None)` while another process holds it. Used by the
-/// watcher for its life and by `forget`/`prune` while they remove the agent's files (so a
-/// starting watcher and a removal never overlap). The lock file is created if missing; one
-/// that is no plain file of its own (a hard link, a special file) is refused, since its
-/// holder writes its PID into it. `forget` unlinks the lock file while holding it, so after
-/// locking, the path must still name the locked inode, else the lock is on a file nobody else
-/// will find and it is taken again on the new one. Readers test the lock by taking it shared
-/// for microseconds; a real holder keeps it, so contention is retried for 100 ms.
-pub fn lock_exclusive(dir: &Path, agent: &str) -> std::result::Result<Option<OwnedFd>, String> {
-    let path = dir.join(lock_name(agent));
+/// An exclusive hold on an agent's lock file, with the file's identity (to check later that
+/// the path still names it).
+pub struct LockHold {
+    pub fd: OwnedFd,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Why an agent's lock could not be taken.
+pub enum LockRefusal {
+    /// Another process holds it.
+    Held,
+    /// A hard link or a special file: its holder writes its PID into it, so it is never
+    /// locked (and then truncated and written).
+    NotPlain,
+    Io(Errno),
+}
+
+/// Takes the agent's lock in the run dir `dirfd` exclusively. Used by the watcher for its
+/// life and by `forget`/`prune` while they remove the agent's files (so a starting watcher
+/// and a removal never overlap). The lock file is created if missing. `forget` unlinks the
+/// lock file while holding it, so after locking, the path must still name the locked inode,
+/// else the lock is on a file nobody else will find and it is taken again on the new one.
+/// Readers test the lock by taking it shared for microseconds; a real holder keeps it, so
+/// contention is retried for 100 ms.
+pub fn lock_exclusive_at(
+    dirfd: BorrowedFd<'_>,
+    agent: &str,
+) -> std::result::Result<LockHold, LockRefusal> {
+    let name = lock_name(agent);
     loop {
-        let fd = rfs::open(
-            &path,
+        let fd = rfs::openat(
+            dirfd,
+            &name,
             OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )
-        .map_err(|e| format!("cannot open lock {}: {e}", path.display()))?;
-        let st =
-            rfs::fstat(&fd).map_err(|e| format!("cannot stat lock {}: {e}", path.display()))?;
+        .map_err(LockRefusal::Io)?;
+        // O_NOFOLLOW stops symlinks, not hard links (a planted link to a file outside the run
+        // dir).
+        let st = rfs::fstat(&fd).map_err(LockRefusal::Io)?;
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
             || st.st_nlink != 1
         {
-            return Err(format!(
-                "lock {} is not a plain file of its own (a hard link or special file); remove it",
-                path.display()
-            ));
+            return Err(LockRefusal::NotPlain);
         }
-        // Still the file at `path`? A `forget` that held it unlinks it when it is done.
-        let current = || match rfs::lstat(&path) {
+        let current = || match rfs::statat(dirfd, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(now) => Ok((now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)),
             Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(format!("cannot stat lock {}: {e}", path.display())),
+            Err(e) => Err(LockRefusal::Io(e)),
         };
-        let mut tries = 0;
+        let deadline = std::time::Instant::now() + Duration::from_millis(100);
         let locked = loop {
             match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => break current()?,
-                Err(Errno::WOULDBLOCK) if tries < 100 => {
-                    tries += 1;
+                Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1));
                     // Its holder was a `forget` that is done: no use waiting on this inode.
                     if !current()? {
                         break false;
                     }
                 }
-                Err(Errno::WOULDBLOCK) => return Ok(None),
-                Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+                Err(Errno::WOULDBLOCK) => return Err(LockRefusal::Held),
+                Err(e) => return Err(LockRefusal::Io(e)),
             }
         };
         if locked {
-            return Ok(Some(fd));
+            return Ok(LockHold {
+                fd,
+                dev: st.st_dev,
+                ino: st.st_ino,
+            });
         }
         // Unlinked (or replaced) by a `forget` that held it: lock the current file.
     }
 }
 
+/// [`lock_exclusive_at`] by path, for `forget`/`prune`: `Ok(None)` while another process
+/// holds the lock.
+pub fn lock_exclusive(dir: &Path, agent: &str) -> std::result::Result<Option<OwnedFd>, String> {
+    let path = dir.join(lock_name(agent));
+    let dirfd = rfs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open run dir {}: {e}", dir.display()))?;
+    match lock_exclusive_at(dirfd.as_fd(), agent) {
+        Ok(hold) => Ok(Some(hold.fd)),
+        Err(LockRefusal::Held) => Ok(None),
+        Err(LockRefusal::NotPlain) => Err(format!(
+            "lock {} is not a plain file of its own (a hard link or special file); remove it",
+            path.display()
+        )),
+        Err(LockRefusal::Io(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// For readers: is some live process holding the agent's lock? `None` if there is no lock
 /// file (a record from the shell baseline, or a deleted file). The lock itself is taken by
-/// the writer (`watcher::store::acquire_lock`); the kernel frees it when the holder dies.
+/// the writer (`watcher::lock`); the kernel frees it when the holder dies.
 pub fn lock_held(dir: &Path, agent: &str) -> Option<bool> {
     let fd = rfs::open(
         dir.join(lock_name(agent)),

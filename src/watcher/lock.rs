@@ -17,19 +17,14 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::exit::{Result, runtime};
-use crate::layout::{lock_name, record_name};
+use crate::layout::{LockHold, LockRefusal, lock_exclusive_at, lock_name, record_name};
 use crate::procfs::{self, Liveness};
 use crate::record::{self, Status};
-
-/// How long a lock held by someone else is retried: `ps` and `wait` test it by taking it
-/// shared for microseconds, and must not be mistaken for another watcher.
-const READER_HOLD: Duration = Duration::from_millis(100);
 
 pub struct AgentLock {
     fd: OwnedFd,
@@ -50,15 +45,6 @@ impl std::fmt::Display for Superseded {
 }
 
 impl std::error::Error for Superseded {}
-
-/// Why the lock at the path could not be taken.
-enum Refused {
-    /// Another process holds it; its PID as the lock file says.
-    Held(String),
-    /// A hard link or a special file: never truncated and written.
-    NotPlain,
-    Io(Errno),
-}
 
 impl AgentLock {
     /// A newcomer's lock (`watch`, `run`): refused while a live watcher holds the lock, or
@@ -83,8 +69,8 @@ impl AgentLock {
             Mode::empty(),
         )
         .map_err(|e| runtime!("cannot open run dir {}: {e}", dir.display()))?;
-        match take(dirfd.as_fd(), &lock_name(agent)) {
-            Ok((fd, dev, ino)) => Ok(AgentLock {
+        match take(dirfd.as_fd(), agent) {
+            Ok(LockHold { fd, dev, ino }) => Ok(AgentLock {
                 fd,
                 dev,
                 ino,
@@ -111,8 +97,8 @@ impl AgentLock {
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
-        match take(dirfd, &name) {
-            Ok((fd, dev, ino)) => {
+        match take(dirfd, &self.agent) {
+            Ok(LockHold { fd, dev, ino }) => {
                 (self.fd, self.dev, self.ino) = (fd, dev, ino);
                 eprintln!(
                     "pidbeat: agent {}: the lock file {} was deleted or replaced; took the lock again",
@@ -149,42 +135,40 @@ fn held(agent: &str, holder: &str, path: &Path) -> crate::exit::Error {
     )
 }
 
-/// Opens (creating) and locks `name` in `dirfd`, retrying past readers' shared holds, and
-/// writes our PID and start time into it so a refused watcher can name us.
-fn take(dirfd: BorrowedFd<'_>, name: &str) -> std::result::Result<(OwnedFd, u64, u64), Refused> {
-    let fd = rfs::openat(
-        dirfd,
-        name,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(Refused::Io)?;
-    // O_NOFOLLOW stops symlinks, not hard links: never truncate and write an inode that has
-    // another name (a planted link to a file outside the run dir) or is no regular file.
-    let st = rfs::fstat(&fd).map_err(Refused::Io)?;
-    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
-        return Err(Refused::NotPlain);
-    }
-    let deadline = std::time::Instant::now() + READER_HOLD;
-    loop {
-        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => break,
-            Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(Errno::WOULDBLOCK) => {
-                let mut holder = String::new();
-                let _ = std::fs::File::from(fd).read_to_string(&mut holder);
-                let holder = holder.split_whitespace().next().unwrap_or("?").to_owned();
-                return Err(Refused::Held(holder));
-            }
-            Err(e) => return Err(Refused::Io(e)),
-        }
-    }
+/// Locks the agent's lock file in `dirfd` and writes our PID and start time into it, so a
+/// refused watcher can name us.
+fn take(dirfd: BorrowedFd<'_>, agent: &str) -> std::result::Result<LockHold, Refused> {
+    let hold = lock_exclusive_at(dirfd, agent).map_err(|e| match e {
+        LockRefusal::Held => Refused::Held(holder(dirfd, agent)),
+        LockRefusal::NotPlain => Refused::NotPlain,
+        LockRefusal::Io(e) => Refused::Io(e),
+    })?;
     let line = format!("{} {}\n", std::process::id(), procfs::self_start_time());
-    let _ = rfs::ftruncate(&fd, 0);
-    let _ = rustix::io::pwrite(&fd, line.as_bytes(), 0);
-    Ok((fd, st.st_dev, st.st_ino))
+    let _ = rfs::ftruncate(&hold.fd, 0);
+    let _ = rustix::io::pwrite(&hold.fd, line.as_bytes(), 0);
+    Ok(hold)
+}
+
+/// Why the lock at the path could not be taken.
+enum Refused {
+    /// Another process holds it; its PID as the lock file says.
+    Held(String),
+    NotPlain,
+    Io(Errno),
+}
+
+/// The PID the lock's holder wrote into the lock file, or `?`.
+fn holder(dirfd: BorrowedFd<'_>, agent: &str) -> String {
+    let mut text = String::new();
+    if let Ok(fd) = rfs::openat(
+        dirfd,
+        lock_name(agent),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        let _ = std::fs::File::from(fd).read_to_string(&mut text);
+    }
+    text.split_whitespace().next().unwrap_or("?").to_owned()
 }
 
 /// The PID of a live watcher, not us, that the agent's record says is writing it (`alive`,
@@ -247,7 +231,7 @@ mod tests {
             Mode::from_raw_mode(0o644),
         )
         .unwrap();
-        rfs::flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
+        rfs::flock(&other, rfs::FlockOperation::NonBlockingLockExclusive).unwrap();
         let e = l.verify(dirfd().as_fd()).unwrap_err();
         assert!(
             e.get_ref().unwrap().downcast_ref::<Superseded>().is_some(),
