@@ -134,7 +134,7 @@ fn lock(dir: &Path, agent: &str, ending: bool) -> io::Result<Option<std::os::fd:
     }
 }
 
-/// The PID the lock's holder wrote into the lock file (`watcher::store::acquire_lock`).
+/// The PID the lock's holder wrote into the lock file (`watcher::lock`).
 fn lock_holder(dir: &Path, agent: &str) -> Option<i32> {
     let text = std::fs::read_to_string(dir.join(layout::lock_name(agent))).ok()?;
     text.split_whitespace().next()?.parse().ok()
