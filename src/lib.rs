@@ -1,6 +1,7 @@
 //! pidbeat: a pidfd + epoll liveness watcher for agent runtimes. See DESIGN.md.
 
 pub mod cli;
+pub mod cluster;
 pub mod detach;
 pub mod dirwatch;
 pub mod error;
