@@ -104,6 +104,22 @@ pub struct Range {
     pub kvs: Vec<KeyValue>,
 }
 
+/// One operation of a [`Client::txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: i64,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+/// Most operations per transaction we send (etcd's default limit is 128).
+pub const MAX_TXN_OPS: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Put,
@@ -512,6 +528,29 @@ impl Client {
             body["range_end"] = b64(end).into();
         }
         let r: wire::Revisioned = parse(&self.call("/v3/kv/deleterange", &body)?)?;
+        Ok(r.header.revision)
+    }
+
+    /// Applies `ops` atomically in one request (a transaction without conditions); returns
+    /// the revision after it. etcd allows 128 operations per transaction by default
+    /// (`--max-txn-ops`): callers batch below that.
+    pub fn txn(&mut self, ops: &[Op]) -> Result<i64, Error> {
+        let ops: Vec<Value> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, lease } => {
+                    let mut put = json!({"key": b64(key.as_bytes()), "value": b64(value)});
+                    if *lease != 0 {
+                        put["lease"] = lease.to_string().into();
+                    }
+                    json!({ "request_put": put })
+                }
+                Op::Delete { key } => {
+                    json!({"request_delete_range": {"key": b64(key.as_bytes())}})
+                }
+            })
+            .collect();
+        let r: wire::Revisioned = parse(&self.call("/v3/kv/txn", &json!({ "success": ops }))?)?;
         Ok(r.header.revision)
     }
 

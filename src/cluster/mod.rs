@@ -7,3 +7,5 @@
 
 pub mod client;
 pub mod keys;
+pub mod publish;
+pub mod remote;

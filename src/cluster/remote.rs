@@ -1,0 +1,462 @@
+//! The fleet as etcd holds it, for `ps --etcd` and `wait --etcd`.
+//!
+//! [`View`] is the state of the `/pidbeat/` prefix, with each agent's *effective* state: the
+//! state its host's bridge published, except that `alive` and `stale` become `unreachable`
+//! while the host's `.bridge` key is gone (its lease expired: the host, its bridge or its
+//! network has been away for a TTL). `dead`, `lost` and `unwatched` are proven verdicts and
+//! stay as they are. An unreachable agent turns back into whatever its bridge publishes once
+//! the bridge is back.
+//!
+//! [`Follower`] keeps a view current: it reads the prefix at revision R, then watches from
+//! R + 1 on one member. If that member fails, hangs or loses its leader, it resumes on another
+//! from the last revision seen + 1, so no event is lost or seen twice; if etcd compacted that
+//! history away, it reads everything again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::client::{Client, Config, Error, EventKind, KeyValue, Range, WatchResponse};
+use super::keys::{self, Key};
+
+/// `HOST/AGENT`.
+pub type Name = (String, String);
+
+/// What the view knows of one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remote {
+    /// The object the bridge published (`ps --json`'s plus `host`).
+    pub value: Map<String, Value>,
+}
+
+impl Remote {
+    /// The state the bridge published.
+    pub fn published_state(&self) -> &str {
+        self.value
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("corrupt")
+    }
+}
+
+/// The states whose truth rests on the bridge being there to change them.
+pub fn needs_bridge(state: &str) -> bool {
+    matches!(state, "alive" | "stale")
+}
+
+pub const UNREACHABLE: &str = "unreachable";
+
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    agents: BTreeMap<Name, Remote>,
+    /// Hosts whose `.bridge` key exists, with the lease it carries.
+    bridges: HashMap<String, i64>,
+    /// The highest revision whose events are all in the view: watch from here + 1.
+    pub revision: i64,
+}
+
+impl View {
+    pub fn from_range(r: &Range) -> View {
+        let mut v = View {
+            revision: r.revision,
+            ..View::default()
+        };
+        for kv in &r.kvs {
+            v.put(kv);
+        }
+        v
+    }
+
+    fn put(&mut self, kv: &KeyValue) {
+        match keys::parse(&kv.key) {
+            Some(Key::Bridge { host }) => {
+                self.bridges.insert(host.to_owned(), kv.lease);
+            }
+            Some(Key::Agent { host, agent }) => {
+                // A value that is not a JSON object was not written by a bridge: it shows
+                // as corrupt rather than vanishing.
+                let value = match serde_json::from_slice::<Value>(&kv.value) {
+                    Ok(Value::Object(m)) => m,
+                    _ => {
+                        let mut m = Map::new();
+                        m.insert("host".into(), host.into());
+                        m.insert("agent".into(), agent.into());
+                        m.insert("state".into(), "corrupt".into());
+                        m.insert(
+                            "error".into(),
+                            "the value in etcd is not a JSON object".into(),
+                        );
+                        m
+                    }
+                };
+                self.agents
+                    .insert((host.to_owned(), agent.to_owned()), Remote { value });
+            }
+            None => {}
+        }
+    }
+
+    fn delete(&mut self, key: &str) {
+        match keys::parse(key) {
+            Some(Key::Bridge { host }) => {
+                self.bridges.remove(host);
+            }
+            Some(Key::Agent { host, agent }) => {
+                self.agents.remove(&(host.to_owned(), agent.to_owned()));
+            }
+            None => {}
+        }
+    }
+
+    /// Applies one watch answer; returns the hosts it touched (a host's `.bridge` changes the
+    /// effective state of all its agents).
+    pub fn apply(&mut self, resp: &WatchResponse) -> Vec<String> {
+        let mut hosts = Vec::new();
+        for e in &resp.events {
+            match e.kind {
+                EventKind::Put => self.put(&e.kv),
+                EventKind::Delete => self.delete(&e.kv.key),
+            }
+            if let Some(Key::Agent { host, .. } | Key::Bridge { host }) = keys::parse(&e.kv.key) {
+                if !hosts.iter().any(|h| h == host) {
+                    hosts.push(host.to_owned());
+                }
+            }
+            self.revision = self.revision.max(e.kv.mod_revision);
+        }
+        hosts
+    }
+
+    pub fn host_up(&self, host: &str) -> bool {
+        self.bridges.contains_key(host)
+    }
+
+    pub fn get(&self, name: &Name) -> Option<&Remote> {
+        self.agents.get(name)
+    }
+
+    /// The effective state (see the module doc).
+    pub fn state(&self, name: &Name) -> Option<&str> {
+        let r = self.agents.get(name)?;
+        let published = r.published_state();
+        Some(if needs_bridge(published) && !self.host_up(&name.0) {
+            UNREACHABLE
+        } else {
+            published
+        })
+    }
+
+    /// Agents in name order, all or only `named`.
+    pub fn agents<'a>(
+        &'a self,
+        named: &'a [Name],
+    ) -> impl Iterator<Item = (&'a Name, &'a Remote)> + 'a {
+        self.agents
+            .iter()
+            .filter(move |(n, _)| named.is_empty() || named.contains(n))
+    }
+
+    /// The object a reader shows for one agent: the published one with the effective state
+    /// and the age now (ms since the bridge's record was written, from its `ts_ms`).
+    pub fn shown(&self, name: &Name, now_ms: u64) -> Option<Map<String, Value>> {
+        let mut m = self.agents.get(name)?.value.clone();
+        let state = self.state(name)?.to_owned();
+        m.insert("state".into(), state.into());
+        let written = m.get("ts_ms").and_then(Value::as_u64).or_else(|| {
+            m.get("ts")
+                .and_then(Value::as_u64)
+                .map(|s| s.saturating_mul(1000))
+        });
+        if let Some(w) = written {
+            m.insert("age_ms".into(), now_ms.saturating_sub(w).into());
+        }
+        Some(m)
+    }
+}
+
+/// The range of every key of ours.
+pub fn prefix() -> (Vec<u8>, Vec<u8>) {
+    let p = keys::ROOT.as_bytes().to_vec();
+    let end = keys::prefix_end(&p);
+    (p, end)
+}
+
+/// The fleet as etcd has it now (one linearizable read, through any member).
+pub fn snapshot(client: &mut Client) -> Result<View, Error> {
+    let (p, end) = prefix();
+    Ok(View::from_range(&client.range(&p, Some(&end), 0)?))
+}
+
+/// What woke a [`Follower`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// These hosts' keys changed.
+    Hosts(Vec<String>),
+    /// Everything was read again (after a compaction): anything may have changed.
+    All,
+    /// Nothing changed before the deadline.
+    Timeout,
+}
+
+/// How often the watched member is asked a linearizable read, and how long it has to answer.
+/// A SIGSTOPped or partitioned member keeps its TCP connections open and just says nothing,
+/// which a watch stream cannot tell from a quiet fleet.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct Follower {
+    client: Client,
+    /// A client bound to the watched member alone, for the probe.
+    probe: Option<Client>,
+    config: Config,
+    view: View,
+    /// Watch answers, tagged with the generation of the watch that read them.
+    rx: Receiver<(u64, Result<WatchResponse, Error>)>,
+    tx: Sender<(u64, Result<WatchResponse, Error>)>,
+    /// The current watch's generation; a superseded watch thread sees it move and stops.
+    generation: Arc<AtomicU64>,
+    /// The watched member; `None` while no member answers.
+    watching: Option<String>,
+    next_probe: Instant,
+}
+
+impl Follower {
+    /// Reads the prefix and starts watching after it.
+    pub fn start(config: &Config) -> Result<Follower, String> {
+        let mut client = Client::new(config)?;
+        let view = snapshot(&mut client).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel();
+        let mut f = Follower {
+            client,
+            probe: None,
+            config: config.clone(),
+            view,
+            rx,
+            tx,
+            generation: Arc::new(AtomicU64::new(0)),
+            watching: None,
+            next_probe: Instant::now() + PROBE_EVERY,
+        };
+        f.rewatch().map_err(|e| e.to_string())?;
+        Ok(f)
+    }
+
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The member the watch reads from, if any answers.
+    pub fn member(&self) -> Option<&str> {
+        self.watching.as_deref()
+    }
+
+    /// Starts a watch from `view.revision + 1` on the client's member (or the next that
+    /// answers), in its own thread, superseding the previous one. History compacted away:
+    /// reads everything first, and returns true.
+    fn rewatch(&mut self) -> Result<bool, Error> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.watching = None;
+        let (p, end) = prefix();
+        let mut reread = false;
+        let watch = match self.client.watch(&p, &end, self.view.revision + 1) {
+            Err(Error::Compacted(_)) => {
+                self.view = snapshot(&mut self.client)?;
+                reread = true;
+                self.client.watch(&p, &end, self.view.revision + 1)?
+            }
+            other => other?,
+        };
+        let member = watch.member.clone();
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let current = Arc::clone(&self.generation);
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name("etcd-watch".into())
+            .spawn(move || {
+                let mut watch = watch;
+                loop {
+                    let r = watch.recv();
+                    let failed = r.is_err();
+                    // A superseded watch (its member was given up on) stops at its next answer.
+                    if current.load(Ordering::SeqCst) != generation
+                        || tx.send((generation, r)).is_err()
+                        || failed
+                    {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::Unavailable(format!("cannot start a watch thread: {e}")))?;
+        self.probe = Client::new(&Config {
+            endpoints: vec![member.clone()],
+            timeout: PROBE_TIMEOUT,
+            ..self.config.clone()
+        })
+        .ok();
+        self.watching = Some(member);
+        Ok(reread)
+    }
+
+    /// Gives up on the watched member (saying why on stderr) and resumes on another, from
+    /// where the view is. If none answers, says so once; `next` tries again every second.
+    /// True if everything was read again.
+    fn switch(&mut self, why: &str) -> bool {
+        let from = self.watching.take().unwrap_or_default();
+        self.client.rotate();
+        let was = self.view.revision;
+        match self.rewatch() {
+            Ok(reread) => {
+                eprintln!(
+                    "pidbeat: etcd member {from} {why}; watching through {} from revision {}",
+                    self.watching.as_deref().unwrap_or_default(),
+                    was + 1
+                );
+                reread
+            }
+            Err(e) => {
+                if !from.is_empty() {
+                    eprintln!(
+                        "pidbeat: etcd member {from} {why}, and no other member answers ({e}); \
+                         retrying every second"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Is the watched member still serving? A linearizable read needs its leader.
+    fn probe_ok(&mut self) -> bool {
+        let Some(c) = &mut self.probe else {
+            return false;
+        };
+        c.range(keys::ROOT.as_bytes(), None, 0).is_ok()
+    }
+
+    /// Blocks until keys change or `until` passes.
+    pub fn next(&mut self, until: Option<Instant>) -> Change {
+        loop {
+            let now = Instant::now();
+            if until.is_some_and(|u| now >= u) {
+                return Change::Timeout;
+            }
+            if now >= self.next_probe {
+                self.next_probe = now + PROBE_EVERY;
+                let reread = if self.watching.is_none() {
+                    self.switch("was unreachable")
+                } else if !self.probe_ok() {
+                    self.switch("did not answer a read within 1 s")
+                } else {
+                    false
+                };
+                if reread {
+                    return Change::All;
+                }
+                continue;
+            }
+            let wake = until.map_or(self.next_probe, |u| u.min(self.next_probe));
+            let current = self.generation.load(Ordering::SeqCst);
+            match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok((g, _)) if g != current => {}
+                Ok((_, Ok(resp))) => {
+                    let hosts = self.view.apply(&resp);
+                    if !hosts.is_empty() {
+                        return Change::Hosts(hosts);
+                    }
+                }
+                Ok((_, Err(Error::Compacted(_)))) => {
+                    // Same member: `rewatch` reads everything again, then watches after it.
+                    match self.rewatch() {
+                        Ok(_) => return Change::All,
+                        Err(_) => {
+                            self.switch("failed after a compaction");
+                        }
+                    }
+                }
+                Ok((_, Err(e))) => {
+                    if self.switch(&format!("failed ({e})")) {
+                        return Change::All;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the follower holds a sender"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::client::Event;
+
+    fn kv(key: &str, value: &str, lease: i64, rev: i64) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            lease,
+            mod_revision: rev,
+        }
+    }
+
+    fn name(h: &str, a: &str) -> Name {
+        (h.into(), a.into())
+    }
+
+    #[test]
+    fn unreachable_needs_a_bridge_verdict_and_a_missing_bridge() {
+        let mut v = View::from_range(&Range {
+            revision: 5,
+            kvs: vec![
+                kv("/pidbeat/h1/.bridge", "{}", 7, 2),
+                kv(
+                    "/pidbeat/h1/a",
+                    r#"{"host":"h1","agent":"a","state":"alive","ts_ms":1000}"#,
+                    0,
+                    3,
+                ),
+                kv(
+                    "/pidbeat/h1/d",
+                    r#"{"host":"h1","agent":"d","state":"dead"}"#,
+                    0,
+                    4,
+                ),
+                kv("/pidbeat/h2/x", "not json", 0, 5),
+            ],
+        });
+        assert_eq!(v.state(&name("h1", "a")), Some("alive"));
+        assert_eq!(v.state(&name("h2", "x")), Some("corrupt"));
+        // The lease expires: etcd deletes the bridge key.
+        let hosts = v.apply(&WatchResponse {
+            revision: 9,
+            events: vec![Event {
+                kind: EventKind::Delete,
+                kv: kv("/pidbeat/h1/.bridge", "", 0, 9),
+                prev: None,
+            }],
+        });
+        assert_eq!(hosts, ["h1"]);
+        assert_eq!(v.revision, 9);
+        assert_eq!(v.state(&name("h1", "a")), Some(UNREACHABLE));
+        assert_eq!(v.state(&name("h1", "d")), Some("dead"));
+        let shown = v.shown(&name("h1", "a"), 3000).unwrap();
+        assert_eq!(shown["state"], "unreachable");
+        assert_eq!(shown["age_ms"], 2000);
+        // The bridge is back.
+        v.apply(&WatchResponse {
+            revision: 10,
+            events: vec![Event {
+                kind: EventKind::Put,
+                kv: kv("/pidbeat/h1/.bridge", "{}", 8, 10),
+                prev: None,
+            }],
+        });
+        assert_eq!(v.state(&name("h1", "a")), Some("alive"));
+        assert_eq!(v.agents(&[]).count(), 3);
+        assert_eq!(v.agents(&[name("h1", "d")]).count(), 1);
+    }
+}
