@@ -2,7 +2,7 @@
 //! reader can see. pidfd_open + epoll_wait + one write and rename, nothing else: no clap, no
 //! serde, no lock, no fsync, no exit status.
 //!
-//! `benches/bench.rs` runs it as `floor PID RUN_DIR AGENT [INTERVAL_SECS]`. It writes one
+//! `benches/bench/` runs it as `floor PID RUN_DIR AGENT [INTERVAL_SECS]`. It writes one
 //! `alive` record once the pidfd is in the epoll set (so the reader knows it is watching), then
 //! the `dead` record when the pidfd turns readable, and exits 20 ms later. With INTERVAL_SECS it
 //! also beats: a periodic timerfd in the same epoll set rewrites the `alive` record (with

@@ -8,7 +8,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use pidbeat::record::{Record, Status};
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -45,7 +44,7 @@ fn row(sb: &Sandbox, agent: &str) -> Vec<String> {
 
 /// `ps ARGS` started with its stdout piped, for a test to wait on and read.
 fn spawn_ps(sb: &Sandbox, args: &[&str]) -> Guard {
-    Guard::new(sb.ps_cmd(args).stdout(Stdio::piped()).spawn().unwrap())
+    Guard::spawn(sb.ps_cmd(args).stdout(Stdio::piped()))
 }
 
 /// The stdout of a finished `spawn_ps`, and its JSON.
@@ -56,7 +55,7 @@ fn ps_stdout_json(g: &mut Guard) -> (String, Value) {
 }
 
 fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
-    let ms = pidbeat::record::now_ms();
+    let ms = now_ms();
     Record {
         ts: ms / 1000,
         pid: 1234,
@@ -67,7 +66,7 @@ fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
         backend: Some("pidfd".into()),
         watcher_pid: None,
         start_time: Some(1),
-        exit: Some(pidbeat::record::ExitInfo {
+        exit: Some(ExitInfo {
             code,
             signal,
             core: false,
@@ -118,16 +117,16 @@ fn stale_when_the_watcher_is_stopped() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let w = sb.watch_alive(target.pid(), "slow", &["--interval", "0.1"]);
-    send_signal(w.pid(), 19); // SIGSTOP: it keeps its lock but cannot beat.
+    send_signal(w.pid(), Signal::STOP); // SIGSTOP: it keeps its lock but cannot beat.
     wait_stopped(w.pid(), 5 * SEC);
     // Past 2 × 0.1 + 1 s.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(state(&sb, "slow"), "stale");
     assert_eq!(row(&sb, "slow")[1], "stale");
 
-    send_signal(w.pid(), 18); // SIGCONT: beats resume.
+    send_signal(w.pid(), Signal::CONT); // SIGCONT: beats resume.
     wait_record(&sb.record_path("slow"), 5 * SEC, |v| {
-        v["ts_ms"].as_u64().unwrap() + 500 > pidbeat::record::now_ms()
+        v["ts_ms"].as_u64().unwrap() + 500 > now_ms()
     });
     assert_eq!(state(&sb, "slow"), "alive");
 }
@@ -173,7 +172,7 @@ fn unwatched_after_sigterm() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let mut w = sb.watch_alive(target.pid(), "uw", &["--interval", "15"]);
-    send_signal(w.pid(), 15);
+    send_signal(w.pid(), Signal::TERM);
     assert!(w.wait_timeout(5 * SEC).is_some());
     assert_eq!(state(&sb, "uw"), "unwatched");
     assert_eq!(row(&sb, "uw")[1], "unwatched");
@@ -199,14 +198,14 @@ fn lost_when_the_target_dies_under_a_stopped_watcher() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
     let w = sb.watch_alive(target.pid(), "frozen", &["--interval", "15"]);
-    send_signal(w.pid(), 19);
+    send_signal(w.pid(), Signal::STOP);
     wait_stopped(w.pid(), 5 * SEC);
     target.kill();
     let t0 = Instant::now();
     assert_eq!(state(&sb, "frozen"), "lost");
     // A stopped watcher cannot write `dead`: no grace is owed to it.
     assert!(t0.elapsed() < SEC, "took {:?}", t0.elapsed());
-    send_signal(w.pid(), 18);
+    send_signal(w.pid(), Signal::CONT);
 }
 
 /// A record that says alive, a target that is gone, a watcher (this test, holding the lock)
@@ -221,7 +220,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         exit: None,
         died_ms: None,
         watcher_pid: Some(me),
-        watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
+        watcher_start_time: Some(read_start_time(me)),
         ..dead_record(None, None)
     };
     sb.plant("racy", &alive);
@@ -470,13 +469,11 @@ fn broken_pipe_is_quiet() {
 #[test]
 fn watch_redraws_on_change_and_exits_on_sigterm() {
     let sb = Sandbox::new();
-    let child = sb
-        .ps_cmd(&["--watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ps = Guard::new(child);
+    let mut ps = Guard::spawn(
+        sb.ps_cmd(&["--watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let rx = line_channel(ps.child().stdout.take().unwrap());
     let expect = |pred: &dyn Fn(&str) -> bool, what: &str| -> Instant {
         let deadline = Instant::now() + 5 * SEC;
@@ -499,7 +496,7 @@ fn watch_redraws_on_change_and_exits_on_sigterm() {
     let t1 = expect(&|l| l.starts_with("live ") && l.contains("dead"), "dead");
     eprintln!("ps --watch showed the death after {:?}", t1 - t0);
 
-    send_signal(ps.pid(), 15);
+    send_signal(ps.pid(), Signal::TERM);
     let st = ps.wait_timeout(5 * SEC).expect("ps --watch should exit");
     assert_eq!(st.code(), Some(0));
 }

@@ -64,11 +64,8 @@ fn exit_codes_pass_through_and_are_recorded_exactly() {
 #[test]
 fn the_child_is_watched_while_it_runs() {
     let sb = Sandbox::new();
-    let mut r = Guard::new(
-        run_cmd(&sb, "live", &["--interval", "0.05"], &["sleep", "1000"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut r = Guard::spawn(
+        run_cmd(&sb, "live", &["--interval", "0.05"], &["sleep", "1000"]).stdout(Stdio::null()),
     );
     let v = wait_record(&sb.record_path("live"), Duration::from_secs(5), |v| {
         v["seq"].as_u64() >= Some(3)
@@ -78,7 +75,7 @@ fn the_child_is_watched_while_it_runs() {
     let child = v["pid"].as_i64().unwrap() as i32;
     assert!(pid_running(child));
     // SIGTERM is forwarded, and run reports the child's death by it.
-    send_signal(r.pid(), 15);
+    send_signal(r.pid(), Signal::TERM);
     let st = r.wait_timeout(Duration::from_secs(5)).expect("run exits");
     assert_eq!(st.code(), Some(143));
     let v = read_record(&sb.record_path("live")).unwrap();

@@ -9,7 +9,6 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pidbeat::record::{Record, Status};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -28,13 +27,12 @@ struct Waiter {
 
 impl Waiter {
     fn start(sb: &Sandbox, args: &[&str]) -> Waiter {
-        let child = wait_cmd(sb, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wait");
-        let mut guard = Guard::new(child);
+        let mut guard = Guard::spawn(
+            wait_cmd(sb, args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let lines = line_channel(guard.child().stdout.take().unwrap());
         let mut w = Waiter { guard, lines };
         // It must block, not return at once or fail.
@@ -155,7 +153,7 @@ fn lost_when_the_target_dies_under_a_stopped_watcher() {
     let mut target = spawn_sleep();
     let w = sb.watch_alive(target.pid(), "frozen", &[]);
     let mut wait = Waiter::start(&sb, &["frozen"]);
-    send_signal(w.pid(), 19);
+    send_signal(w.pid(), Signal::STOP);
     wait_stopped(w.pid(), 5 * SEC);
     let t0 = Instant::now();
     target.kill();
@@ -165,7 +163,7 @@ fn lost_when_the_target_dies_under_a_stopped_watcher() {
     // No file changes here: the pidfd on the target is what wakes wait.
     assert!(latency < SEC, "{latency:?}");
     assert_eq!(wait.finish(5 * SEC).0, Some(0));
-    send_signal(w.pid(), 18);
+    send_signal(w.pid(), Signal::CONT);
 }
 
 #[test]
@@ -193,7 +191,7 @@ fn reports_each_agent_as_it_ends() {
 #[test]
 fn already_ended_agents_return_at_once() {
     let sb = Sandbox::new();
-    let ms = pidbeat::record::now_ms();
+    let ms = now_ms();
     let r = Record {
         ts: ms / 1000,
         pid: 4321,
@@ -233,7 +231,7 @@ fn a_death_being_recorded_is_not_called_lost() {
     let sb = Sandbox::new();
     let _lock = sb.hold_lock("racy");
     let me = std::process::id() as i32;
-    let ms = pidbeat::record::now_ms();
+    let ms = now_ms();
     let alive = Record {
         ts: ms / 1000,
         pid: 4321,
@@ -246,14 +244,14 @@ fn a_death_being_recorded_is_not_called_lost() {
         start_time: Some(1),
         exit: None,
         died_ms: None,
-        watcher_start_time: Some(pidbeat::procfs::read_stat(me).unwrap().start_time),
+        watcher_start_time: Some(read_start_time(me)),
     };
     sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
     let dead = Record {
         status: Status::Dead,
         died_ms: Some(ms),
-        exit: Some(pidbeat::record::ExitInfo {
+        exit: Some(ExitInfo {
             code: Some(3),
             signal: None,
             core: false,
@@ -295,7 +293,7 @@ fn a_watchers_death_is_a_file_event() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let mut w = sb.watch_alive(target.pid(), "x", &[]);
-    let mut dw = pidbeat::dirwatch::DirWatch::new(&sb.run_dir()).unwrap();
+    let mut dw = DirWatch::new(&sb.run_dir()).unwrap();
     assert!(!dw.wait(Duration::ZERO).unwrap());
     w.kill();
     assert!(dw.wait(5 * SEC).unwrap());
@@ -312,8 +310,8 @@ fn lost_when_a_lockless_sidecar_dies() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let mut sidecar = spawn_sleep();
-    let ms = pidbeat::record::now_ms();
-    let start = |pid: i32| pidbeat::procfs::read_stat(pid).unwrap().start_time;
+    let ms = now_ms();
+    let start = |pid: i32| read_start_time(pid);
     let r = Record {
         ts: ms / 1000,
         pid: target.pid(),
@@ -352,7 +350,7 @@ fn an_unwatched_agent_ends_as_lost_when_its_target_dies() {
     let sb = Sandbox::new();
     let mut target = spawn_sleep();
     let mut w = sb.watch_alive(target.pid(), "free", &[]);
-    send_signal(w.pid(), 15);
+    send_signal(w.pid(), Signal::TERM);
     assert!(w.wait_timeout(5 * SEC).is_some());
     sb.wait_status("free", "unwatched", SEC);
     let mut wait = Waiter::start(&sb, &["free"]);

@@ -138,7 +138,7 @@ fn sigterm_writes_unwatched_and_leaves_the_target_alone() {
     wait_record(&sb.record_path("u"), Duration::from_secs(5), |v| {
         v["seq"] == 2
     });
-    send_signal(w.pid(), 15);
+    send_signal(w.pid(), Signal::TERM);
     let st = w.wait_timeout(Duration::from_secs(5)).unwrap();
     assert!(st.success(), "{st:?}");
     let v = read_record(&sb.record_path("u")).unwrap();
@@ -152,7 +152,7 @@ fn sigint_also_writes_unwatched() {
     let target = spawn_sleep();
     let mut w = sb.watch(target.pid(), "i", &[]);
     wait_status(&sb, "i", "alive");
-    send_signal(w.pid(), 2);
+    send_signal(w.pid(), Signal::INT);
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
     assert_eq!(
         read_record(&sb.record_path("i")).unwrap()["status"],
@@ -183,7 +183,7 @@ fn refuses_missing_own_and_zombie_pids() {
     // A PID that existed and is gone.
     let gone_pid = exited_pid();
     // A zombie: the exec'd `sleep 1000` never reaps its background child.
-    let (_parent, zpid) = spawn_zombie_parent("sleep 0.1", &sb.dir.path().join("zpid"));
+    let (_parent, zpid) = spawn_zombie_parent("sleep 0.1", &sb.path("zpid"));
     wait_gone(zpid, Duration::from_secs(5));
     for backend in ["pidfd", "poll"] {
         for (pid, what) in [(gone_pid, "no process"), (zpid, "already exited")] {
@@ -234,7 +234,7 @@ fn poll_backend_sees_death_fast_and_zombies_as_dead() {
     assert!(w.wait_timeout(Duration::from_secs(5)).unwrap().success());
 
     // A zombie (exited, never reaped by its parent) is dead too.
-    let (_parent, zpid) = spawn_zombie_parent("sleep 0.5", &sb.dir.path().join("zpid"));
+    let (_parent, zpid) = spawn_zombie_parent("sleep 0.5", &sb.path("zpid"));
     let mut wz = sb.watch(zpid, "z", &["--backend", "poll"]);
     wait_status(&sb, "z", "alive");
     let v = wait_status(&sb, "z", "dead");
@@ -250,7 +250,7 @@ fn poll_backend_sees_death_fast_and_zombies_as_dead() {
 #[test]
 fn pidfd_backend_sees_a_zombie_as_dead() {
     let sb = Sandbox::new();
-    let (_parent, zpid) = spawn_zombie_parent("(sleep 0.4; exit 5)", &sb.dir.path().join("zpid"));
+    let (_parent, zpid) = spawn_zombie_parent("(sleep 0.4; exit 5)", &sb.path("zpid"));
     let mut w = sb.watch(zpid, "zp", &[]);
     wait_status(&sb, "zp", "alive");
     let v = wait_status(&sb, "zp", "dead");
@@ -262,7 +262,7 @@ fn pidfd_backend_sees_a_zombie_as_dead() {
 #[test]
 fn a_command_name_that_is_not_utf8_is_still_alive() {
     let sb = Sandbox::new();
-    let fifo = sb.dir.path().join("block");
+    let fifo = sb.path("block");
     // bash renames itself (comm "a\xff") and blocks on a FIFO it holds open read-write.
     let target = spawn_target(&[
         "bash",
@@ -298,11 +298,11 @@ fn sigterm_with_a_dead_target_records_dead_not_unwatched() {
         status_is(v, "alive")
     });
     // The death and the SIGTERM reach the watcher in one batch of events.
-    send_signal(w.pid(), 19); // SIGSTOP
+    send_signal(w.pid(), Signal::STOP); // SIGSTOP
     wait_stopped(w.pid(), Duration::from_secs(5));
     target.kill();
-    send_signal(w.pid(), 15);
-    send_signal(w.pid(), 18); // SIGCONT
+    send_signal(w.pid(), Signal::TERM);
+    send_signal(w.pid(), Signal::CONT); // SIGCONT
     let st = w
         .wait_timeout(Duration::from_secs(5))
         .expect("watcher exits");
@@ -321,7 +321,7 @@ fn sigterm_with_a_dead_target_records_dead_not_unwatched() {
         status_is(v, "alive")
     });
     target.kill();
-    send_signal(w.pid(), 15);
+    send_signal(w.pid(), Signal::TERM);
     let st = w
         .wait_timeout(Duration::from_secs(5))
         .expect("watcher exits");
@@ -358,23 +358,21 @@ fn a_reader_probing_the_lock_does_not_refuse_a_new_watcher() {
 fn empty_environment_values_mean_unset() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
-    let child = sb
-        .cmd()
-        .args([
-            "watch",
-            "--pid",
-            &target.pid().to_string(),
-            "--agent",
-            "env",
-        ])
-        .env("MOSAIC_HEARTBEAT_INTERVAL", "")
-        .env("MOSAIC_HEARTBEAT_RUN_DIR", "")
-        .env("XDG_CONFIG_HOME", "")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _w = Guard::new(child);
+    let _w = Guard::spawn(
+        sb.cmd()
+            .args([
+                "watch",
+                "--pid",
+                &target.pid().to_string(),
+                "--agent",
+                "env",
+            ])
+            .env("MOSAIC_HEARTBEAT_INTERVAL", "")
+            .env("MOSAIC_HEARTBEAT_RUN_DIR", "")
+            .env("XDG_CONFIG_HOME", "")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let path = sb.home().join(".config/mosaic/fleet/run/env.hb");
     let v = wait_record(&path, Duration::from_secs(5), |v| status_is(v, "alive"));
     assert_eq!(v["interval"], 15.0);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # PID 1 of a private PID namespace (`unshare --pid --fork --mount-proc`), driven by
-# tests/reliability.rs (pid_reuse_*). Each round: start a target, put one pidfd and one poll
-# watcher on it, SIGKILL and reap the target, then make an impostor take the very same PID
-# (ns_last_pid = PID - 1, then fork). Prints `@…` lines; the Rust side does the judging.
+# tests/reliability/pid_reuse.rs (pid_reuse_*). Each round: start a target, put one pidfd and
+# one poll watcher on it, SIGKILL and reap the target, then make an impostor take the very
+# same PID (ns_last_pid = PID - 1, then fork). Prints `@…` lines; the Rust side does the judging.
 #
 # Args: BIN RUN_DIR ROUNDS WITH_PS(0|1) INTERVAL
 # With WITH_PS=1 the poll watcher is SIGSTOPped before the kill, so its record still says

@@ -1,0 +1,33 @@
+//! The only place the tests reach into pidbeat's library rather than run its binary: to plant
+//! records and hold locks exactly the way a watcher does (for states real processes cannot
+//! hold still for), and to watch the run dir the way the readers do.
+
+use std::os::fd::OwnedFd;
+
+pub use pidbeat::dirwatch::DirWatch;
+pub use pidbeat::record::{ExitInfo, Record, Status};
+
+use super::Sandbox;
+
+/// The start time pidbeat itself reads for `pid` (its `watcher_start_time`, `start_time`).
+pub fn read_start_time(pid: i32) -> u64 {
+    pidbeat::procfs::read_stat(pid).unwrap().start_time
+}
+
+impl Sandbox {
+    /// Writes `r` as `agent`'s record the way a watcher does (creating the run dir): for
+    /// states real processes cannot hold still for.
+    pub fn plant(&self, agent: &str, r: &Record) {
+        std::fs::create_dir_all(self.run_dir()).unwrap();
+        pidbeat::rundir::RecordWriter::new(&self.run_dir(), agent)
+            .write(&r.to_line(), false)
+            .unwrap();
+    }
+
+    /// Takes `agent`'s lock (creating the run dir) the way its watcher does: this test process
+    /// then stands for a running watcher until the returned fd is dropped.
+    pub fn hold_lock(&self, agent: &str) -> OwnedFd {
+        std::fs::create_dir_all(self.run_dir()).unwrap();
+        pidbeat::rundir::acquire_lock(&self.run_dir(), agent).unwrap()
+    }
+}

@@ -1,0 +1,95 @@
+//! Records as a reader outside pidbeat sees them: JSON text in a file, and `ps --json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::poll;
+
+/// The keys of a record, in the order the record contract fixes.
+pub const RECORD_KEYS: [&str; 11] = [
+    "ts",
+    "pid",
+    "status",
+    "ts_ms",
+    "seq",
+    "interval",
+    "backend",
+    "watcher_pid",
+    "start_time",
+    "exit",
+    "died_ms",
+];
+
+/// Reads and parses a record; `None` if it is missing. Panics on a partial record, which
+/// atomic replacement must make impossible.
+pub fn read_record(path: &Path) -> Option<Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("read {}: {e}", path.display()),
+    };
+    assert!(
+        text.ends_with('\n'),
+        "record not newline-terminated: {text:?}"
+    );
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad record {text:?}: {e}")))
+}
+
+/// Polls (test side only) until the record satisfies `pred`, or panics after `timeout`.
+pub fn wait_record(path: &Path, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_record_with(path, timeout, Duration::from_millis(2), || {}, pred)
+}
+
+/// `wait_record`, looking every `every` and calling `each` before each look.
+pub fn wait_record_with(
+    path: &Path,
+    timeout: Duration,
+    every: Duration,
+    mut each: impl FnMut(),
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    poll(
+        timeout,
+        every,
+        || {
+            each();
+            read_record(path).filter(|v| pred(v))
+        },
+        || {
+            format!(
+                "timed out after {timeout:?} waiting on {}; last: {:?}",
+                path.display(),
+                read_record(path)
+            )
+        },
+    )
+}
+
+pub fn status_is(v: &Value, s: &str) -> bool {
+    v["status"] == s
+}
+
+/// The record's `seq`, panicking if it has none.
+pub fn seq(v: &Value) -> u64 {
+    v["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {v}"))
+}
+
+/// `ps --json` output as agent → the object ps printed.
+pub fn parse_ps(text: &str) -> BTreeMap<String, Value> {
+    let v: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("ps --json is not JSON ({e}): {text:?}"));
+    let arr = v
+        .as_array()
+        .unwrap_or_else(|| panic!("ps --json is not an array: {text}"));
+    arr.iter()
+        .map(|o| {
+            let a = o["agent"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no agent in {o}"));
+            (a.to_owned(), o.clone())
+        })
+        .collect()
+}
