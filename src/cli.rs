@@ -28,6 +28,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Block until every named agent is dead or lost.
     Wait(WaitArgs),
+    /// Publish this host's verdicts to etcd (one bridge per host; see the README's multi-host section).
+    Publish(PublishArgs),
     /// Print a shell completion script to stdout.
     Completions {
         #[arg(value_enum)]
@@ -130,8 +132,10 @@ pub struct PsArgs {
     /// Redraw whenever a record changes (and every second for ages)
     #[arg(long, conflicts_with = "prom")]
     pub watch: bool,
-    /// Only these agents
-    #[arg(value_name = "AGENT", value_parser = parse_agent)]
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Only these agents (HOST/AGENT with --etcd)
+    #[arg(value_name = "AGENT", value_parser = parse_agent_arg)]
     pub agents: Vec<String>,
 }
 
@@ -142,9 +146,240 @@ pub struct WaitArgs {
     /// Give up after SECS and exit 124
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
-    /// Agents to wait for
-    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Agents to wait for (HOST/AGENT with --etcd)
+    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent_arg)]
     pub agents: Vec<String>,
+}
+
+/// How long a reader gives one etcd request (a member that takes longer is passed over).
+pub const READER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `ps`/`wait` agents: HOST/AGENT exactly when reading from etcd.
+fn split_agents(agents: Vec<String>, etcd: bool) -> crate::error::Result<Vec<String>> {
+    for a in &agents {
+        match (a.contains('/'), etcd) {
+            (true, false) => {
+                return Err(crate::error::Error::Usage(format!(
+                    "`{a}`: HOST/AGENT names an agent in etcd; add --etcd URLS"
+                )));
+            }
+            (false, true) => {
+                return Err(crate::error::Error::Usage(format!(
+                    "`{a}`: with --etcd, name agents as HOST/AGENT"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(agents)
+}
+
+fn names(agents: Vec<String>) -> Vec<crate::cluster::remote::Name> {
+    agents
+        .iter()
+        .filter_map(|a| crate::cluster::keys::parse_host_agent(a).ok())
+        .collect()
+}
+
+impl PsArgs {
+    /// With `--etcd`, the remote reader's config (and `self` is not used); without it, `self`
+    /// for the local `ps` (checked: no HOST/AGENT names).
+    pub fn split(mut self) -> crate::error::Result<Result<crate::cluster::RemotePsConfig, PsArgs>> {
+        let etcd = std::mem::take(&mut self.etcd);
+        let agents = std::mem::take(&mut self.agents);
+        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
+            self.agents = split_agents(agents, false)?;
+            return Ok(Err(self));
+        };
+        if self.run_dir.run_dir.is_some() {
+            return Err(crate::error::Error::Usage(
+                "--run-dir and --etcd: ps reads one or the other".into(),
+            ));
+        }
+        use crate::cluster::RemoteFormat;
+        Ok(Ok(crate::cluster::RemotePsConfig {
+            client,
+            format: match (self.json, self.prom) {
+                (true, _) => RemoteFormat::Json,
+                (_, true) => RemoteFormat::Prom,
+                _ => RemoteFormat::Table,
+            },
+            watch: self.watch,
+            agents: names(split_agents(agents, true)?),
+        }))
+    }
+}
+
+impl WaitArgs {
+    /// As [`PsArgs::split`].
+    pub fn split(
+        mut self,
+    ) -> crate::error::Result<Result<crate::cluster::RemoteWaitConfig, WaitArgs>> {
+        let etcd = std::mem::take(&mut self.etcd);
+        let agents = std::mem::take(&mut self.agents);
+        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
+            self.agents = split_agents(agents, false)?;
+            return Ok(Err(self));
+        };
+        if self.run_dir.run_dir.is_some() {
+            return Err(crate::error::Error::Usage(
+                "--run-dir and --etcd: wait reads one or the other".into(),
+            ));
+        }
+        Ok(Ok(crate::cluster::RemoteWaitConfig {
+            client,
+            timeout: self.timeout,
+            agents: names(split_agents(agents, true)?),
+        }))
+    }
+}
+
+/// Where etcd is and how to log in: `publish`, `ps --etcd`, `wait --etcd`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EtcdArgs {
+    /// etcd client URLs, comma-separated (http://10.0.0.1:2379,…): read the fleet from etcd instead of the run dir
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// CA certificate (PEM) that signed the etcd members' certificates
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM), with --key
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "key"])]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM), with --cert
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "cert"])]
+    pub key: Option<PathBuf>,
+    /// etcd user; the password comes from --password-file or $PIDBEAT_ETCD_PASSWORD, never from the command line
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    pub user: Option<String>,
+    /// File holding the etcd user's password (one line)
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
+}
+
+pub const PASSWORD_ENV: &str = "PIDBEAT_ETCD_PASSWORD";
+
+impl EtcdArgs {
+    /// The client configuration, or `None` without `--etcd`. Each request is bounded by
+    /// `timeout`. The password is read here: from the file, else the environment (a
+    /// set-but-empty variable counts as unset, as everywhere in pidbeat).
+    pub fn into_config(
+        self,
+        timeout: Duration,
+    ) -> crate::error::Result<Option<crate::cluster::client::Config>> {
+        use crate::cluster::client::{Config, Credentials, Tls};
+        use crate::error::Error;
+        if self.etcd.is_empty() {
+            return Ok(None);
+        }
+        if self.etcd.iter().any(|u| u.trim().is_empty()) {
+            return Err(Error::Usage("--etcd: an empty URL in the list".into()));
+        }
+        let credentials = match self.user {
+            None => None,
+            Some(user) => {
+                let password = match (&self.password_file, std::env::var(PASSWORD_ENV)) {
+                    (Some(f), _) => std::fs::read_to_string(f)
+                        .map_err(|e| {
+                            crate::runtime!("cannot read --password-file {}: {e}", f.display())
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_owned(),
+                    (None, Ok(p)) if !p.is_empty() => p,
+                    (None, _) => {
+                        return Err(Error::Usage(format!(
+                            "--user {user} needs a password: --password-file FILE or \
+                             ${PASSWORD_ENV} (never on the command line)"
+                        )));
+                    }
+                };
+                Some(Credentials { user, password })
+            }
+        };
+        Ok(Some(Config {
+            endpoints: self.etcd,
+            tls: Tls {
+                cacert: self.cacert,
+                cert: self.cert,
+                key: self.key,
+            },
+            credentials,
+            timeout,
+        }))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// This host's name in etcd (/pidbeat/HOST/…) [default: the kernel's host name]
+    #[arg(long, value_name = "HOST", value_parser = parse_host)]
+    pub host: Option<String>,
+    /// The host's lease: readers call its live agents unreachable this long after the bridge, the host or its network is gone
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_ttl)]
+    pub ttl: Duration,
+}
+
+impl PublishArgs {
+    pub fn into_config(self) -> crate::error::Result<crate::cluster::PublishConfig> {
+        let ttl = self.ttl;
+        let client = self
+            .etcd
+            .into_config(crate::cluster::publish::request_timeout(ttl))?
+            .ok_or_else(|| crate::error::Error::Usage("publish needs --etcd URLS".into()))?;
+        let host = match self.host {
+            Some(h) => h,
+            None => {
+                let h = rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned();
+                crate::cluster::keys::validate_host(&h).map_err(|e| {
+                    crate::error::Error::Usage(format!(
+                        "the kernel's host name cannot name this host in etcd ({e}); give --host"
+                    ))
+                })?;
+                h
+            }
+        };
+        Ok(crate::cluster::PublishConfig {
+            run_dir: self.run_dir.resolve()?,
+            host,
+            ttl,
+            client,
+        })
+    }
+}
+
+fn parse_host(s: &str) -> Result<String, String> {
+    crate::cluster::keys::validate_host(s).map(|()| s.to_owned())
+}
+
+/// Whole seconds (etcd leases are), at least 2 (etcd's shortest with default timing).
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of seconds"))?;
+    if !(2..=86_400).contains(&v) {
+        return Err(format!("--ttl must be 2 to 86400 seconds, got {v}"));
+    }
+    Ok(Duration::from_secs(v))
+}
+
+/// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
+/// known whether `--etcd` was given).
+fn parse_agent_arg(s: &str) -> Result<String, String> {
+    if s.contains('/') {
+        crate::cluster::keys::parse_host_agent(s).map(|_| s.to_owned())
+    } else {
+        parse_agent(s)
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

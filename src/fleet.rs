@@ -34,16 +34,20 @@ pub enum State {
     Lost,
     Unwatched,
     Corrupt,
+    /// Only from etcd (`ps --etcd`): the bridge published alive/stale, and its host's lease
+    /// has expired since (DESIGN.md, "Multi-host").
+    Unreachable,
 }
 
 impl State {
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 7] = [
         State::Alive,
         State::Stale,
         State::Dead,
         State::Lost,
         State::Unwatched,
         State::Corrupt,
+        State::Unreachable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,7 +58,14 @@ impl State {
             State::Lost => "lost",
             State::Unwatched => "unwatched",
             State::Corrupt => "corrupt",
+            State::Unreachable => "unreachable",
         }
+    }
+}
+
+impl State {
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -437,7 +448,7 @@ fn needs_confirming(entry: &Entry) -> bool {
 
 /// The record and its keys in order, from one pass over the bytes: the typed record is read
 /// from the parsed keys, not parsed again.
-fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
     std::str::from_utf8(bytes).map_err(|e| format!("record is not UTF-8: {e}"))?;
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(format!("record is over {MAX_RECORD_BYTES} bytes"));

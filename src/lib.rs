@@ -30,8 +30,17 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Watch(a) => watch::command(a),
         Command::Run(a) => run::command(a),
-        Command::Ps(a) => ps::command(a),
-        Command::Wait(a) => wait::command(a),
+        Command::Ps(a) => match a.split() {
+            Ok(Ok(remote)) => cluster::remote::ps_command(remote),
+            Ok(Err(local)) => ps::command(local),
+            Err(e) => Err(e),
+        },
+        Command::Wait(a) => match a.split() {
+            Ok(Ok(remote)) => cluster::remote::wait_command(remote),
+            Ok(Err(local)) => wait::command(local),
+            Err(e) => Err(e),
+        },
+        Command::Publish(a) => a.into_config().and_then(cluster::publish::command),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -6,10 +6,10 @@
 //! reported on stderr as `pidbeat: AGENT: no record in DIR` and makes the exit status 1 once
 //! the other rows are printed, as `systemctl status` does for an unknown unit.
 
-mod json;
+pub(crate) mod json;
 mod live;
-mod prom;
-mod table;
+pub(crate) mod prom;
+pub(crate) mod table;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -87,7 +87,7 @@ fn hint(dir: &Path, dir_missing: bool) -> String {
     }
 }
 
-fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
@@ -95,7 +95,7 @@ fn write_stdout(bytes: &[u8]) -> io::Result<()> {
 
 /// `pidbeat ps | head -1`: the reader has gone, which is no error of ours. (Rust ignores
 /// SIGPIPE, so the write fails with EPIPE instead of killing us.)
-fn quiet_on_broken_pipe(e: io::Error) -> Result<i32> {
+pub(crate) fn quiet_on_broken_pipe(e: io::Error) -> Result<i32> {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Ok(0)
     } else {
@@ -104,7 +104,7 @@ fn quiet_on_broken_pipe(e: io::Error) -> Result<i32> {
 }
 
 /// anstream's decision for stdout: a TTY, and neither `NO_COLOR` nor `CLICOLOR=0`.
-fn color_wanted() -> bool {
+pub(crate) fn color_wanted() -> bool {
     anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
 }
 

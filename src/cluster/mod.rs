@@ -7,5 +7,43 @@
 
 pub mod client;
 pub mod keys;
+mod local;
 pub mod publish;
 pub mod remote;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `pidbeat publish`.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub run_dir: PathBuf,
+    pub host: String,
+    pub ttl: Duration,
+    pub client: client::Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteFormat {
+    Table,
+    Json,
+    Prom,
+}
+
+/// `pidbeat ps --etcd`.
+#[derive(Debug, Clone)]
+pub struct RemotePsConfig {
+    pub client: client::Config,
+    pub format: RemoteFormat,
+    pub watch: bool,
+    /// Only these (all when empty).
+    pub agents: Vec<remote::Name>,
+}
+
+/// `pidbeat wait --etcd`.
+#[derive(Debug, Clone)]
+pub struct RemoteWaitConfig {
+    pub client: client::Config,
+    pub timeout: Option<Duration>,
+    pub agents: Vec<remote::Name>,
+}

@@ -383,6 +383,32 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// `pidbeat publish`: follows the run dir and keeps etcd's `/pidbeat/<host>/` equal to it
+/// until SIGINT/SIGTERM; then revokes the lease (the host shows unreachable at once) and
+/// exits 0.
+pub fn command(cfg: super::PublishConfig) -> crate::error::Result<i32> {
+    let client = Client::new(&cfg.client).map_err(|e| crate::runtime!("{e}"))?;
+    let outbox = Outbox::default();
+    let mut local = super::local::Local::new(&cfg.run_dir, &cfg.host)?;
+    // The first look completes before the writer starts, so that the writer's clean-up at
+    // start knows every agent that has a record.
+    local.look_all(&outbox);
+    let opts = WriterOptions {
+        host: cfg.host.clone(),
+        ttl: cfg.ttl,
+    };
+    std::thread::scope(|s| {
+        let writer = std::thread::Builder::new()
+            .name("etcd-writer".into())
+            .spawn_scoped(s, || Writer::new(&outbox, client, opts).run())
+            .map_err(|e| crate::runtime!("cannot start the etcd writer thread: {e}"))?;
+        let followed = local.run(&outbox);
+        outbox.close();
+        let _ = writer.join();
+        followed.map(|()| 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,10 +18,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::io::Write;
+
+use serde_json::Value;
 
 use super::client::{Client, Config, Error, EventKind, KeyValue, Range, WatchResponse};
 use super::keys::{self, Key};
+use super::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
+use crate::error::{Error as CliError, Result as CliResult};
+use crate::fleet::{self, Entry, State};
+use crate::ps::{self, json, prom, table};
+use crate::record::{ExitInfo, now_ms};
+use crate::runtime;
 
 /// `HOST/AGENT`.
 pub type Name = (String, String);
@@ -29,17 +38,21 @@ pub type Name = (String, String);
 /// What the view knows of one agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remote {
-    /// The object the bridge published (`ps --json`'s plus `host`).
-    pub value: Map<String, Value>,
+    /// The object the bridge published (`ps --json`'s plus `host`), as etcd holds it.
+    pub bytes: Vec<u8>,
+    /// Its `state`, `corrupt` if the value is not a bridge's.
+    pub published: String,
 }
 
 impl Remote {
-    /// The state the bridge published.
-    pub fn published_state(&self) -> &str {
-        self.value
-            .get("state")
-            .and_then(Value::as_str)
-            .unwrap_or("corrupt")
+    fn new(bytes: Vec<u8>) -> Remote {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            state: String,
+        }
+        let published = serde_json::from_slice::<Head>(&bytes)
+            .map_or_else(|_| "corrupt".to_owned(), |h| h.state);
+        Remote { bytes, published }
     }
 }
 
@@ -77,24 +90,10 @@ impl View {
                 self.bridges.insert(host.to_owned(), kv.lease);
             }
             Some(Key::Agent { host, agent }) => {
-                // A value that is not a JSON object was not written by a bridge: it shows
-                // as corrupt rather than vanishing.
-                let value = match serde_json::from_slice::<Value>(&kv.value) {
-                    Ok(Value::Object(m)) => m,
-                    _ => {
-                        let mut m = Map::new();
-                        m.insert("host".into(), host.into());
-                        m.insert("agent".into(), agent.into());
-                        m.insert("state".into(), "corrupt".into());
-                        m.insert(
-                            "error".into(),
-                            "the value in etcd is not a JSON object".into(),
-                        );
-                        m
-                    }
-                };
-                self.agents
-                    .insert((host.to_owned(), agent.to_owned()), Remote { value });
+                self.agents.insert(
+                    (host.to_owned(), agent.to_owned()),
+                    Remote::new(kv.value.clone()),
+                );
             }
             None => {}
         }
@@ -141,8 +140,7 @@ impl View {
 
     /// The effective state (see the module doc).
     pub fn state(&self, name: &Name) -> Option<&str> {
-        let r = self.agents.get(name)?;
-        let published = r.published_state();
+        let published = self.agents.get(name)?.published.as_str();
         Some(if needs_bridge(published) && !self.host_up(&name.0) {
             UNREACHABLE
         } else {
@@ -158,23 +156,6 @@ impl View {
         self.agents
             .iter()
             .filter(move |(n, _)| named.is_empty() || named.contains(n))
-    }
-
-    /// The object a reader shows for one agent: the published one with the effective state
-    /// and the age now (ms since the bridge's record was written, from its `ts_ms`).
-    pub fn shown(&self, name: &Name, now_ms: u64) -> Option<Map<String, Value>> {
-        let mut m = self.agents.get(name)?.value.clone();
-        let state = self.state(name)?.to_owned();
-        m.insert("state".into(), state.into());
-        let written = m.get("ts_ms").and_then(Value::as_u64).or_else(|| {
-            m.get("ts")
-                .and_then(Value::as_u64)
-                .map(|s| s.saturating_mul(1000))
-        });
-        if let Some(w) = written {
-            m.insert("age_ms".into(), now_ms.saturating_sub(w).into());
-        }
-        Some(m)
     }
 }
 
@@ -443,9 +424,6 @@ mod tests {
         assert_eq!(v.revision, 9);
         assert_eq!(v.state(&name("h1", "a")), Some(UNREACHABLE));
         assert_eq!(v.state(&name("h1", "d")), Some("dead"));
-        let shown = v.shown(&name("h1", "a"), 3000).unwrap();
-        assert_eq!(shown["state"], "unreachable");
-        assert_eq!(shown["age_ms"], 2000);
         // The bridge is back.
         v.apply(&WatchResponse {
             revision: 10,
@@ -458,5 +436,256 @@ mod tests {
         assert_eq!(v.state(&name("h1", "a")), Some("alive"));
         assert_eq!(v.agents(&[]).count(), 3);
         assert_eq!(v.agents(&[name("h1", "d")]).count(), 1);
+    }
+}
+
+/// How a remote agent is named in an [`Entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    /// `HOST/AGENT` as the agent (table, Prometheus).
+    Qualified,
+    /// The agent's own name, `host` as the first field (`--json`: `ps --json`'s object plus
+    /// `host`, as published).
+    Plain,
+}
+
+/// One remote agent as the local renderers take it: the published record and fields, the
+/// effective state, the age now.
+fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
+    let remote = view.get(name)?;
+    let state = view.state(name)?;
+    let agent = match label {
+        Label::Qualified => format!("{}/{}", name.0, name.1),
+        Label::Plain => name.1.clone(),
+    };
+    let host_field = || (Cow::Borrowed("host"), Value::from(name.0.as_str()));
+    let (record, fields) = match fleet::parse(&remote.bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            let error = serde_json::from_slice::<Value>(&remote.bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or(e);
+            return Some(Entry {
+                agent,
+                state: State::Corrupt,
+                record: None,
+                fields: (label == Label::Plain)
+                    .then(host_field)
+                    .into_iter()
+                    .collect(),
+                error: Some(error),
+                age_ms: None,
+                unsettled: None,
+            });
+        }
+    };
+    let ours = ["host", "agent", "state", "age_ms"];
+    let fields = (label == Label::Plain)
+        .then(host_field)
+        .into_iter()
+        .chain(fields.into_iter().filter(|(k, _)| !ours.contains(&&**k)))
+        .collect();
+    Some(Entry {
+        agent,
+        state: State::from_name(state).unwrap_or(State::Corrupt),
+        age_ms: Some(now_ms().saturating_sub(record.written_ms())),
+        record: Some(record),
+        fields,
+        error: None,
+        unsettled: None,
+    })
+}
+
+fn render(view: &View, named: &[Name], format: RemoteFormat, pretty: bool, color: bool) -> String {
+    let label = match format {
+        RemoteFormat::Json => Label::Plain,
+        _ => Label::Qualified,
+    };
+    let entries: Vec<Entry> = view
+        .agents(named)
+        .filter_map(|(n, _)| entry(view, n, label))
+        .collect();
+    match format {
+        RemoteFormat::Table if entries.is_empty() => String::new(),
+        RemoteFormat::Table => table::render(&entries, &[], color),
+        RemoteFormat::Json => json::render(&entries, pretty),
+        RemoteFormat::Prom => prom::render(&entries),
+    }
+}
+
+/// Named agents etcd has no key for.
+fn missing<'a>(view: &View, named: &'a [Name]) -> Vec<&'a Name> {
+    named.iter().filter(|n| view.get(n).is_none()).collect()
+}
+
+/// `pidbeat ps --etcd`: one linearizable read of the prefix (through the first member that
+/// answers), or with `--watch` a frame per change.
+pub fn ps_command(cfg: RemotePsConfig) -> CliResult<i32> {
+    let mut named = cfg.agents.clone();
+    named.sort();
+    named.dedup();
+    if cfg.watch {
+        if cfg.format == RemoteFormat::Prom {
+            return Err(CliError::Usage(
+                "--watch cannot be combined with --prom: the textfile collector wants one \
+                 snapshot per file; run `pidbeat ps --etcd … --prom` from a timer instead"
+                    .into(),
+            ));
+        }
+        return ps_watch(&cfg, &named);
+    }
+    let mut client = Client::new(&cfg.client).map_err(|e| runtime!("{e}"))?;
+    let view =
+        snapshot(&mut client).map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
+    let text = render(&view, &named, cfg.format, true, ps::color_wanted());
+    if let Err(e) = ps::write_stdout(text.as_bytes()) {
+        return ps::quiet_on_broken_pipe(e);
+    }
+    if cfg.format == RemoteFormat::Table && named.is_empty() && view.agents(&[]).next().is_none() {
+        eprintln!(
+            "pidbeat: no agents in etcd under {} (start `pidbeat publish` on a host)",
+            keys::ROOT
+        );
+    }
+    let missing = missing(&view, &named);
+    for (h, a) in &missing {
+        eprintln!("pidbeat: {h}/{a}: no key in etcd");
+    }
+    Ok(if missing.is_empty() { 0 } else { 1 })
+}
+
+/// `ps --etcd --watch`: a frame whenever the fleet in etcd changes (off a TTY after a `---`
+/// line, with `--json` one array per line), until SIGINT/SIGTERM (exit 0).
+fn ps_watch(cfg: &RemotePsConfig, named: &[Name]) -> CliResult<i32> {
+    let quit = quit_flag()?;
+    let mut follower = Follower::start(&cfg.client)
+        .map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
+    let json = cfg.format == RemoteFormat::Json;
+    let mut first = true;
+    let mut last = String::new();
+    loop {
+        let frame = render(
+            follower.view(),
+            named,
+            cfg.format,
+            false,
+            ps::color_wanted(),
+        );
+        // Ages move every moment; a frame is news only if something else changed.
+        let sig = render_signature(follower.view(), named);
+        if first || sig != last {
+            let out = if first || json {
+                frame
+            } else {
+                format!("---\n{frame}")
+            };
+            if let Err(e) = ps::write_stdout(out.as_bytes()) {
+                return ps::quiet_on_broken_pipe(e);
+            }
+            first = false;
+            last = sig;
+        }
+        // Short waits so that SIGINT/SIGTERM end us promptly and cleanly.
+        while follower.next(Some(Instant::now() + QUIT_CHECK)) == Change::Timeout {
+            if quit.load(Ordering::SeqCst) {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+fn render_signature(view: &View, named: &[Name]) -> String {
+    view.agents(named)
+        .map(|(n, r)| {
+            format!(
+                "{}/{} {} {}\n",
+                n.0,
+                n.1,
+                view.state(n).unwrap_or(""),
+                r.bytes.len()
+            )
+        })
+        .collect()
+}
+
+const QUIT_CHECK: Duration = Duration::from_millis(250);
+
+/// SIGINT/SIGTERM set the flag instead of killing us, so the readers exit 0 as `ps --watch`
+/// does.
+fn quit_flag() -> CliResult<Arc<std::sync::atomic::AtomicBool>> {
+    let quit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&quit))
+            .map_err(|e| runtime!("cannot handle signals: {e}"))?;
+    }
+    Ok(quit)
+}
+
+/// `pidbeat wait --etcd HOST/AGENT…`: `HOST/AGENT dead signal 9`, `… dead code 3`, `… dead`
+/// (exit unknown) or `… lost`, one line per agent as each ends; exit 0 once all have, 124
+/// after `--timeout`. `unreachable` ends nothing (the host may come back, and its deaths are
+/// published then); it is said once on stderr.
+pub fn wait_command(cfg: RemoteWaitConfig) -> CliResult<i32> {
+    let mut waiting: Vec<Name> = Vec::new();
+    for a in cfg.agents {
+        if !waiting.contains(&a) {
+            waiting.push(a);
+        }
+    }
+    let deadline = cfg.timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut follower = Follower::start(&cfg.client)
+        .map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
+    let mut warned: Vec<Name> = Vec::new();
+    loop {
+        let view = follower.view();
+        waiting.retain(|name| {
+            let state = view.state(name);
+            if let Some(line) = state.and_then(|s| ended(view, name, s)) {
+                let _ = writeln!(std::io::stdout(), "{}/{} {line}", name.0, name.1);
+                return false;
+            }
+            if state == Some(UNREACHABLE) && !warned.contains(name) {
+                eprintln!(
+                    "pidbeat: {}/{}: unreachable (host {}'s lease expired); still waiting",
+                    name.0, name.1, name.0
+                );
+                warned.push(name.clone());
+            } else if state != Some(UNREACHABLE) {
+                warned.retain(|n| n != name);
+            }
+            true
+        });
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let names: Vec<String> = waiting.iter().map(|(h, a)| format!("{h}/{a}")).collect();
+            eprintln!(
+                "pidbeat: wait: timed out; still waiting for: {}",
+                names.join(" ")
+            );
+            return Ok(124);
+        }
+        follower.next(deadline);
+    }
+}
+
+/// The line for an agent that has ended, as local `wait` prints it.
+fn ended(view: &View, name: &Name, state: &str) -> Option<String> {
+    match state {
+        "dead" => {
+            #[derive(serde::Deserialize)]
+            struct Exit {
+                exit: Option<ExitInfo>,
+            }
+            let exit = serde_json::from_slice::<Exit>(&view.get(name)?.bytes)
+                .ok()
+                .and_then(|e| e.exit)
+                .filter(|x| x.code.is_some() || x.signal.is_some());
+            Some(exit.map_or_else(|| "dead".to_owned(), |x| format!("dead {x}")))
+        }
+        "lost" => Some("lost".into()),
+        _ => None,
     }
 }

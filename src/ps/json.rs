@@ -36,7 +36,8 @@ pub fn render(entries: &[Entry], pretty: bool) -> String {
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-fn object(out: &mut Vec<u8>, e: &Entry) {
+/// One agent's object (what the bridge publishes, too).
+pub(crate) fn object(out: &mut Vec<u8>, e: &Entry) {
     out.push(b'{');
     pair(out, "agent", e.agent.as_str());
     out.push(b',');
@@ -49,11 +50,12 @@ fn object(out: &mut Vec<u8>, e: &Entry) {
         None => {
             out.push(b',');
             pair(out, "age_ms", &e.age_ms);
-            for (k, v) in e.fields.iter().filter(|(k, _)| !OURS.contains(&&**k)) {
-                out.push(b',');
-                pair(out, k, v);
-            }
         }
+    }
+    // A corrupt local record has no fields; a corrupt value in etcd still has its `host`.
+    for (k, v) in e.fields.iter().filter(|(k, _)| !OURS.contains(&&**k)) {
+        out.push(b',');
+        pair(out, k, v);
     }
     out.push(b'}');
 }

@@ -17,6 +17,7 @@ fn style(state: &str) -> Style {
         "lost" => fg(AnsiColor::Magenta).bold(),
         "unwatched" => fg(AnsiColor::Cyan),
         "corrupt" => fg(AnsiColor::Red).bold(),
+        "unreachable" => fg(AnsiColor::Yellow).bold(),
         _ => Style::new().dimmed(),
     }
 }

@@ -10,6 +10,8 @@ mod common;
 mod etcd_fixture;
 
 mod client;
+mod hosts;
+mod publish;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -1,0 +1,217 @@
+//! `publish`, `ps --etcd` and `wait --etcd` doing their everyday job: verdicts (not raw
+//! files) in etcd, the key layout and values, clean-up at start, removal, the output formats,
+//! and the command line's refusals.
+
+use std::time::Duration;
+
+use pidbeat::cluster::keys;
+use serde_json::Value;
+
+use crate::client::client;
+use crate::common::*;
+use crate::etcd_fixture::Cluster;
+use crate::hosts::*;
+use crate::{require_etcd, serial};
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[test]
+fn publishes_verdicts_and_readers_see_them() {
+    require_etcd!();
+    let _s = serial();
+    let c = Cluster::start();
+    let urls = c.urls_from(0);
+    // A key of an agent that has no record here any more: removed when the bridge starts.
+    client(&c, 0, SEC)
+        .put(keys::agent_key("h1", "forgotten").as_bytes(), b"{}", 0)
+        .unwrap();
+    let mut h = Host::new("h1");
+    h.add_agent("pi", "1");
+    h.add_agent("codex", "1");
+    h.sb.plant("done", &dead_record(Some(3), None));
+    h.publish(&urls, 3);
+    let (v, _) = poll_ps_etcd(&h.sb, &c.urls_from(1), 5 * SEC, "three agents", |v| {
+        v.len() == 3
+    });
+    assert_eq!(
+        states(&v),
+        [
+            ("h1/codex", "alive"),
+            ("h1/done", "dead"),
+            ("h1/pi", "alive")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into()
+    );
+    // The value is ps --json's object plus host: host, agent, state, age_ms, the record.
+    let pi = &v["h1/pi"];
+    let keys_in_order: Vec<&str> = pi.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    for k in [
+        "host",
+        "agent",
+        "state",
+        "age_ms",
+        "ts",
+        "pid",
+        "status",
+        "watcher_pid",
+    ] {
+        assert!(keys_in_order.contains(&k), "{k} missing in {pi}");
+    }
+    assert_eq!(pi["pid"], h.agents["pi"].target.pid());
+    assert_eq!(v["h1/done"]["exit"]["code"], 3);
+    // Raw: the bridge key carries the lease, agent keys carry none.
+    let mut cl = client(&c, 2, SEC);
+    let prefix = keys::host_prefix("h1");
+    let kvs = cl
+        .range(
+            prefix.as_bytes(),
+            Some(&keys::prefix_end(prefix.as_bytes())),
+            0,
+        )
+        .unwrap()
+        .kvs;
+    let leases: Vec<(String, bool)> = kvs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.lease != 0))
+        .collect();
+    assert_eq!(
+        leases,
+        [
+            ("/pidbeat/h1/.bridge", true),
+            ("/pidbeat/h1/codex", false),
+            ("/pidbeat/h1/done", false),
+            ("/pidbeat/h1/pi", false)
+        ]
+        .map(|(k, l)| (k.to_owned(), l))
+    );
+    let raw = String::from_utf8(kvs[3].value.clone()).unwrap();
+    assert!(
+        raw.starts_with(r#"{"host":"h1","agent":"pi","state":"alive","age_ms":"#),
+        "{raw}"
+    );
+    serde_json::from_str::<Value>(&raw).expect("the value is JSON");
+
+    // The table and Prometheus read the same view.
+    let o = h.sb.cmd().args(["ps", "--etcd", &urls]).output().unwrap();
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.starts_with("AGENT"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("h1/done") && l.contains("dead") && l.contains("code 3")),
+        "{table}"
+    );
+    let o =
+        h.sb.cmd()
+            .args(["ps", "--etcd", &urls, "--prom"])
+            .output()
+            .unwrap();
+    let prom = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        prom.contains(r#"pidbeat_agent_state{agent="h1/pi",state="unreachable"} 0"#),
+        "{prom}"
+    );
+    // A named agent etcd has no key for: the others are printed, exit 1.
+    let o =
+        h.sb.cmd()
+            .args(["ps", "--etcd", &urls, "h1/pi", "h9/x"])
+            .output()
+            .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("h9/x: no key in etcd"));
+
+    // A death reaches wait --etcd; a removed record removes the key.
+    let w = Reader::spawn(
+        &h.sb,
+        &["wait", "--etcd", &c.urls_from(2), "h1/pi", "h1/done"],
+        "wait",
+    );
+    let (_, first) = w.line(5 * SEC).expect("wait prints the dead agent at once");
+    assert_eq!(first, "h1/done dead code 3");
+    h.kill9("pi");
+    let (_, line) = w.line(5 * SEC).expect("a line for the killed agent");
+    assert!(
+        line == "h1/pi dead signal 9" || line == "h1/pi dead",
+        "{line}"
+    );
+    std::fs::remove_file(h.sb.record_path("codex")).unwrap();
+    poll_ps_etcd(&h.sb, &urls, 5 * SEC, "codex removed", |v| {
+        !v.contains_key("h1/codex")
+    });
+
+    // SIGTERM: a clean stop revokes the lease, so the host is unreachable at once.
+    let bridge = h.bridge.as_mut().unwrap();
+    signal(bridge.pid(), Signal::TERM);
+    assert_eq!(bridge.wait_timeout(5 * SEC).and_then(|s| s.code()), Some(0));
+    h.agents.remove("codex");
+    let (v, _) = poll_ps_etcd(
+        &h.sb,
+        &urls,
+        2 * SEC,
+        "unreachable after a clean stop",
+        |v| v.values().all(|o| o["state"] != "alive"),
+    );
+    assert_eq!(v["h1/done"]["state"], "dead");
+    assert!(v.values().any(|o| o["state"] == "unreachable") || v.len() == 2);
+}
+
+fn dead_record(code: Option<i32>, signal: Option<i32>) -> pidbeat::record::Record {
+    let ms = pidbeat::record::now_ms();
+    pidbeat::record::Record {
+        ts: ms / 1000,
+        pid: 1234,
+        status: pidbeat::record::Status::Dead,
+        ts_ms: Some(ms),
+        seq: Some(3),
+        interval: Some(15.0),
+        backend: Some("pidfd".into()),
+        watcher_pid: None,
+        start_time: Some(1),
+        exit: Some(pidbeat::record::ExitInfo {
+            code,
+            signal,
+            core: false,
+        }),
+        died_ms: Some(ms),
+        watcher_start_time: None,
+    }
+}
+
+#[test]
+fn the_command_line_refuses_what_it_cannot_do() {
+    let sb = Sandbox::new();
+    let run = |args: &[&str]| sb.cmd().args(args).output().unwrap();
+    for (args, says) in [
+        (&["ps", "h1/pi"][..], "add --etcd"),
+        (&["ps", "--etcd", "http://127.0.0.1:1", "pi"], "HOST/AGENT"),
+        (&["wait", "h1/pi"], "add --etcd"),
+        (
+            &["ps", "--etcd", "http://127.0.0.1:1", "--user", "u"],
+            "PIDBEAT_ETCD_PASSWORD",
+        ),
+        (&["publish", "--host", "h1"], "--etcd"),
+        (
+            &["publish", "--etcd", "http://127.0.0.1:1", "--host", "a/b"],
+            "host name",
+        ),
+        (
+            &["publish", "--etcd", "http://127.0.0.1:1", "--ttl", "1"],
+            "--ttl",
+        ),
+        (
+            &["ps", "--etcd", "http://127.0.0.1:1", "--watch", "--prom"],
+            "--prom",
+        ),
+        (&["ps", "--cert", "c.pem"], "--etcd"),
+    ] {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // No member answers: a runtime error naming what failed.
+    let o = run(&["ps", "--etcd", "http://127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the fleet from etcd"));
+}
