@@ -19,12 +19,14 @@ pub struct Agent {
     pub _watcher: Guard,
 }
 
+/// Fields drop in order: the bridge and the agents before the sandbox, whose Drop checks
+/// that nothing it started still runs.
 pub struct Host {
     pub name: String,
-    pub sb: Sandbox,
     pub bridge: Option<Guard>,
     pub agents: BTreeMap<String, Agent>,
     bridges_started: usize,
+    pub sb: Sandbox,
 }
 
 impl Host {
@@ -79,7 +81,11 @@ impl Host {
 
     /// A `sleep` target and its watcher (`--interval SECS`), once its first record is on disk.
     pub fn add_agent(&mut self, agent: &str, interval: &str) -> i32 {
-        let target = spawn_sleep();
+        self.add_target(agent, interval, spawn_sleep())
+    }
+
+    /// `target` and its watcher, once its first record is on disk.
+    pub fn add_target(&mut self, agent: &str, interval: &str, target: Guard) -> i32 {
         let watcher = self
             .sb
             .watch_alive(target.pid(), agent, &["--interval", interval]);

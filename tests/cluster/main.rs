@@ -12,6 +12,7 @@ mod etcd_fixture;
 mod client;
 mod hosts;
 mod publish;
+mod faults;
 
 use std::sync::{Mutex, MutexGuard};
 
