@@ -357,6 +357,11 @@ pub fn http_agent(
         .timeout_global(whole)
         .timeout_connect(Some(first))
         .timeout_recv_response(Some(first))
+        // ureq's default is 128 KiB each way per connection; etcd's headers are small and
+        // bodies stream through. The bridge's memory limit (8 MiB at 1000 agents) notices.
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .max_idle_connections_per_host(2)
         .build()
         .into())
 }
@@ -496,7 +501,22 @@ impl Client {
         range_end: Option<&[u8]>,
         revision: i64,
     ) -> Result<Range, Error> {
-        let mut body = json!({"key": b64(key), "revision": revision.to_string()});
+        self.range_with(key, range_end, revision, false)
+    }
+
+    /// [`Client::range`], with `keys_only` leaving the values out (empty).
+    pub fn range_with(
+        &mut self,
+        key: &[u8],
+        range_end: Option<&[u8]>,
+        revision: i64,
+        keys_only: bool,
+    ) -> Result<Range, Error> {
+        let mut body = json!({
+            "key": b64(key),
+            "revision": revision.to_string(),
+            "keys_only": keys_only,
+        });
         if let Some(end) = range_end {
             body["range_end"] = b64(end).into();
         }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::client::{Client, Error, MAX_TXN_OPS, Op};
 use super::keys;
@@ -30,11 +30,13 @@ use super::keys;
 /// only in these are the same news.
 pub const VOLATILE: [&str; 4] = ["age_ms", "ts", "ts_ms", "seq"];
 
-/// One agent's verdict as published: the bytes put to etcd, and what is compared.
+/// One agent's verdict as published: the bytes put to etcd, and what is compared (the same
+/// object without the volatile fields, serialized with its keys sorted). Both are kept as
+/// bytes, not as parsed maps: a thousand agents' verdicts are the bridge's memory.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    pub value: Vec<u8>,
-    stable: Map<String, Value>,
+    pub value: Box<[u8]>,
+    stable: Box<[u8]>,
 }
 
 impl Verdict {
@@ -56,14 +58,12 @@ impl Verdict {
         for k in VOLATILE {
             stable.remove(k);
         }
-        Ok(Verdict { value, stable })
-    }
-
-    pub fn state(&self) -> &str {
-        self.stable
-            .get("state")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        // serde_json's Map is sorted: equal objects serialize to equal bytes.
+        let stable = serde_json::to_vec(&stable).expect("a map serializes");
+        Ok(Verdict {
+            value: value.into_boxed_slice(),
+            stable: stable.into_boxed_slice(),
+        })
     }
 
     /// Same news as `other`?
@@ -311,7 +311,10 @@ impl<'a> Writer<'a> {
     fn clean_up(&mut self) -> Result<(), Error> {
         let prefix = keys::host_prefix(&self.opts.host);
         let end = keys::prefix_end(prefix.as_bytes());
-        let existing = self.client.range(prefix.as_bytes(), Some(&end), 0)?;
+        // Keys only: the values of a thousand agents would be the bridge's peak memory.
+        let existing = self
+            .client
+            .range_with(prefix.as_bytes(), Some(&end), 0, true)?;
         let stale: Vec<Op> = {
             let b = self.outbox.lock();
             existing
@@ -352,7 +355,7 @@ impl<'a> Writer<'a> {
                         };
                         ops.push(Op::Put {
                             key: keys::agent_key(&self.opts.host, &agent),
-                            value: v.value.clone(),
+                            value: v.value.to_vec(),
                             lease: 0,
                         });
                         names.push((agent, false));
@@ -434,12 +437,14 @@ mod tests {
         assert!(a.same_as(&b));
         let dead =
             Verdict::new("h1", obj(r#"{"agent":"a","state":"dead","pid":7,"seq":3}"#)).unwrap();
-        assert_eq!(Verdict::new("h", b"{}").unwrap().value, br#"{"host":"h"}"#);
+        assert_eq!(
+            &*Verdict::new("h", b"{}").unwrap().value,
+            br#"{"host":"h"}"#
+        );
         assert!(Verdict::new("h", b"[1]").is_err());
         assert!(!a.same_as(&dead));
-        assert_eq!(dead.state(), "dead");
         assert!(
-            String::from_utf8(a.value.clone())
+            String::from_utf8(a.value.to_vec())
                 .unwrap()
                 .starts_with(r#"{"host":"h1","agent":"a","#)
         );

@@ -118,18 +118,21 @@ impl Host {
 
 /// `ps --etcd URLS --json` through the CLI: HOST/AGENT → object.
 pub fn ps_etcd(sb: &Sandbox, urls: &str) -> BTreeMap<String, Value> {
+    try_ps_etcd(sb, urls).unwrap_or_else(|e| panic!("ps --etcd failed: {e}"))
+}
+
+/// `ps_etcd`, or its stderr when it fails (etcd unavailable).
+pub fn try_ps_etcd(sb: &Sandbox, urls: &str) -> Result<BTreeMap<String, Value>, String> {
     let o = sb
         .cmd()
         .args(["ps", "--etcd", urls, "--json"])
         .output()
         .expect("run ps --etcd");
-    assert!(
-        o.status.success(),
-        "ps --etcd failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
     let v: Value = serde_json::from_slice(&o.stdout).expect("ps --etcd --json is JSON");
-    v.as_array()
+    Ok(v.as_array()
         .unwrap()
         .iter()
         .map(|o| {
@@ -140,7 +143,7 @@ pub fn ps_etcd(sb: &Sandbox, urls: &str) -> BTreeMap<String, Value> {
             );
             (name, o.clone())
         })
-        .collect()
+        .collect())
 }
 
 pub fn states(view: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
@@ -149,7 +152,8 @@ pub fn states(view: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Polls `ps --etcd` until `pred` holds; returns the view and when it held.
+/// Polls `ps --etcd` until `pred` holds; returns the view and when it held. A `ps` that
+/// fails (no member answers yet) counts as "not yet".
 pub fn poll_ps_etcd(
     sb: &Sandbox,
     urls: &str,
@@ -159,14 +163,16 @@ pub fn poll_ps_etcd(
 ) -> (BTreeMap<String, Value>, Instant) {
     let deadline = Instant::now() + timeout;
     loop {
-        let v = ps_etcd(sb, urls);
-        if pred(&v) {
-            return (v, Instant::now());
+        let v = try_ps_etcd(sb, urls);
+        if let Ok(v) = &v {
+            if pred(v) {
+                return (v.clone(), Instant::now());
+            }
         }
         assert!(
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}; last view: {:?}",
-            states(&v)
+            v.map(|v| states(&v))
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -221,14 +227,16 @@ pub fn percentile(v: &mut [Duration], p: f64) -> Duration {
 
 /// VmRSS and VmHWM of `pid`, in KiB.
 pub fn rss_kib(pid: i32) -> (u64, u64) {
+    (status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM"))
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `RssAnon`, …).
+pub fn status_kib(pid: i32, name: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

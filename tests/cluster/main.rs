@@ -10,9 +10,9 @@ mod common;
 mod etcd_fixture;
 
 mod client;
+mod faults;
 mod hosts;
 mod publish;
-mod faults;
 
 use std::sync::{Mutex, MutexGuard};
 
