@@ -14,8 +14,9 @@
 # * Backends (default `pidfd`, else $MOSAIC_HB_BACKEND): `pidfd`/`poll` start
 #   `$PIDBEAT watch --pid P --agent=AGENT --backend B --detach` (PIDBEAT defaults to `pidbeat`
 #   on PATH); `shell` starts the plain bash sidecar hb-sidecar.sh next to this script; `none`
-#   starts nothing. The watcher runs under setsid with stdin from /dev/null and its output
-#   appended to <run-dir>/AGENT.log. Run dir: $MOSAIC_HEARTBEAT_RUN_DIR, else
+#   starts nothing. The watcher runs under setsid with stdin from /dev/null and its stderr
+#   (the sidecar's stdout too) appended to <run-dir>/AGENT.log; pidbeat's stdout is the PID
+#   it prints once detached. Run dir: $MOSAIC_HEARTBEAT_RUN_DIR, else
 #   $XDG_CONFIG_HOME/mosaic/fleet/run, else ~/.config/mosaic/fleet/run (created mode 0700);
 #   it is passed to the watcher as an absolute $MOSAIC_HEARTBEAT_RUN_DIR, and
 #   $MOSAIC_HEARTBEAT_INTERVAL passes through unchanged.
@@ -195,20 +196,19 @@ done
 case $backend in
 pidfd | poll)
 	# --detach returns only once the first alive record is on disk, so its status is the
-	# verdict. setsid -w passes that status back even when setsid has to fork; the timeout
-	# keeps a wedged watcher from hanging the launch. `--agent=NAME` because a valid name may
-	# start with '-', which an option parser would take for a flag after a bare `--agent`.
+	# verdict, and then prints the watcher's PID on stdout. setsid -w passes that status back
+	# even when setsid has to fork. pidbeat bounds the wait itself (5 s), stopping a watcher
+	# that misses it, and a detached watcher whose parent is gone (killed by this timeout,
+	# the guard against a wedged parent) stops itself instead of starting: so on failure no
+	# watcher is left to stop. `--agent=NAME` because a valid name may start with '-', which
+	# an option parser would take for a flag after a bare `--agent`.
 	rc=0
-	timeout 10 setsid -w "$watcher_path" watch --pid "$pane_pid" --agent="$agent" \
-		--backend "$backend" --detach </dev/null >>"$log" 2>&1 || rc=$?
-	if ((rc == 124)); then
-		# timeout gave up on the parent, but the detached watcher may be running (or start
-		# writing later): stop it, so that "no heartbeat" is true. A watcher that got as far
-		# as its first record names itself in it.
-		rec=$(cat -- "$run_dir/$agent.hb" 2>/dev/null) || rec=
-		if [[ $rec =~ \"watcher_pid\":([0-9]+) ]]; then
-			kill -TERM "${BASH_REMATCH[1]}" 2>/dev/null || true
-		fi
+	wpid=$(timeout 10 setsid -w "$watcher_path" watch --pid "$pane_pid" --agent="$agent" \
+		--backend "$backend" --detach </dev/null 2>>"$log") || rc=$?
+	if ((rc != 0)) && [[ $wpid =~ ^[1-9][0-9]*$ ]]; then
+		# It had started and said so, but the launch failed after all (timeout struck
+		# between the PID and the exit): stop it, so that "no heartbeat" is true.
+		kill -TERM "$wpid" 2>/dev/null || true
 	fi
 	((rc == 0)) ||
 		skip_heartbeat "pidbeat watcher for $agent (pid $pane_pid) failed to start (exit $rc); see $log"

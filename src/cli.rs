@@ -1,10 +1,22 @@
 //! The command line, as DESIGN.md fixes it. Value parsers live here so that every bad flag or
-//! env value is a clap usage error (exit 2) that names the flag.
+//! env value is a clap usage error (exit 2) that names the flag. Each command's arguments
+//! become that command's plain config (flags resolved against the environment), so no code
+//! past this file sees clap; only `lib.rs` imports this module.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cluster::client::{Config as EtcdConfig, Credentials, Tls};
+use crate::cluster::remote::Name;
+use crate::cluster::{PublishConfig, RemoteFormat, RemotePsConfig, RemoteWaitConfig};
+use crate::exit::{Error, Result, runtime};
+use crate::layout::{self, Interval};
+use crate::reader::ps::{Format, PsConfig, View};
+use crate::reader::wait::WaitConfig;
+use crate::watcher::run::RunConfig;
+use crate::watcher::{BackendPref, WatchConfig, WriterConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,14 +54,14 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct RunDirArg {
     /// Directory holding the records [env: MOSAIC_HEARTBEAT_RUN_DIR] [default: $XDG_CONFIG_HOME/mosaic/fleet/run or ~/.config/mosaic/fleet/run]
-    #[arg(long, value_name = "DIR", value_parser = parse_run_dir)]
+    #[arg(long, value_name = "DIR", value_parser = layout::parse_run_dir)]
     pub run_dir: Option<PathBuf>,
 }
 
 impl RunDirArg {
-    /// The flag, else the environment (see `rundir::resolve`).
-    pub fn resolve(&self) -> crate::error::Result<PathBuf> {
-        crate::rundir::resolve(self.run_dir.as_deref())
+    /// The flag, else the environment (see `layout::resolve`).
+    fn resolve(&self) -> Result<PathBuf> {
+        layout::resolve(self.run_dir.as_deref())
     }
 }
 
@@ -60,28 +72,48 @@ pub struct IntervalArg {
     pub interval: Option<Interval>,
 }
 
-pub const INTERVAL_ENV: &str = "MOSAIC_HEARTBEAT_INTERVAL";
-pub const DEFAULT_INTERVAL_SECS: f64 = 15.0;
+const INTERVAL_ENV: &str = "MOSAIC_HEARTBEAT_INTERVAL";
 
 impl IntervalArg {
     /// The flag, else `$MOSAIC_HEARTBEAT_INTERVAL`, else 15 s. The environment is read here
     /// rather than by clap so that, as for every other variable pidbeat and its scripts read,
     /// a set-but-empty value means unset, and a bad value is reported under its own name.
-    pub fn resolve(&self) -> crate::error::Result<Interval> {
+    fn resolve(&self) -> Result<Interval> {
         if let Some(i) = self.interval {
             return Ok(i);
         }
         match std::env::var(INTERVAL_ENV) {
-            Ok(v) if !v.is_empty() => parse_interval(&v).map_err(|e| {
-                crate::error::Error::Usage(format!("invalid {INTERVAL_ENV}={v:?}: {e}"))
-            }),
-            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Interval {
-                secs: DEFAULT_INTERVAL_SECS,
-            }),
-            Err(std::env::VarError::NotUnicode(v)) => Err(crate::error::Error::Usage(format!(
+            Ok(v) if !v.is_empty() => parse_interval(&v)
+                .map_err(|e| Error::Usage(format!("invalid {INTERVAL_ENV}={v:?}: {e}"))),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Interval::DEFAULT),
+            Err(std::env::VarError::NotUnicode(v)) => Err(Error::Usage(format!(
                 "invalid {INTERVAL_ENV}={v:?}: not UTF-8"
             ))),
         }
+    }
+}
+
+/// The flags of every command that writes a record (`watch`, `run`).
+#[derive(Args, Debug)]
+pub struct WriterArgs {
+    /// Agent name: the record is <run-dir>/<agent>.hb
+    #[arg(long, value_name = "NAME", value_parser = parse_agent, allow_hyphen_values = true)]
+    pub agent: String,
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    #[command(flatten)]
+    pub interval: IntervalArg,
+}
+
+impl WriterArgs {
+    fn into_config(self) -> Result<WriterConfig> {
+        // The run dir first, then the interval: the order their errors have always had.
+        let run_dir = self.run_dir.resolve()?;
+        Ok(WriterConfig {
+            interval: self.interval.resolve()?,
+            agent: self.agent,
+            run_dir,
+        })
     }
 }
 
@@ -90,33 +122,43 @@ pub struct WatchArgs {
     /// PID of the runtime to watch (in this PID namespace)
     #[arg(long, value_name = "PID", value_parser = parse_pid)]
     pub pid: i32,
-    /// Agent name: the record is <run-dir>/<agent>.hb
-    #[arg(long, value_name = "NAME", value_parser = parse_agent, allow_hyphen_values = true)]
-    pub agent: String,
     #[command(flatten)]
-    pub run_dir: RunDirArg,
-    #[command(flatten)]
-    pub interval: IntervalArg,
+    pub writer: WriterArgs,
     /// How death is noticed: pidfd events, or /proc polling every 100 ms
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
-    /// Go to the background once the first alive record is on disk
+    /// Go to the background once the first alive record is on disk, then print the detached watcher's PID (one line on stdout); exit 1 and stop it if that takes over 5 s
     #[arg(long)]
     pub detach: bool,
 }
 
+impl WatchArgs {
+    pub fn into_config(self) -> Result<WatchConfig> {
+        Ok(WatchConfig {
+            pid: self.pid,
+            writer: self.writer.into_config()?,
+            backend: self.backend.into(),
+            detach: self.detach,
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Agent name: the record is <run-dir>/<agent>.hb
-    #[arg(long, value_name = "NAME", value_parser = parse_agent, allow_hyphen_values = true)]
-    pub agent: String,
     #[command(flatten)]
-    pub run_dir: RunDirArg,
-    #[command(flatten)]
-    pub interval: IntervalArg,
+    pub writer: WriterArgs,
     /// The command to run, after `--`
     #[arg(required = true, last = true, value_name = "CMD")]
     pub cmd: Vec<std::ffi::OsString>,
+}
+
+impl RunArgs {
+    pub fn into_config(self) -> Result<RunConfig> {
+        Ok(RunConfig {
+            writer: self.writer.into_config()?,
+            cmd: self.cmd,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +181,61 @@ pub struct PsArgs {
     pub agents: Vec<String>,
 }
 
+/// Where a reader reads: the run dir, or etcd (`--etcd`).
+#[derive(Debug)]
+pub enum Source<L, R> {
+    Local(L),
+    Etcd(R),
+}
+
+impl PsArgs {
+    /// `ps` on the run dir, or with `--etcd` on the fleet in etcd.
+    pub fn into_source(mut self) -> Result<Source<PsConfig, RemotePsConfig>> {
+        let etcd = std::mem::take(&mut self.etcd);
+        let agents = std::mem::take(&mut self.agents);
+        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
+            self.agents = check_names(agents, false)?;
+            return self.into_config().map(Source::Local);
+        };
+        if self.run_dir.run_dir.is_some() {
+            return Err(Error::Usage(
+                "--run-dir and --etcd: ps reads one or the other".into(),
+            ));
+        }
+        if self.watch && self.prom {
+            return Err(Error::Usage(
+                "--watch cannot be combined with --prom".into(),
+            ));
+        }
+        Ok(Source::Etcd(RemotePsConfig {
+            client,
+            format: match (self.json, self.prom) {
+                (true, _) => RemoteFormat::Json,
+                (_, true) => RemoteFormat::Prom,
+                _ => RemoteFormat::Table,
+            },
+            watch: self.watch,
+            agents: host_agents(check_names(agents, true)?),
+        }))
+    }
+
+    pub fn into_config(self) -> Result<PsConfig> {
+        let run_dir = self.run_dir.resolve()?;
+        // clap refuses `--watch --prom` and `--json --prom`.
+        let view = match (self.watch, self.json, self.prom) {
+            (true, json, _) => View::Watch { json },
+            (false, true, _) => View::Once(Format::Json),
+            (false, false, true) => View::Once(Format::Prom),
+            (false, false, false) => View::Once(Format::Table),
+        };
+        Ok(PsConfig {
+            run_dir,
+            view,
+            agents: self.agents,
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct WaitArgs {
     #[command(flatten)]
@@ -153,87 +250,56 @@ pub struct WaitArgs {
     pub agents: Vec<String>,
 }
 
+impl WaitArgs {
+    /// `wait` on the run dir, or with `--etcd` on the fleet in etcd.
+    pub fn into_source(mut self) -> Result<Source<WaitConfig, RemoteWaitConfig>> {
+        let etcd = std::mem::take(&mut self.etcd);
+        let agents = std::mem::take(&mut self.agents);
+        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
+            self.agents = check_names(agents, false)?;
+            return self.into_config().map(Source::Local);
+        };
+        if self.run_dir.run_dir.is_some() {
+            return Err(Error::Usage(
+                "--run-dir and --etcd: wait reads one or the other".into(),
+            ));
+        }
+        Ok(Source::Etcd(RemoteWaitConfig {
+            client,
+            timeout: self.timeout,
+            agents: host_agents(check_names(agents, true)?),
+        }))
+    }
+
+    pub fn into_config(self) -> Result<WaitConfig> {
+        Ok(WaitConfig {
+            run_dir: self.run_dir.resolve()?,
+            timeout: self.timeout,
+            agents: self.agents,
+        })
+    }
+}
+
 /// How long a reader gives one etcd request (a member that takes longer is passed over).
-pub const READER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const READER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `ps`/`wait` agents: HOST/AGENT exactly when reading from etcd.
-fn split_agents(agents: Vec<String>, etcd: bool) -> crate::error::Result<Vec<String>> {
-    for a in &agents {
-        match (a.contains('/'), etcd) {
-            (true, false) => {
-                return Err(crate::error::Error::Usage(format!(
-                    "`{a}`: HOST/AGENT names an agent in etcd; add --etcd URLS"
-                )));
-            }
-            (false, true) => {
-                return Err(crate::error::Error::Usage(format!(
-                    "`{a}`: with --etcd, name agents as HOST/AGENT"
-                )));
-            }
-            _ => {}
-        }
+fn check_names(agents: Vec<String>, etcd: bool) -> Result<Vec<String>> {
+    if let Some(a) = agents.iter().find(|a| a.contains('/') != etcd) {
+        return Err(Error::Usage(if etcd {
+            format!("`{a}`: with --etcd, name agents as HOST/AGENT")
+        } else {
+            format!("`{a}`: HOST/AGENT names an agent in etcd; add --etcd URLS")
+        }));
     }
     Ok(agents)
 }
 
-fn names(agents: Vec<String>) -> Vec<crate::cluster::remote::Name> {
+fn host_agents(agents: Vec<String>) -> Vec<Name> {
     agents
         .iter()
         .filter_map(|a| crate::cluster::keys::parse_host_agent(a).ok())
         .collect()
-}
-
-impl PsArgs {
-    /// With `--etcd`, the remote reader's config (and `self` is not used); without it, `self`
-    /// for the local `ps` (checked: no HOST/AGENT names).
-    pub fn split(mut self) -> crate::error::Result<Result<crate::cluster::RemotePsConfig, PsArgs>> {
-        let etcd = std::mem::take(&mut self.etcd);
-        let agents = std::mem::take(&mut self.agents);
-        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
-            self.agents = split_agents(agents, false)?;
-            return Ok(Err(self));
-        };
-        if self.run_dir.run_dir.is_some() {
-            return Err(crate::error::Error::Usage(
-                "--run-dir and --etcd: ps reads one or the other".into(),
-            ));
-        }
-        use crate::cluster::RemoteFormat;
-        Ok(Ok(crate::cluster::RemotePsConfig {
-            client,
-            format: match (self.json, self.prom) {
-                (true, _) => RemoteFormat::Json,
-                (_, true) => RemoteFormat::Prom,
-                _ => RemoteFormat::Table,
-            },
-            watch: self.watch,
-            agents: names(split_agents(agents, true)?),
-        }))
-    }
-}
-
-impl WaitArgs {
-    /// As [`PsArgs::split`].
-    pub fn split(
-        mut self,
-    ) -> crate::error::Result<Result<crate::cluster::RemoteWaitConfig, WaitArgs>> {
-        let etcd = std::mem::take(&mut self.etcd);
-        let agents = std::mem::take(&mut self.agents);
-        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
-            self.agents = split_agents(agents, false)?;
-            return Ok(Err(self));
-        };
-        if self.run_dir.run_dir.is_some() {
-            return Err(crate::error::Error::Usage(
-                "--run-dir and --etcd: wait reads one or the other".into(),
-            ));
-        }
-        Ok(Ok(crate::cluster::RemoteWaitConfig {
-            client,
-            timeout: self.timeout,
-            agents: names(split_agents(agents, true)?),
-        }))
-    }
 }
 
 /// Where etcd is and how to log in: `publish`, `ps --etcd`, `wait --etcd`.
@@ -259,18 +325,13 @@ pub struct EtcdArgs {
     pub password_file: Option<PathBuf>,
 }
 
-pub const PASSWORD_ENV: &str = "PIDBEAT_ETCD_PASSWORD";
+const PASSWORD_ENV: &str = "PIDBEAT_ETCD_PASSWORD";
 
 impl EtcdArgs {
     /// The client configuration, or `None` without `--etcd`. Each request is bounded by
     /// `timeout`. The password is read here: from the file, else the environment (a
     /// set-but-empty variable counts as unset, as everywhere in pidbeat).
-    pub fn into_config(
-        self,
-        timeout: Duration,
-    ) -> crate::error::Result<Option<crate::cluster::client::Config>> {
-        use crate::cluster::client::{Config, Credentials, Tls};
-        use crate::error::Error;
+    fn into_config(self, timeout: Duration) -> Result<Option<EtcdConfig>> {
         if self.etcd.is_empty() {
             return Ok(None);
         }
@@ -282,9 +343,7 @@ impl EtcdArgs {
             Some(user) => {
                 let password = match (&self.password_file, std::env::var(PASSWORD_ENV)) {
                     (Some(f), _) => std::fs::read_to_string(f)
-                        .map_err(|e| {
-                            crate::runtime!("cannot read --password-file {}: {e}", f.display())
-                        })?
+                        .map_err(|e| runtime!("cannot read --password-file {}: {e}", f.display()))?
                         .trim_end_matches(['\n', '\r'])
                         .to_owned(),
                     (None, Ok(p)) if !p.is_empty() => p,
@@ -298,7 +357,7 @@ impl EtcdArgs {
                 Some(Credentials { user, password })
             }
         };
-        Ok(Some(Config {
+        Ok(Some(EtcdConfig {
             endpoints: self.etcd,
             tls: Tls {
                 cacert: self.cacert,
@@ -326,12 +385,12 @@ pub struct PublishArgs {
 }
 
 impl PublishArgs {
-    pub fn into_config(self) -> crate::error::Result<crate::cluster::PublishConfig> {
+    pub fn into_config(self) -> Result<PublishConfig> {
         let ttl = self.ttl;
         let client = self
             .etcd
             .into_config(crate::cluster::publish::request_timeout(ttl))?
-            .ok_or_else(|| crate::error::Error::Usage("publish needs --etcd URLS".into()))?;
+            .ok_or_else(|| Error::Usage("publish needs --etcd URLS".into()))?;
         let host = match self.host {
             Some(h) => h,
             None => {
@@ -340,14 +399,14 @@ impl PublishArgs {
                     .to_string_lossy()
                     .into_owned();
                 crate::cluster::keys::validate_host(&h).map_err(|e| {
-                    crate::error::Error::Usage(format!(
+                    Error::Usage(format!(
                         "the kernel's host name cannot name this host in etcd ({e}); give --host"
                     ))
                 })?;
                 h
             }
         };
-        Ok(crate::cluster::PublishConfig {
+        Ok(PublishConfig {
             run_dir: self.run_dir.resolve()?,
             host,
             ttl,
@@ -356,12 +415,12 @@ impl PublishArgs {
     }
 }
 
-fn parse_host(s: &str) -> Result<String, String> {
+fn parse_host(s: &str) -> std::result::Result<String, String> {
     crate::cluster::keys::validate_host(s).map(|()| s.to_owned())
 }
 
 /// Whole seconds (etcd leases are), at least 2 (etcd's shortest with default timing).
-fn parse_ttl(s: &str) -> Result<Duration, String> {
+fn parse_ttl(s: &str) -> std::result::Result<Duration, String> {
     let v: u64 = s
         .trim()
         .parse()
@@ -374,7 +433,7 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 
 /// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
 /// known whether `--etcd` was given).
-fn parse_agent_arg(s: &str) -> Result<String, String> {
+fn parse_agent_arg(s: &str) -> std::result::Result<String, String> {
     if s.contains('/') {
         crate::cluster::keys::parse_host_agent(s).map(|_| s.to_owned())
     } else {
@@ -392,22 +451,17 @@ pub enum BackendChoice {
     Poll,
 }
 
-/// A validated heartbeat interval, kept with the seconds the user gave for the record.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Interval {
-    pub secs: f64,
-}
-
-impl Interval {
-    pub fn duration(self) -> Duration {
-        Duration::from_secs_f64(self.secs)
+impl From<BackendChoice> for BackendPref {
+    fn from(c: BackendChoice) -> BackendPref {
+        match c {
+            BackendChoice::Auto => BackendPref::Auto,
+            BackendChoice::Pidfd => BackendPref::Pidfd,
+            BackendChoice::Poll => BackendPref::Poll,
+        }
     }
 }
 
-pub const MAX_INTERVAL_SECS: f64 = 86_400.0;
-pub const MIN_INTERVAL_SECS: f64 = 0.001;
-
-fn parse_secs(s: &str) -> Result<f64, String> {
+fn parse_secs(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s
         .trim()
         .parse()
@@ -418,23 +472,11 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-pub fn parse_interval(s: &str) -> Result<Interval, String> {
-    let v = parse_secs(s)?;
-    if v <= 0.0 {
-        return Err(format!("interval must be positive, got {s}"));
-    }
-    if v < MIN_INTERVAL_SECS {
-        return Err(format!(
-            "interval {s} is below the 0.001 s minimum (a watcher would spin)"
-        ));
-    }
-    if v > MAX_INTERVAL_SECS {
-        return Err(format!("interval {s} is over one day (86400 s)"));
-    }
-    Ok(Interval { secs: v })
+fn parse_interval(s: &str) -> std::result::Result<Interval, String> {
+    Interval::new(parse_secs(s)?, s)
 }
 
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
     let v = parse_secs(s)?;
     if v < 0.0 {
         return Err(format!("timeout must not be negative, got {s}"));
@@ -442,7 +484,7 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v).map_err(|e| format!("timeout {s}: {e}"))
 }
 
-pub fn parse_pid(s: &str) -> Result<i32, String> {
+fn parse_pid(s: &str) -> std::result::Result<i32, String> {
     let v: i64 = s
         .trim()
         .parse()
@@ -457,43 +499,8 @@ pub fn parse_pid(s: &str) -> Result<i32, String> {
     Ok(v as i32)
 }
 
-/// DESIGN.md's rule: 1–128 bytes of `[A-Za-z0-9._@+-]`, not starting with `.`. This keeps
-/// names safe as file names (no `/`, no `..`, no NUL, no hidden lock/temp collisions).
-pub fn validate_agent(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("agent name is empty".into());
-    }
-    if s.len() > 128 {
-        return Err(format!("agent name is {} bytes, the limit is 128", s.len()));
-    }
-    if s.starts_with('.') {
-        return Err(format!("agent name `{s}` starts with `.`"));
-    }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "._@+-".contains(*c)))
-    {
-        return Err(format!(
-            "agent name `{}` contains {c:?}; allowed: A-Z a-z 0-9 . _ @ + -",
-            s.escape_debug()
-        ));
-    }
-    Ok(())
-}
-
-fn parse_agent(s: &str) -> Result<String, String> {
-    validate_agent(s).map(|()| s.to_owned())
-}
-
-pub fn parse_run_dir(s: &str) -> Result<PathBuf, String> {
-    if s.is_empty() {
-        return Err("run dir is empty".into());
-    }
-    let p = PathBuf::from(s);
-    if p.exists() && !p.is_dir() {
-        return Err(format!("`{s}` exists and is not a directory"));
-    }
-    Ok(p)
+fn parse_agent(s: &str) -> std::result::Result<String, String> {
+    layout::validate_agent(s).map(|()| s.to_owned())
 }
 
 #[cfg(test)]
@@ -509,27 +516,6 @@ mod tests {
         ] {
             assert!(parse_interval(bad).is_err(), "{bad} accepted");
         }
-    }
-
-    #[test]
-    fn agents() {
-        for ok in ["pi", "claude-1", "a.b", "x@host", "c++", "A_9"] {
-            validate_agent(ok).unwrap();
-        }
-        let long = "a".repeat(129);
-        for bad in [
-            "",
-            ".hidden",
-            "..",
-            "a/b",
-            "a\0b",
-            "a b",
-            "é",
-            long.as_str(),
-        ] {
-            assert!(validate_agent(bad).is_err(), "{bad:?} accepted");
-        }
-        validate_agent(&"a".repeat(128)).unwrap();
     }
 
     #[test]

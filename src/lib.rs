@@ -1,45 +1,74 @@
 //! pidbeat: a pidfd + epoll liveness watcher for agent runtimes. See DESIGN.md.
+//!
+//! Two sides share one contract. The writer (`watcher/`: `watch`, `run`) keeps one agent's
+//! record true; the readers (`reader/`: `ps`, `wait`) judge records they do not trust. They
+//! meet only in the contract modules, never in each other's code.
+//!
+//! Nothing is public but [`main`] and the [`testing`] surface, so the dead-code lint sees
+//! every unused item. `unsafe` is denied everywhere but in `sys.rs`.
+#![deny(unsafe_code)]
 
-pub mod cli;
-pub mod cluster;
-pub mod detach;
-pub mod dirwatch;
-pub mod error;
-pub mod eventloop;
-pub mod fleet;
-pub mod pins;
-pub mod procfs;
-pub mod ps;
-pub mod record;
-pub mod run;
-pub mod rundir;
-pub mod settle;
+// The contract both sides obey: the record, the run dir's names and rules, the exit codes.
+mod exit;
+mod layout;
+mod record;
+
+// What both sides stand on: /proc, the few unsafe syscalls, epoll helpers, timerfds.
+mod eventloop;
+mod procfs;
 mod sys;
-pub mod target;
-pub mod timer;
-pub mod wait;
-pub mod watch;
+mod timer;
+
+// The writer.
+mod watcher;
+
+// The readers.
+mod reader;
+
+// The multi-host layer on etcd: a bridge per host over the reader's follow loop, and the
+// remote readers. Neither `watch` nor `run` reaches it.
+mod cluster;
+
+// The command line, turned into each command's plain config; no other module sees clap.
+mod cli;
+
+/// What the integration tests build on: planting records, reading /proc, watching the run
+/// dir. Not an API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::procfs::read_stat;
+    pub use crate::reader::dirwatch::DirWatch;
+    pub use crate::record::{ExitInfo, Record, Status, now_ms};
+    pub use crate::watcher::store::{RecordWriter, acquire_lock};
+    /// The etcd gateway client and key layout, for the multi-host tests.
+    pub mod cluster {
+        pub use crate::cluster::client::{
+            Client, Config, Credentials, Error, EventKind, Tls, http_agent,
+        };
+        pub use crate::cluster::keys;
+    }
+}
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Source};
+use exit::{ExitCode, runtime};
 
-/// Parses argv, runs the subcommand, and returns the process exit code.
+/// Parses argv, runs the subcommand, and returns the process exit code. The one place that
+/// prints `pidbeat: error: …`.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Watch(a) => watch::command(a),
-        Command::Run(a) => run::command(a),
-        Command::Ps(a) => match a.split() {
-            Ok(Ok(remote)) => cluster::remote::ps_command(remote),
-            Ok(Err(local)) => ps::command(local),
-            Err(e) => Err(e),
-        },
-        Command::Wait(a) => match a.split() {
-            Ok(Ok(remote)) => cluster::remote::wait_command(remote),
-            Ok(Err(local)) => wait::command(local),
-            Err(e) => Err(e),
-        },
+        Command::Watch(a) => a.into_config().and_then(watcher::command),
+        Command::Run(a) => a.into_config().and_then(watcher::run::command),
+        Command::Ps(a) => a.into_source().and_then(|s| match s {
+            Source::Local(c) => reader::ps::command(c),
+            Source::Etcd(c) => cluster::remote::ps_command(c),
+        }),
+        Command::Wait(a) => a.into_source().and_then(|s| match s {
+            Source::Local(c) => reader::wait::command(c),
+            Source::Etcd(c) => cluster::remote::wait_command(c),
+        }),
         Command::Publish(a) => a.into_config().and_then(cluster::publish::command),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -48,18 +77,18 @@ pub fn main() -> i32 {
                 "pidbeat",
                 &mut std::io::stdout(),
             );
-            Ok(0)
+            Ok(ExitCode::Success)
         }
         Command::Man => clap_mangen::Man::new(Cli::command())
             .render(&mut std::io::stdout())
-            .map(|()| 0)
+            .map(|()| ExitCode::Success)
             .map_err(|e| runtime!("cannot write the man page: {e}")),
     };
     match result {
-        Ok(code) => code,
+        Ok(code) => code.code(),
         Err(e) => {
             eprintln!("pidbeat: error: {e}");
-            e.exit_code()
+            e.exit_code().code()
         }
     }
 }

@@ -98,6 +98,15 @@ pub fn is_running(pid: i32) -> Option<Stat> {
     (liveness(pid, st.start_time, st) == Liveness::Alive).then_some(st)
 }
 
+/// Is the incarnation of `pid` that started at `start_time` still running ([`probe`])?
+/// Without a start time (seed-format records), whoever has the PID now counts.
+pub fn still_running(pid: i32, start_time: Option<u64>) -> bool {
+    match start_time {
+        Some(st) => probe(pid, st) == Liveness::Alive,
+        None => is_running(pid).is_some(),
+    }
+}
+
 fn group_has_live_thread(pid: i32) -> bool {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;

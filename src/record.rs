@@ -1,9 +1,16 @@
 //! The `.hb` record: one line of compact JSON, keys in DESIGN.md's order.
 //!
 //! One struct serves the writer and every reader. The seed's three keys are required; the
-//! rest default so that `ps`/`wait` can still read records from the shell baseline sidecar.
+//! rest are `Option`s (serde reads a missing one as `None`) so that `ps`/`wait` can still read
+//! records from the shell baseline sidecar.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::value::MapDeserializer;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -50,8 +57,8 @@ impl ExitInfo {
 }
 
 /// `code 7` or `signal 9`, as `wait` prints it and `ps` starts its EXIT column.
-impl std::fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.code, self.signal) {
             (Some(c), _) => write!(f, "code {c}"),
             (None, Some(s)) => write!(f, "signal {s}"),
@@ -65,25 +72,16 @@ pub struct Record {
     pub ts: u64,
     pub pid: i32,
     pub status: Status,
-    #[serde(default)]
     pub ts_ms: Option<u64>,
-    #[serde(default)]
     pub seq: Option<u64>,
-    #[serde(default)]
     pub interval: Option<f64>,
-    #[serde(default)]
     pub backend: Option<String>,
-    #[serde(default)]
     pub watcher_pid: Option<i32>,
-    #[serde(default)]
     pub start_time: Option<u64>,
-    #[serde(default)]
     pub exit: Option<ExitInfo>,
-    #[serde(default)]
     pub died_ms: Option<u64>,
     /// Not in the seed: the watcher's own start time, so that readers can tell the watcher
     /// from a process that later reused its PID.
-    #[serde(default)]
     pub watcher_start_time: Option<u64>,
 }
 
@@ -97,17 +95,94 @@ impl Record {
         v
     }
 
-    pub fn parse(bytes: &[u8]) -> Result<Record, String> {
-        if bytes.len() > MAX_RECORD_BYTES {
-            return Err(format!("record is over {MAX_RECORD_BYTES} bytes"));
-        }
-        // serde_json's default recursion limit (128) bounds deep nesting.
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
-    }
-
     /// Milliseconds of the last write: `ts_ms`, or `ts` for seed-format records.
     pub fn written_ms(&self) -> u64 {
         self.ts_ms.unwrap_or(self.ts.saturating_mul(1000))
+    }
+}
+
+/// The record and its keys in the file's order (for `ps --json`, which passes unknown keys
+/// through), from one pass over the bytes: the typed record is read from the parsed keys, not
+/// parsed again.
+pub fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("record is not UTF-8: {e}"))?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(format!("record is over {MAX_RECORD_BYTES} bytes"));
+    }
+    // serde_json's default recursion limit (128) bounds deep nesting.
+    let fields = serde_json::from_slice::<Ordered>(bytes)
+        .map_err(|e| e.to_string())?
+        .0;
+    let entries = fields.iter().map(|(k, v)| (&**k, v));
+    let record = Record::deserialize(MapDeserializer::<_, serde_json::Error>::new(entries))
+        .map_err(|e| e.to_string())?;
+    Ok((record, fields))
+}
+
+/// A record's key. pidbeat's own keys borrow a static name: a fleet's records repeat them
+/// tens of thousands of times.
+pub type Key = Cow<'static, str>;
+
+/// [`Record`]'s keys in the order it writes them (a test holds the two together).
+pub const RECORD_KEYS: [&str; 12] = [
+    "ts",
+    "pid",
+    "status",
+    "ts_ms",
+    "seq",
+    "interval",
+    "backend",
+    "watcher_pid",
+    "start_time",
+    "exit",
+    "died_ms",
+    "watcher_start_time",
+];
+
+/// A JSON object's entries in the order the file has them (serde_json's `Map` sorts them,
+/// since `preserve_order` is off).
+struct Ordered(Vec<(Key, Value)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Ordered, A::Error> {
+                // Room for a pidbeat record's keys without growing.
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(RECORD_KEYS.len()));
+                while let Some(k) = m.next_key_seed(KeySeed)? {
+                    v.push((k, m.next_value()?));
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Key, E> {
+        Ok(match RECORD_KEYS.iter().find(|k| **k == s) {
+            Some(k) => Cow::Borrowed(k),
+            None => Cow::Owned(s.to_owned()),
+        })
     }
 }
 
@@ -167,14 +242,60 @@ mod tests {
              \"backend\":\"pidfd\",\"watcher_pid\":3,\"start_time\":4,\"exit\":null,\
              \"died_ms\":null,\"watcher_start_time\":5}\n"
         );
-        assert_eq!(Record::parse(line.as_bytes()).unwrap(), r);
+        let (parsed, fields) = parse(line.as_bytes()).unwrap();
+        assert_eq!(parsed, r);
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, RECORD_KEYS, "RECORD_KEYS is the order to_line writes");
     }
 
     #[test]
     fn seed_records_parse() {
-        let r = Record::parse(br#"{"ts":5,"pid":9,"status":"alive"}"#).unwrap();
+        let (r, _) = parse(br#"{"ts":5,"pid":9,"status":"alive"}"#).unwrap();
         assert_eq!(r.written_ms(), 5000);
-        assert!(Record::parse(b"{\"ts\":5").is_err());
-        assert!(Record::parse(br#"{"ts":5,"pid":9,"status":"zombie"}"#).is_err());
+        assert!(parse(b"{\"ts\":5").is_err());
+        assert!(parse(br#"{"ts":5,"pid":9,"status":"zombie"}"#).is_err());
+    }
+
+    #[test]
+    fn keeps_key_order_and_refuses_junk() {
+        let (_, fields) = parse(br#"{"ts":1,"pid":2,"status":"dead","zz":1,"aa":2}"#).unwrap();
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["ts", "pid", "status", "zz", "aa"]);
+        assert!(parse(b"\xff\xfe").is_err());
+        let deep = "[".repeat(10_000);
+        assert!(parse(deep.as_bytes()).is_err());
+        assert!(parse(br#"{"ts":1,"pid":2,"status":"alive","ts":3}"#).is_err());
+    }
+
+    /// The one-pass parse reads the typed record from parsed keys; it must accept and refuse
+    /// exactly what serde_json reading the record directly would.
+    #[test]
+    fn one_pass_parse_agrees_with_serde_json() {
+        let cases: [&[u8]; 16] = [
+            br#"{"ts":1,"pid":2,"status":"alive","ts_ms":1000,"seq":1,"interval":15.0,"backend":"pidfd","watcher_pid":3,"start_time":4,"exit":null,"died_ms":null,"watcher_start_time":5}"#,
+            br#"{"ts":1,"pid":2,"status":"dead","exit":{"code":null,"signal":9,"core":false},"died_ms":7}"#,
+            br#"{"ts":5,"pid":9,"status":"alive"}"#,
+            br#" { "pid" : 9 , "status" : "unwatched" , "ts" : 5 , "x" : [1, {"y": null}] } "#,
+            br#"{"ts":5,"pid":9,"status":"alive","interval":1}"#,
+            br#"{"ts":5,"pid":9}"#,
+            br#"{"ts":5,"pid":9,"status":"zombie"}"#,
+            br#"{"ts":"5","pid":9,"status":"alive"}"#,
+            br#"{"ts":5.0,"pid":9,"status":"alive"}"#,
+            br#"{"ts":-5,"pid":9,"status":"alive"}"#,
+            br#"{"ts":5,"pid":3000000000,"status":"alive"}"#,
+            br#"{"ts":5,"pid":9,"status":"alive","seq":null,"backend":7}"#,
+            br#"{"ts":5,"pid":9,"status":"dead","exit":{"code":1}}"#,
+            br#"{"ts":5,"pid":9,"status":"dead","status":"alive"}"#,
+            br#"[1,2,3]"#,
+            br#"{"ts":5,"pid":9,"status":"alive"} trailing"#,
+        ];
+        for c in cases {
+            let text = String::from_utf8_lossy(c);
+            match (parse(c), serde_json::from_slice::<Record>(c)) {
+                (Ok((a, _)), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{text}: one pass {a:?}, serde_json {b:?}"),
+            }
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Every `unsafe` block of pidbeat lives here, each with the reason it is sound.
+//! Every `unsafe` block of pidbeat lives here, each with the reason it is sound. The crate
+//! denies `unsafe_code`; this module alone allows it.
+#![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

@@ -4,8 +4,8 @@
 //! below what the machine itself allows (the file system's own cost of a record write, libc's
 //! shared pages), so they are taken against what the same run measured.
 
-use crate::report::fmt;
 use crate::results::Results;
+use crate::stats::fmt;
 
 /// CPU per beat of a pidbeat backend over the floor's, same run.
 const CPU_VS_FLOOR: f64 = 1.2;

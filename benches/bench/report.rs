@@ -9,14 +9,8 @@ use crate::contenders::{FLOOR, PIDFD, POLL, SHELL1, SHELL15};
 use crate::forks::ForkCounter;
 use crate::goals::Goal;
 use crate::results::Results;
+use crate::stats::fmt;
 use crate::{Ctx, MANIFEST_DIR, PIDBEAT};
-
-pub fn fmt(v: Option<f64>, prec: usize) -> String {
-    match v {
-        Some(x) => format!("{x:.prec$}"),
-        None => "–".into(),
-    }
-}
 
 /// A table's head: the column names (`a | b`) and, under them, the alignment row.
 fn head(s: &mut String, cols: &str, align: &str) {

@@ -57,3 +57,11 @@ impl Rng {
         lo + Duration::from_micros(if span == 0 { 0 } else { self.next() % span })
     }
 }
+
+/// A measured value for the report: `–` where it was not measured.
+pub fn fmt(v: Option<f64>, prec: usize) -> String {
+    match v {
+        Some(x) => format!("{x:.prec$}"),
+        None => "–".into(),
+    }
+}

@@ -132,7 +132,8 @@ impl Outbox {
         self.wake.notify_all();
     }
 
-    /// Agents waiting to be written, and how many verdicts are held (for tests/diagnostics).
+    /// Agents waiting to be written, and how many verdicts are held.
+    #[cfg(test)]
     pub fn backlog(&self) -> (usize, usize) {
         let b = self.lock();
         (b.dirty.len() + b.gone.len(), b.latest.len())
@@ -389,8 +390,8 @@ impl<'a> Writer<'a> {
 /// `pidbeat publish`: follows the run dir and keeps etcd's `/pidbeat/<host>/` equal to it
 /// until SIGINT/SIGTERM; then revokes the lease (the host shows unreachable at once) and
 /// exits 0.
-pub fn command(cfg: super::PublishConfig) -> crate::error::Result<i32> {
-    let client = Client::new(&cfg.client).map_err(|e| crate::runtime!("{e}"))?;
+pub fn command(cfg: super::PublishConfig) -> crate::exit::Result<crate::exit::ExitCode> {
+    let client = Client::new(&cfg.client).map_err(|e| crate::exit::runtime!("{e}"))?;
     let outbox = Outbox::default();
     let mut local = super::local::Local::new(&cfg.run_dir, &cfg.host)?;
     // The first look completes before the writer starts, so that the writer's clean-up at
@@ -404,11 +405,11 @@ pub fn command(cfg: super::PublishConfig) -> crate::error::Result<i32> {
         let writer = std::thread::Builder::new()
             .name("etcd-writer".into())
             .spawn_scoped(s, || Writer::new(&outbox, client, opts).run())
-            .map_err(|e| crate::runtime!("cannot start the etcd writer thread: {e}"))?;
+            .map_err(|e| crate::exit::runtime!("cannot start the etcd writer thread: {e}"))?;
         let followed = local.run(&outbox);
         outbox.close();
         let _ = writer.join();
-        followed.map(|()| 0)
+        followed.map(|()| crate::exit::ExitCode::Success)
     })
 }
 

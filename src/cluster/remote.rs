@@ -26,11 +26,10 @@ use serde_json::Value;
 use super::client::{Client, Config, Error, EventKind, KeyValue, Range, WatchResponse};
 use super::keys::{self, Key};
 use super::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
-use crate::error::{Error as CliError, Result as CliResult};
-use crate::fleet::{self, Entry, State};
-use crate::ps::{self, json, prom, table};
-use crate::record::{ExitInfo, now_ms};
-use crate::runtime;
+use crate::exit::{Error as CliError, ExitCode, Result as CliResult, runtime};
+use crate::reader::ps::{self, json, prom, table};
+use crate::reader::verdict::{AgentVerdict as Entry, State};
+use crate::record::{self, ExitInfo, now_ms};
 
 /// `HOST/AGENT`.
 pub type Name = (String, String);
@@ -228,11 +227,6 @@ impl Follower {
 
     pub fn view(&self) -> &View {
         &self.view
-    }
-
-    /// The member the watch reads from, if any answers.
-    pub fn member(&self) -> Option<&str> {
-        self.watching.as_deref()
     }
 
     /// Starts a watch from `view.revision + 1` on the client's member (or the next that
@@ -459,7 +453,7 @@ fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
         Label::Plain => name.1.clone(),
     };
     let host_field = || (Cow::Borrowed("host"), Value::from(name.0.as_str()));
-    let (record, fields) = match fleet::parse(&remote.bytes) {
+    let (record, fields) = match record::parse(&remote.bytes) {
         Ok(p) => p,
         Err(e) => {
             let error = serde_json::from_slice::<Value>(&remote.bytes)
@@ -521,7 +515,7 @@ fn missing<'a>(view: &View, named: &'a [Name]) -> Vec<&'a Name> {
 
 /// `pidbeat ps --etcd`: one linearizable read of the prefix (through the first member that
 /// answers), or with `--watch` a frame per change.
-pub fn ps_command(cfg: RemotePsConfig) -> CliResult<i32> {
+pub fn ps_command(cfg: RemotePsConfig) -> CliResult<ExitCode> {
     let mut named = cfg.agents.clone();
     named.sort();
     named.dedup();
@@ -552,12 +546,16 @@ pub fn ps_command(cfg: RemotePsConfig) -> CliResult<i32> {
     for (h, a) in &missing {
         eprintln!("pidbeat: {h}/{a}: no key in etcd");
     }
-    Ok(if missing.is_empty() { 0 } else { 1 })
+    Ok(if missing.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }
 
 /// `ps --etcd --watch`: a frame whenever the fleet in etcd changes (off a TTY after a `---`
 /// line, with `--json` one array per line), until SIGINT/SIGTERM (exit 0).
-fn ps_watch(cfg: &RemotePsConfig, named: &[Name]) -> CliResult<i32> {
+fn ps_watch(cfg: &RemotePsConfig, named: &[Name]) -> CliResult<ExitCode> {
     let quit = quit_flag()?;
     let mut follower = Follower::start(&cfg.client)
         .map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
@@ -589,7 +587,7 @@ fn ps_watch(cfg: &RemotePsConfig, named: &[Name]) -> CliResult<i32> {
         // Short waits so that SIGINT/SIGTERM end us promptly and cleanly.
         while follower.next(Some(Instant::now() + QUIT_CHECK)) == Change::Timeout {
             if quit.load(Ordering::SeqCst) {
-                return Ok(0);
+                return Ok(ExitCode::Success);
             }
         }
     }
@@ -626,7 +624,7 @@ fn quit_flag() -> CliResult<Arc<std::sync::atomic::AtomicBool>> {
 /// (exit unknown) or `… lost`, one line per agent as each ends; exit 0 once all have, 124
 /// after `--timeout`. `unreachable` ends nothing (the host may come back, and its deaths are
 /// published then); it is said once on stderr.
-pub fn wait_command(cfg: RemoteWaitConfig) -> CliResult<i32> {
+pub fn wait_command(cfg: RemoteWaitConfig) -> CliResult<ExitCode> {
     let mut waiting: Vec<Name> = Vec::new();
     for a in cfg.agents {
         if !waiting.contains(&a) {
@@ -657,7 +655,7 @@ pub fn wait_command(cfg: RemoteWaitConfig) -> CliResult<i32> {
             true
         });
         if waiting.is_empty() {
-            return Ok(0);
+            return Ok(ExitCode::Success);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let names: Vec<String> = waiting.iter().map(|(h, a)| format!("{h}/{a}")).collect();
@@ -665,7 +663,7 @@ pub fn wait_command(cfg: RemoteWaitConfig) -> CliResult<i32> {
                 "pidbeat: wait: timed out; still waiting for: {}",
                 names.join(" ")
             );
-            return Ok(124);
+            return Ok(ExitCode::TimedOut);
         }
         follower.next(deadline);
     }

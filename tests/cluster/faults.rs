@@ -456,7 +456,7 @@ fn publish_with_1000_agents_stays_under_8_mib() {
     // holds per agent is the same object whatever the state).
     let me = std::process::id() as i32;
     for k in 0..1000 {
-        let ms = pidbeat::record::now_ms();
+        let ms = pidbeat::testing::now_ms();
         let line = format!(
             r#"{{"ts":{},"pid":{me},"status":"dead","ts_ms":{ms},"seq":7,"interval":15.0,"backend":"pidfd","watcher_pid":{me},"start_time":1,"exit":{{"code":{},"signal":null,"core":false}},"died_ms":{ms},"watcher_start_time":1}}"#,
             ms / 1000,
@@ -466,8 +466,8 @@ fn publish_with_1000_agents_stays_under_8_mib() {
     }
     h.publish(&c.urls_from(0), 10);
     let mut cl = crate::client::client(&c, 1, SEC);
-    let prefix = pidbeat::cluster::keys::host_prefix("h1");
-    let end = pidbeat::cluster::keys::prefix_end(prefix.as_bytes());
+    let prefix = pidbeat::testing::cluster::keys::host_prefix("h1");
+    let end = pidbeat::testing::cluster::keys::prefix_end(prefix.as_bytes());
     let t = Instant::now();
     poll(
         20 * SEC,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pidbeat::cluster::keys;
+use pidbeat::testing::cluster::keys;
 use serde_json::Value;
 
 use crate::client::client;
@@ -156,19 +156,19 @@ fn publishes_verdicts_and_readers_see_them() {
     assert!(v.values().any(|o| o["state"] == "unreachable") || v.len() == 2);
 }
 
-fn dead_record(code: Option<i32>, signal: Option<i32>) -> pidbeat::record::Record {
-    let ms = pidbeat::record::now_ms();
-    pidbeat::record::Record {
+fn dead_record(code: Option<i32>, signal: Option<i32>) -> pidbeat::testing::Record {
+    let ms = pidbeat::testing::now_ms();
+    pidbeat::testing::Record {
         ts: ms / 1000,
         pid: 1234,
-        status: pidbeat::record::Status::Dead,
+        status: pidbeat::testing::Status::Dead,
         ts_ms: Some(ms),
         seq: Some(3),
         interval: Some(15.0),
         backend: Some("pidfd".into()),
         watcher_pid: None,
         start_time: Some(1),
-        exit: Some(pidbeat::record::ExitInfo {
+        exit: Some(pidbeat::testing::ExitInfo {
             code,
             signal,
             core: false,

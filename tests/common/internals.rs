@@ -4,14 +4,13 @@
 
 use std::os::fd::OwnedFd;
 
-pub use pidbeat::dirwatch::DirWatch;
-pub use pidbeat::record::{ExitInfo, Record, Status};
+pub use pidbeat::testing::{DirWatch, ExitInfo, Record, Status};
 
 use super::Sandbox;
 
 /// The start time pidbeat itself reads for `pid` (its `watcher_start_time`, `start_time`).
 pub fn read_start_time(pid: i32) -> u64 {
-    pidbeat::procfs::read_stat(pid).unwrap().start_time
+    pidbeat::testing::read_stat(pid).unwrap().start_time
 }
 
 impl Sandbox {
@@ -19,7 +18,7 @@ impl Sandbox {
     /// states real processes cannot hold still for.
     pub fn plant(&self, agent: &str, r: &Record) {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::rundir::RecordWriter::new(&self.run_dir(), agent)
+        pidbeat::testing::RecordWriter::new(&self.run_dir(), agent)
             .write(&r.to_line(), false)
             .unwrap();
     }
@@ -28,6 +27,6 @@ impl Sandbox {
     /// then stands for a running watcher until the returned fd is dropped.
     pub fn hold_lock(&self, agent: &str) -> OwnedFd {
         std::fs::create_dir_all(self.run_dir()).unwrap();
-        pidbeat::rundir::acquire_lock(&self.run_dir(), agent).unwrap()
+        pidbeat::testing::acquire_lock(&self.run_dir(), agent).unwrap()
     }
 }

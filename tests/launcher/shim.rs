@@ -138,10 +138,16 @@ fn assert_list_panes(calls: &[Call], agent: &str) {
     }
 }
 
-fn assert_setsid_stdio(call: &Call, h: &TmuxSandbox, agent: &str) {
+/// `stdout_to_launcher`: pidbeat's stdout is the pipe the launcher reads its PID from
+/// (`watch --detach` prints it); the shell sidecar's goes to the log.
+fn assert_setsid_stdio(call: &Call, h: &TmuxSandbox, agent: &str, stdout_to_launcher: bool) {
     let log = h.run_dir().join(format!("{agent}.log"));
     assert_eq!(call.env("FD0"), "/dev/null", "watcher stdin");
-    assert_eq!(call.env("FD1"), log.to_str().unwrap(), "watcher stdout");
+    if stdout_to_launcher {
+        assert!(call.env("FD1").starts_with("pipe:"), "watcher stdout");
+    } else {
+        assert_eq!(call.env("FD1"), log.to_str().unwrap(), "watcher stdout");
+    }
     assert_eq!(call.env("FD2"), log.to_str().unwrap(), "watcher stderr");
     assert_eq!(
         call.env("MOSAIC_HEARTBEAT_RUN_DIR"),
@@ -191,7 +197,7 @@ fn shim_pidbeat_backend(backend: &str, args: &[&str], env: &[(&str, &str)]) {
             "--detach"
         ]
     );
-    assert_setsid_stdio(&setsid[0], &h, agent);
+    assert_setsid_stdio(&setsid[0], &h, agent, true);
     assert_eq!(
         setsid[0].env("MOSAIC_HEARTBEAT_INTERVAL"),
         "0.5",
@@ -262,7 +268,7 @@ fn shim_shell_backend_runs_sidecar_under_setsid() {
             "--agent=agent-1"
         ]
     );
-    assert_setsid_stdio(&setsid[0], &h, "agent-1");
+    assert_setsid_stdio(&setsid[0], &h, "agent-1", false);
     assert!(
         r.elapsed < Duration::from_secs(3),
         "gave up in {:?}",
@@ -447,7 +453,8 @@ fn shim_run_dir_resolution() {
         assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr);
         let call = calls(&h, "setsid").pop().expect("setsid called");
         assert_eq!(call.env("MOSAIC_HEARTBEAT_RUN_DIR"), want.to_str().unwrap());
-        assert_eq!(call.env("FD1"), want.join("agent-1.log").to_str().unwrap());
+        // The log is the watcher's stderr (its stdout is the PID pipe).
+        assert_eq!(call.env("FD2"), want.join("agent-1.log").to_str().unwrap());
         assert_eq!(mode(want), 0o700, "{} mode", want.display());
     };
     let base = || {

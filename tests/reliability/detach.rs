@@ -35,14 +35,15 @@ fn detach_returns_at_once_with_the_record_on_disk() {
         "`$(pidbeat watch --detach …)` took {:?}",
         o.elapsed
     );
-    assert!(
-        o.stdout.is_empty() && o.stderr.is_empty(),
-        "{o:?}",
-        o = (&o.stdout, &o.stderr)
-    );
     let rec = rec.expect("no record on disk when --detach returned");
     assert_eq!(rec["status"], "alive", "{rec}");
     let wpid = wpid.unwrap();
+    // Its one line of output is the watcher's PID, as the record names it.
+    assert!(
+        o.stdout == format!("{wpid}\n") && o.stderr.is_empty(),
+        "{o:?}",
+        o = (&o.stdout, &o.stderr)
+    );
     assert!(pid_running(wpid), "detached watcher {wpid} is not running");
     assert_eq!(
         stat_field(wpid, 6).unwrap(),

@@ -6,12 +6,19 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
 
-use crate::cli::BackendChoice;
-use crate::error::{Error, Result};
+use crate::exit::{Error, Result, runtime};
 use crate::procfs::{self, Liveness};
 use crate::record::ExitInfo;
-use crate::runtime;
 use crate::sys::{self, PidfdExit};
+
+/// Which backend the caller asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendPref {
+    /// pidfd, falling back to poll where pidfd_open is unavailable (ENOSYS/EPERM).
+    Auto,
+    Pidfd,
+    Poll,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -57,7 +64,7 @@ fn is_readable(fd: &OwnedFd) -> bool {
 impl Target {
     /// Pins `pid`: pidfd first, then the start time, then "pidfd not yet readable". That order
     /// proves the start time belongs to the process the pidfd names (no PID-reuse window).
-    pub fn open(pid: i32, choice: BackendChoice, is_child: bool) -> Result<Target> {
+    pub fn open(pid: i32, choice: BackendPref, is_child: bool) -> Result<Target> {
         if pid == std::process::id() as i32 {
             return Err(Error::Usage(format!(
                 "--pid {pid} is pidbeat's own PID; give the runtime's PID"
@@ -72,11 +79,11 @@ impl Target {
             ));
         }
         let pidfd = match choice {
-            BackendChoice::Poll => None,
+            BackendPref::Poll => None,
             _ => match rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK) {
                 Ok(fd) => Some(fd),
                 Err(Errno::SRCH) => return Err(no_such_process(pid)),
-                Err(e @ (Errno::NOSYS | Errno::PERM)) if choice == BackendChoice::Auto => {
+                Err(e @ (Errno::NOSYS | Errno::PERM)) if choice == BackendPref::Auto => {
                     eprintln!("pidbeat: pidfd_open unavailable ({e}); using the poll backend");
                     None
                 }

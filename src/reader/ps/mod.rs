@@ -12,18 +12,34 @@ pub(crate) mod prom;
 pub(crate) mod table;
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::PsArgs;
-use crate::dirwatch::DirWatch;
-use crate::error::{Error, Result};
-use crate::fleet::{self, Entry, Unsettled};
-use crate::runtime;
-use crate::settle::Settler;
+use super::file::list_agents;
+use super::follow::{Follow, Wakeups};
+use super::look::judge_all;
+use super::settle::Settler;
+use super::verdict::{AgentVerdict, Unsettled};
+use crate::exit::{ExitCode, Result, runtime};
+
+#[derive(Debug)]
+pub struct PsConfig {
+    pub run_dir: PathBuf,
+    pub view: View,
+    /// Only these agents (all when empty).
+    pub agents: Vec<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum View {
+    /// One settled snapshot.
+    Once(Format),
+    /// `--watch`: tables, or one JSON array per line.
+    Watch { json: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
     Table,
     Json,
     Prom,
@@ -32,32 +48,21 @@ enum Format {
 /// One look at the fleet.
 struct Snapshot {
     /// Sorted by agent.
-    entries: Vec<Entry>,
+    entries: Vec<AgentVerdict>,
     /// Named agents without a record.
     missing: Vec<String>,
     dir_missing: bool,
 }
 
-pub fn command(args: PsArgs) -> Result<i32> {
-    let dir = args.run_dir.resolve()?;
-    let format = match (args.json, args.prom) {
-        (true, _) => Format::Json,
-        (_, true) => Format::Prom,
-        _ => Format::Table,
-    };
-    let mut named = args.agents;
+pub fn command(config: PsConfig) -> Result<ExitCode> {
+    let dir = config.run_dir;
+    let mut named = config.agents;
     named.sort();
     named.dedup();
-    if args.watch {
-        if format == Format::Prom {
-            return Err(Error::Usage(
-                "--watch cannot be combined with --prom: the textfile collector wants one \
-                 snapshot per file; run `pidbeat ps --prom` from a timer instead"
-                    .into(),
-            ));
-        }
-        return live::run(&dir, &named, format == Format::Json);
-    }
+    let format = match config.view {
+        View::Watch { json } => return live::run(&dir, &named, json),
+        View::Once(format) => format,
+    };
 
     let snap = settled_snapshot(&dir, &named)?;
     let text = match format {
@@ -75,7 +80,11 @@ pub fn command(args: PsArgs) -> Result<i32> {
     for agent in &snap.missing {
         eprintln!("pidbeat: {agent}: no record in {}", dir.display());
     }
-    Ok(if snap.missing.is_empty() { 0 } else { 1 })
+    Ok(if snap.missing.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }
 
 fn hint(dir: &Path, dir_missing: bool) -> String {
@@ -95,9 +104,9 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> io::Result<()> {
 
 /// `pidbeat ps | head -1`: the reader has gone, which is no error of ours. (Rust ignores
 /// SIGPIPE, so the write fails with EPIPE instead of killing us.)
-pub(crate) fn quiet_on_broken_pipe(e: io::Error) -> Result<i32> {
+pub(crate) fn quiet_on_broken_pipe(e: io::Error) -> Result<ExitCode> {
     if e.kind() == io::ErrorKind::BrokenPipe {
-        Ok(0)
+        Ok(ExitCode::Success)
     } else {
         Err(runtime!("cannot write to stdout: {e}"))
     }
@@ -115,7 +124,7 @@ fn collect(dir: &Path, named: &[String]) -> Result<Snapshot> {
         dir_missing: false,
     };
     let agents = if named.is_empty() {
-        match fleet::list_agents(dir) {
+        match list_agents(dir) {
             Ok(a) => a,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 snap.dir_missing = true;
@@ -127,9 +136,9 @@ fn collect(dir: &Path, named: &[String]) -> Result<Snapshot> {
         named.to_vec()
     };
     snap.entries.reserve(agents.len());
-    let judged = fleet::classify_all(dir, &agents);
-    for (agent, entry) in agents.into_iter().zip(judged) {
-        match entry {
+    let judged = judge_all(dir, &agents);
+    for (agent, verdict) in agents.into_iter().zip(judged) {
+        match verdict {
             Some(e) => snap.entries.push(e),
             // Listed a moment ago and gone since: only a named agent is worth a word.
             None if !named.is_empty() => snap.missing.push(agent),
@@ -156,26 +165,28 @@ fn settle(snap: &mut Snapshot, settler: &mut Settler, now: Instant) -> Option<In
 /// clean death a millisecond from being recorded.
 fn settled_snapshot(dir: &Path, named: &[String]) -> Result<Snapshot> {
     let mut settler = Settler::default();
-    let mut watch: Option<DirWatch> = None;
+    let mut follow: Option<Follow> = None;
     loop {
         let mut snap = collect(dir, named)?;
         let Some(deadline) = settle(&mut snap, &mut settler, Instant::now()) else {
             return Ok(snap);
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        match &mut watch {
-            None => match DirWatch::new(dir) {
+        // Without inotify (a limit reached, say), look again every 50 ms.
+        let nap = || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        };
+        match &mut follow {
+            None => match Follow::new(dir, Wakeups::default()) {
                 // Look again at once: the record may have landed before the watch existed.
-                Ok(w) => watch = Some(w),
-                Err(_) => std::thread::sleep(left.min(Duration::from_millis(50))),
+                Ok(f) => follow = Some(f),
+                Err(_) => nap(),
             },
-            Some(w) => match w.wait(left) {
-                Ok(true) => {
-                    let _ = w.drain(|_| true);
+            Some(f) => {
+                if f.next(|_| true, Some(deadline)).is_err() {
+                    nap();
                 }
-                Ok(false) => {}
-                Err(_) => std::thread::sleep(left.min(Duration::from_millis(50))),
-            },
+            }
         }
     }
 }

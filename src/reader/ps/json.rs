@@ -7,13 +7,13 @@
 
 use serde::Serialize;
 
-use crate::fleet::Entry;
+use crate::reader::verdict::AgentVerdict;
 
 const OURS: [&str; 3] = ["agent", "state", "age_ms"];
 
 /// `pretty`: one object per line (still one JSON document); otherwise the whole array on
 /// one line, as `ps --watch --json` prints one frame per line.
-pub fn render(entries: &[Entry], pretty: bool) -> String {
+pub fn render(entries: &[AgentVerdict], pretty: bool) -> String {
     if entries.is_empty() {
         return "[]\n".into();
     }
@@ -36,8 +36,8 @@ pub fn render(entries: &[Entry], pretty: bool) -> String {
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// One agent's object (what the bridge publishes, too).
-pub(crate) fn object(out: &mut Vec<u8>, e: &Entry) {
+/// One agent's object (what `publish` puts to etcd, too).
+pub(crate) fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
     out.push(b'{');
     pair(out, "agent", e.agent.as_str());
     out.push(b',');

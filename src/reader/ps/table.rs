@@ -2,7 +2,7 @@
 
 use anstyle::{AnsiColor, Style};
 
-use crate::fleet::{Entry, State};
+use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::{ExitInfo, Status};
 
 const HEADER: [&str; 6] = ["AGENT", "STATE", "PID", "AGE", "BACKEND", "EXIT"];
@@ -25,7 +25,7 @@ fn style(state: &str) -> Style {
 /// `missing` are named agents without a record (`ps --watch` shows them while they are
 /// awaited). Colour is only added when `color`: the caller asks anstream whether stdout wants
 /// it (a TTY, no `NO_COLOR`).
-pub fn render(entries: &[Entry], missing: &[String], color: bool) -> String {
+pub fn render(entries: &[AgentVerdict], missing: &[String], color: bool) -> String {
     let mut rows: Vec<[String; 6]> = entries.iter().map(row).collect();
     rows.extend(
         missing
@@ -64,7 +64,7 @@ fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6], state: Optio
     out.push('\n');
 }
 
-fn row(e: &Entry) -> [String; 6] {
+fn row(e: &AgentVerdict) -> [String; 6] {
     let dash = || "-".to_owned();
     let r = e.record.as_ref();
     [

@@ -1,6 +1,9 @@
-//! The watcher: one epoll set (mio) holding the target (pidfd, or a 100 ms check timer for
-//! the poll backend), the heartbeat timerfd and the signals. Death is an event: the `dead`
-//! record is written the moment the pidfd becomes readable.
+//! The writer side: `watch` and `run`. One watcher per agent, one epoll set (mio) holding the
+//! target (pidfd, or a 100 ms check timer for the poll backend), the heartbeat timerfd and the
+//! signals. Death is an event: the `dead` record is written the moment the pidfd becomes
+//! readable (`death.rs`). How the target is pinned is `target.rs`; how records reach the disk
+//! and the lock is taken, `store.rs`; `--detach`, `detach.rs`; `pidbeat run`, `run.rs`. This
+//! side reads nothing a reader writes: it shares only `layout.rs` and `record.rs` with them.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -9,17 +12,25 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rustix::process::{Signal, WaitOptions};
+use rustix::process::Signal;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::cli::Interval;
-use crate::error::Result;
+mod death;
+mod detach;
+pub mod run;
+pub mod store;
+mod target;
+
+pub use target::BackendPref;
+
+use crate::exit::{ExitCode, Result, runtime};
+use crate::layout::Interval;
 use crate::record::{ExitInfo, Record, Status, now_ms};
-use crate::rundir::RecordWriter;
-use crate::runtime;
-use crate::target::{Backend, ExitQuery, Target};
 use crate::timer::Timer;
+use detach::Detach;
+use store::RecordWriter;
+use target::{Backend, Target};
 
 const SIG: Token = Token(0);
 const BEAT: Token = Token(1);
@@ -27,9 +38,6 @@ const TARGET: Token = Token(2);
 
 /// How often the poll backend looks at /proc: death shows within 250 ms with margin.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
-/// How long a `dead` record waits for the kernel to learn a non-child's exit status (it
-/// does once the parent reaps).
-pub const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long a final record that cannot be written is retried when the watcher must end
 /// anyway: `unwatched` on SIGTERM/SIGINT (then exit 1), `dead` under `pidbeat run` (whose
 /// exit status is the child's). `watch` retries a `dead` record until it lands.
@@ -55,6 +63,22 @@ pub enum Mode {
     Run,
 }
 
+/// What every record-writing command (`watch`, `run`) is told.
+#[derive(Debug)]
+pub struct WriterConfig {
+    pub agent: String,
+    pub run_dir: PathBuf,
+    pub interval: Interval,
+}
+
+#[derive(Debug)]
+pub struct WatchConfig {
+    pub pid: i32,
+    pub writer: WriterConfig,
+    pub backend: BackendPref,
+    pub detach: bool,
+}
+
 pub struct Watcher {
     target: Target,
     writer: RecordWriter,
@@ -71,22 +95,15 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(
-        target: Target,
-        run_dir: PathBuf,
-        agent: &str,
-        interval: Interval,
-        mode: Mode,
-        lock: OwnedFd,
-    ) -> Self {
-        let writer = RecordWriter::new(&run_dir, agent);
+    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: OwnedFd) -> Self {
+        let writer = RecordWriter::new(&config.run_dir, &config.agent);
         // We hold the agent's lock, so no other watcher of this agent lives: any temp file
         // of an earlier one was left by a crash (SIGKILL between create and rename).
         writer.sweep_stale_tmps();
         Watcher {
             target,
             writer,
-            interval,
+            interval: config.interval,
             mode,
             seq: 0,
             watcher_pid: std::process::id() as i32,
@@ -152,7 +169,8 @@ impl Watcher {
     }
 
     /// Runs until the target dies or a signal ends the watch. `ready` runs once the first
-    /// `alive` record is on disk (it is where `--detach` lets its parent go).
+    /// `alive` record is on disk (it is where `--detach` lets its parent go); its error ends
+    /// the watch before it has begun.
     pub fn run(
         mut self,
         mut signals: Signals,
@@ -186,7 +204,14 @@ impl Watcher {
                 self.writer.record_path().display()
             )
         })?;
-        ready()?;
+        if let Err(e) = ready() {
+            // Whoever started us was told we did not start: say that nobody watches (unless
+            // the target is already gone; then the `alive` record reads `lost`, which is true).
+            if !self.target.is_dead_now() {
+                let _ = self.write(Status::Unwatched, None, None, true);
+            }
+            return Err(e);
+        }
 
         let mut events = Events::with_capacity(8);
         loop {
@@ -273,77 +298,6 @@ impl Watcher {
         }
         Ok(None)
     }
-
-    /// As a container's PID 1 we inherit every orphan; reap them all so none stays a zombie.
-    /// Our own child's status is kept for its `dead` record.
-    fn reap_orphans(&mut self) {
-        while let Ok(Some((pid, st))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
-            if pid.as_raw_nonzero().get() == self.target.pid {
-                self.child_exit = Some(ExitInfo::from_wait_status(st.as_raw()));
-            }
-        }
-    }
-
-    fn on_death(
-        &mut self,
-        poll: &mut Poll,
-        events: &mut Events,
-        signals: &mut Signals,
-    ) -> Result<Outcome> {
-        let died_ms = now_ms();
-        let mut query = if self.target.is_child {
-            match self.child_exit.or_else(|| self.target.reap_child()) {
-                Some(e) => ExitQuery::Known(e),
-                None => ExitQuery::Unknowable,
-            }
-        } else {
-            self.target.query_exit()
-        };
-        let known = |q: ExitQuery| match q {
-            ExitQuery::Known(e) => Some(e),
-            _ => None,
-        };
-        // The death is written first, whatever we know of the exit: a reader must not wait.
-        // `watch` exists to record it, so it retries until the run dir takes it (or SIGTERM);
-        // `run` must hand back the child's status, so it gives up after a bound.
-        let give_up = (self.mode == Mode::Run).then(|| Instant::now() + FINAL_WRITE_GRACE);
-        while self
-            .write(Status::Dead, known(query), Some(died_ms), true)
-            .is_err()
-        {
-            if give_up.is_some_and(|t| Instant::now() >= t) {
-                eprintln!(
-                    "pidbeat: warning: the death of PID {} is not recorded",
-                    self.target.pid
-                );
-                return Ok(Outcome::Dead(known(query)));
-            }
-            let _ = poll.poll(events, Some(retry_period(self.interval)));
-            if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
-                return Ok(Outcome::Dead(known(query)));
-            }
-        }
-        if query == ExitQuery::Pending {
-            // A non-child's status exists only after its parent reaps it; the pidfd fires
-            // again then (EPOLLHUP). Wait for that, bounded, re-asking on every wakeup.
-            let deadline = Instant::now() + EXIT_GRACE;
-            while query == ExitQuery::Pending {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let _ = poll.poll(events, Some(left.min(Duration::from_millis(50))));
-                if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
-                    break;
-                }
-                query = self.target.query_exit();
-            }
-            if let ExitQuery::Known(e) = query {
-                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true);
-            }
-        }
-        Ok(Outcome::Dead(known(query)))
-    }
 }
 
 /// Takes over the signals a mode handles. Call it before spawning or announcing anything, so
@@ -357,24 +311,26 @@ pub fn signals(mode: Mode) -> Result<Signals> {
 }
 
 /// `pidbeat watch`.
-pub fn command(args: crate::cli::WatchArgs) -> Result<i32> {
-    let run_dir = args.run_dir.resolve()?;
-    let interval = args.interval.resolve()?;
-    let detached = if args.detach {
-        Some(crate::detach::detach()?)
+pub fn command(config: WatchConfig) -> Result<ExitCode> {
+    let detached = if config.detach {
+        match detach::detach()? {
+            Detach::Parent(code) => return Ok(code),
+            Detach::Child(d) => Some(d),
+        }
     } else {
         None
     };
-    crate::rundir::prepare(&run_dir)?;
-    let lock = crate::rundir::acquire_lock(&run_dir, &args.agent)?;
-    let target = Target::open(args.pid, args.backend, false)?;
+    let w = &config.writer;
+    crate::layout::prepare(&w.run_dir)?;
+    let lock = store::acquire_lock(&w.run_dir, &w.agent)?;
+    let target = Target::open(config.pid, config.backend, false)?;
     let signals = signals(Mode::Watch)?;
-    let watcher = Watcher::new(target, run_dir, &args.agent, interval, Mode::Watch, lock);
+    let watcher = Watcher::new(target, w, Mode::Watch, lock);
     watcher.run(signals, || match detached {
         Some(d) => d.ready(),
         None => Ok(()),
     })?;
-    Ok(0)
+    Ok(ExitCode::Success)
 }
 
 /// While writes fail, retry often enough that a death lands soon after the dir recovers.

@@ -165,38 +165,9 @@ impl AsRawFd for DirWatch {
     }
 }
 
-/// Names that matter to a reader of `agents`: their records and their lock files.
-pub fn is_agent_file(name: &OsStr, agent: &str) -> bool {
-    name.to_str().is_some_and(|n| {
-        n == crate::rundir::record_name(agent) || n == crate::rundir::lock_name(agent)
-    })
-}
-
-/// Any record or lock file (temp files `.<agent>.hb.<pid>.tmp` are not).
-pub fn is_fleet_file(name: &OsStr) -> bool {
-    let n = name.as_bytes();
-    if let Some(lock) = n.strip_prefix(b".") {
-        lock.ends_with(b".lock")
-    } else {
-        n.ends_with(b".hb")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names() {
-        let os = OsStr::new;
-        assert!(is_agent_file(os("a.hb"), "a"));
-        assert!(is_agent_file(os(".a.lock"), "a"));
-        assert!(!is_agent_file(os(".a.hb.12.tmp"), "a"));
-        assert!(!is_agent_file(os("ab.hb"), "a"));
-        assert!(is_fleet_file(os("x.hb")));
-        assert!(is_fleet_file(os(".x.lock")));
-        assert!(!is_fleet_file(os(".x.hb.7.tmp")));
-    }
 
     #[test]
     fn follows_a_dir_that_appears_and_goes() {
@@ -216,7 +187,7 @@ mod tests {
         assert!(w.on_dir());
         std::fs::write(dir.join("x.hb"), b"{}").unwrap();
         assert!(w.wait(Duration::from_secs(2)).unwrap());
-        assert!(w.drain(is_fleet_file).unwrap());
+        assert!(w.drain(crate::layout::is_fleet_file).unwrap());
         std::fs::remove_dir_all(t.path().join("a")).unwrap();
         assert!(w.wait(Duration::from_secs(2)).unwrap());
         assert!(w.drain(|_| false).unwrap());

@@ -14,10 +14,10 @@
 
 use std::fmt::Write;
 
-use crate::fleet::{Entry, State};
+use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::Status;
 
-pub fn render(entries: &[Entry]) -> String {
+pub fn render(entries: &[AgentVerdict]) -> String {
     let mut out = String::new();
     let mut family =
         |name: &str, help: &str, samples: &mut dyn Iterator<Item = (String, String)>| {
@@ -27,7 +27,7 @@ pub fn render(entries: &[Entry]) -> String {
                 let _ = writeln!(out, "{name}{{{labels}}} {value}");
             }
         };
-    let agent = |e: &Entry| format!("agent=\"{}\"", escape_label(&e.agent));
+    let agent = |e: &AgentVerdict| format!("agent=\"{}\"", escape_label(&e.agent));
 
     family(
         "pidbeat_agent_up",

@@ -1,11 +1,11 @@
-//! Graces for unsettled verdicts (see `fleet::Unsettled`). A reader that judges an agent more
+//! Graces for unsettled verdicts (see `verdict::Unsettled`). A reader that judges an agent more
 //! than once (`wait`, `ps --watch`, or `ps` waiting out a race) remembers since when each
 //! verdict has been unsettled, and settles it once its grace has run out.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::fleet::{Entry, State, Unsettled};
+use super::verdict::{AgentVerdict, State, Unsettled};
 
 #[derive(Default)]
 pub struct Settler {
@@ -13,20 +13,20 @@ pub struct Settler {
 }
 
 impl Settler {
-    /// Settles `entry` if its grace is over (a dying agent becomes `lost`, a pending exit
+    /// Settles `verdict` if its grace is over (a dying agent becomes `lost`, a pending exit
     /// stays unknown); otherwise returns when that grace ends.
-    pub fn settle(&mut self, entry: &mut Entry, now: Instant) -> Option<Instant> {
-        let Some(kind) = entry.unsettled else {
-            // Most entries are settled: no need to hash their names into an empty map.
+    pub fn settle(&mut self, verdict: &mut AgentVerdict, now: Instant) -> Option<Instant> {
+        let Some(kind) = verdict.unsettled else {
+            // Most verdicts are settled: no need to hash their names into an empty map.
             if !self.since.is_empty() {
-                self.since.remove(&entry.agent);
+                self.since.remove(&verdict.agent);
             }
             return None;
         };
-        let first = match self.since.get(&entry.agent) {
+        let first = match self.since.get(&verdict.agent) {
             Some(&(k, t)) if k == kind => t,
             _ => {
-                self.since.insert(entry.agent.clone(), (kind, now));
+                self.since.insert(verdict.agent.clone(), (kind, now));
                 now
             }
         };
@@ -35,9 +35,9 @@ impl Settler {
             return Some(deadline);
         }
         if kind == Unsettled::Dying {
-            entry.state = State::Lost;
+            verdict.state = State::Lost;
         }
-        entry.unsettled = None;
+        verdict.unsettled = None;
         None
     }
 }

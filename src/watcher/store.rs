@@ -1,87 +1,15 @@
-//! The run dir: where it is, that it is safe, atomic record writes, and the per-agent lock.
+//! The writer's side of the run dir: atomic record writes, and taking the per-agent lock.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
-use crate::runtime;
-
-pub const RUN_DIR_ENV: &str = "MOSAIC_HEARTBEAT_RUN_DIR";
-
-/// DESIGN.md's search order: `--run-dir`, `$MOSAIC_HEARTBEAT_RUN_DIR`, then
-/// `$XDG_CONFIG_HOME/mosaic/fleet/run`, then `~/.config/mosaic/fleet/run`. A set-but-empty
-/// variable counts as unset, as in the launcher and the shell sidecar.
-pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
-    }
-    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(v) = nonempty(RUN_DIR_ENV) {
-        let s = v
-            .to_str()
-            .ok_or_else(|| Error::Usage(format!("invalid {RUN_DIR_ENV}={v:?}: not UTF-8")))?;
-        return crate::cli::parse_run_dir(s)
-            .map_err(|e| Error::Usage(format!("invalid {RUN_DIR_ENV}={s:?}: {e}")));
-    }
-    // XDG says a relative XDG_CONFIG_HOME is invalid and must be ignored.
-    if let Some(x) = nonempty("XDG_CONFIG_HOME").filter(|x| Path::new(x).is_absolute()) {
-        return Ok(Path::new(&x).join("mosaic/fleet/run"));
-    }
-    match nonempty("HOME") {
-        Some(h) => Ok(Path::new(&h).join(".config/mosaic/fleet/run")),
-        None => Err(Error::Usage(
-            "no run dir: pass --run-dir or set MOSAIC_HEARTBEAT_RUN_DIR (HOME is unset)".into(),
-        )),
-    }
-}
-
-/// Creates the run dir (mode 0700) if missing and refuses one that others could write to:
-/// whoever can write there could forge records or plant symlinks.
-pub fn prepare(dir: &Path) -> Result<()> {
-    match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => {
-            return Err(Error::Usage(format!(
-                "run dir {} exists and is not a directory",
-                dir.display()
-            )));
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| runtime!("cannot create run dir {}: {e}", dir.display()))?,
-        Err(e) => return Err(runtime!("cannot stat run dir {}: {e}", dir.display())),
-    }
-    check_safe(dir)
-}
-
-fn check_safe(dir: &Path) -> Result<()> {
-    let m = std::fs::metadata(dir).map_err(|e| runtime!("run dir {}: {e}", dir.display()))?;
-    let euid = rustix::process::geteuid().as_raw();
-    if m.uid() != euid {
-        return Err(runtime!(
-            "run dir {} is owned by uid {}, not by you (uid {euid}); use a run dir of your own",
-            dir.display(),
-            m.uid()
-        ));
-    }
-    let mode = m.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(runtime!(
-            "run dir {} is writable by group or others (mode {mode:04o}); fix with: chmod go-w {}",
-            dir.display(),
-            dir.display()
-        ));
-    }
-    Ok(())
-}
+use crate::exit::{Result, runtime};
+use crate::layout::{agent_of_record, is_tmp_name, lock_name, record_name, tmp_name};
 
 /// Writes one agent's record.
 ///
@@ -107,7 +35,6 @@ impl RecordWriter {
         RecordWriter {
             dir: dir.to_path_buf(),
             record_name: record_name(agent),
-            // Unique per watcher.
             tmp_name: tmp_name(agent, std::process::id()),
             spare: None,
         }
@@ -214,41 +141,6 @@ fn link_tmpfile(file: &File, dirfd: &OwnedFd, name: &str) -> io::Result<()> {
     }
 }
 
-// The names an agent owns in the run dir: its record, its lock, its watchers' temp names.
-// Agents never start with `.`, so the dot-names can never be another agent's record.
-
-pub fn record_name(agent: &str) -> String {
-    format!("{agent}.hb")
-}
-
-/// The agent whose record `file_name` would be (not yet checked as a valid name).
-pub fn agent_of_record(file_name: &str) -> Option<&str> {
-    file_name.strip_suffix(".hb")
-}
-
-pub fn lock_name(agent: &str) -> String {
-    format!(".{agent}.lock")
-}
-
-/// The agent whose lock `file_name` would be (not yet checked as a valid name).
-pub fn agent_of_lock(file_name: &str) -> Option<&str> {
-    file_name.strip_prefix('.')?.strip_suffix(".lock")
-}
-
-fn tmp_name(agent: &str, watcher_pid: u32) -> String {
-    format!(".{agent}.hb.{watcher_pid}.tmp")
-}
-
-/// Is `name` what [`tmp_name`] gives for `agent` and some watcher? Exact shape only:
-/// `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
-fn is_tmp_name(agent: &str, name: &str) -> bool {
-    name.strip_prefix('.')
-        .and_then(|r| r.strip_prefix(agent))
-        .and_then(|r| r.strip_prefix(".hb."))
-        .and_then(|r| r.strip_suffix(".tmp"))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for
 /// the watcher's life (the kernel drops it when the watcher dies, even as a zombie). The file
 /// holds the holder's PID so a refused watcher can name it. It is never deleted: deleting a
@@ -302,22 +194,6 @@ pub fn acquire_lock(dir: &Path, agent: &str) -> Result<OwnedFd> {
     let _ = rfs::ftruncate(&fd, 0);
     let _ = rustix::io::pwrite(&fd, line.as_bytes(), 0);
     Ok(fd)
-}
-
-/// For readers: is some live process holding the agent's lock? `None` if there is no lock
-/// file (a record from the shell baseline, or a deleted file).
-pub fn lock_held(dir: &Path, agent: &str) -> Option<bool> {
-    let fd = rfs::open(
-        dir.join(lock_name(agent)),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    )
-    .ok()?;
-    match rfs::flock(fd.as_fd(), FlockOperation::NonBlockingLockShared) {
-        Ok(()) => Some(false),
-        Err(Errno::WOULDBLOCK) => Some(true),
-        Err(_) => None,
-    }
 }
 
 #[cfg(test)]
@@ -376,24 +252,12 @@ mod tests {
 
     #[test]
     fn lock_is_exclusive_and_visible() {
+        use crate::layout::lock_held;
         let t = tempfile::tempdir().unwrap();
         assert_eq!(lock_held(t.path(), "a"), None);
         let fd = acquire_lock(t.path(), "a").unwrap();
         assert_eq!(lock_held(t.path(), "a"), Some(true));
         drop(fd);
         assert_eq!(lock_held(t.path(), "a"), Some(false));
-    }
-
-    #[test]
-    fn unsafe_dirs_refused() {
-        let t = tempfile::tempdir().unwrap();
-        let d = t.path().join("run");
-        prepare(&d).unwrap();
-        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
-        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        assert!(matches!(prepare(&d), Err(Error::Runtime(_))));
-        let f = t.path().join("file");
-        std::fs::write(&f, b"").unwrap();
-        assert!(matches!(prepare(&f), Err(Error::Usage(_))));
     }
 }

@@ -8,51 +8,26 @@
 //! the no-agents hint and awaited named agents (`missing`) are part of the frame on stdout.
 
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
+use std::time::Instant;
 
 use super::{Snapshot, collect, color_wanted, hint, json, quiet_on_broken_pipe, settle, table};
-use crate::dirwatch::{self, DirWatch};
-use crate::error::Result;
-use crate::runtime;
-use crate::settle::Settler;
-use crate::timer::Timer;
+use crate::exit::{ExitCode, Result};
+use crate::layout;
+use crate::reader::follow::{Follow, Wakeups, Woken};
+use crate::reader::settle::Settler;
 
-const SIG: Token = Token(0);
-const DIR: Token = Token(1);
-const TICK: Token = Token(2);
-
-pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<i32> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM]).map_err(|e| runtime!("cannot handle signals: {e}"))?;
-    let mut poll = Poll::new().map_err(|e| runtime!("epoll: {e}"))?;
-    let mut watch = DirWatch::new(dir).map_err(|e| {
-        runtime!(
-            "cannot watch {} with inotify: {e} (if the limit is reached, raise \
-             fs.inotify.max_user_instances or max_user_watches)",
-            dir.display()
-        )
-    })?;
-    let tick = Timer::periodic(Duration::from_secs(1)).map_err(|e| runtime!("timerfd: {e}"))?;
-    let reg = poll.registry();
-    (|| {
-        reg.register(&mut signals, SIG, Interest::READABLE)?;
-        reg.register(&mut SourceFd(&watch.as_raw_fd()), DIR, Interest::READABLE)?;
-        reg.register(&mut SourceFd(&tick.as_raw_fd()), TICK, Interest::READABLE)
-    })()
-    .map_err(|e| runtime!("epoll register: {e}"))?;
-
+pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
+    let wakeups = Wakeups {
+        every_second: true,
+        quit_on_signals: true,
+    };
+    let mut follow = Follow::new(dir, wakeups)?;
     let relevant = |name: &std::ffi::OsStr| {
         if named.is_empty() {
-            dirwatch::is_fleet_file(name)
+            layout::is_fleet_file(name)
         } else {
-            named.iter().any(|a| dirwatch::is_agent_file(name, a))
+            named.iter().any(|a| layout::is_agent_file(name, a))
         }
     };
     let mut screen = Screen {
@@ -62,37 +37,15 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<i32> {
         last: None,
     };
     let mut settler = Settler::default();
-    let mut events = Events::with_capacity(16);
-    let mut next_settle = None;
-    let mut dirty = true;
     loop {
-        if dirty {
-            let mut snap = collect(dir, named)?;
-            next_settle = settle(&mut snap, &mut settler, Instant::now());
-            if let Err(e) = screen.show(dir, &snap) {
-                return quiet_on_broken_pipe(e);
-            }
+        let mut snap = collect(dir, named)?;
+        let next_settle = settle(&mut snap, &mut settler, Instant::now());
+        if let Err(e) = screen.show(dir, &snap) {
+            return quiet_on_broken_pipe(e);
         }
-        let timeout = next_settle.map(|d| d.saturating_duration_since(Instant::now()));
-        if !crate::eventloop::wait(&mut poll, &mut events, timeout)? {
-            continue;
-        }
-        // No event: a dying agent's grace is over.
-        dirty = events.is_empty();
-        for ev in events.iter() {
-            match ev.token() {
-                SIG if signals.pending().any(|s| s == SIGINT || s == SIGTERM) => return Ok(0),
-                DIR => {
-                    dirty |= watch
-                        .drain(relevant)
-                        .map_err(|e| runtime!("inotify: {e}"))?
-                }
-                TICK => {
-                    tick.drain();
-                    dirty = true;
-                }
-                _ => {}
-            }
+        // A dying agent's grace ending is a change too.
+        if follow.next(relevant, next_settle)? == Woken::Quit {
+            return Ok(ExitCode::Success);
         }
     }
 }

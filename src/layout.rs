@@ -1,0 +1,283 @@
+//! The run dir as both sides see it: where it is and that it is safe, what an agent may be
+//! called, the names an agent owns in it, how a reader tells that a watcher holds an agent's
+//! lock, and the timings both sides must agree on. The writer (`watcher/`) and the readers
+//! (`reader/`) meet only here and in `record.rs`.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::exit::{Error, Result, runtime};
+
+pub const RUN_DIR_ENV: &str = "MOSAIC_HEARTBEAT_RUN_DIR";
+
+/// How long a `dead` record waits for the kernel to learn a non-child's exit status (it
+/// does once the parent reaps). Readers give a `dead` record without `exit` this long (and
+/// a margin) before they stop expecting it.
+pub const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Seconds between heartbeats, kept as the user gave them for the record's `interval`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    pub secs: f64,
+}
+
+impl Interval {
+    /// The watcher's default, and what readers assume for a record that states none.
+    pub const DEFAULT: Interval = Interval { secs: 15.0 };
+    const MIN_SECS: f64 = 0.001;
+    const MAX_SECS: f64 = 86_400.0;
+
+    /// `given` is the user's text, for the message.
+    pub fn new(secs: f64, given: &str) -> std::result::Result<Interval, String> {
+        if secs <= 0.0 {
+            return Err(format!("interval must be positive, got {given}"));
+        }
+        if secs < Self::MIN_SECS {
+            return Err(format!(
+                "interval {given} is below the 0.001 s minimum (a watcher would spin)"
+            ));
+        }
+        if secs > Self::MAX_SECS {
+            return Err(format!("interval {given} is over one day (86400 s)"));
+        }
+        Ok(Interval { secs })
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+}
+
+/// DESIGN.md's rule: 1–128 bytes of `[A-Za-z0-9._@+-]`, not starting with `.`. This keeps
+/// names safe as file names (no `/`, no `..`, no NUL, no hidden lock/temp collisions).
+pub fn validate_agent(s: &str) -> std::result::Result<(), String> {
+    if s.is_empty() {
+        return Err("agent name is empty".into());
+    }
+    if s.len() > 128 {
+        return Err(format!("agent name is {} bytes, the limit is 128", s.len()));
+    }
+    if s.starts_with('.') {
+        return Err(format!("agent name `{s}` starts with `.`"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._@+-".contains(*c)))
+    {
+        return Err(format!(
+            "agent name `{}` contains {c:?}; allowed: A-Z a-z 0-9 . _ @ + -",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A run dir named by the user (flag or environment): not empty, and a directory if it
+/// exists.
+pub fn parse_run_dir(s: &str) -> std::result::Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("run dir is empty".into());
+    }
+    let p = PathBuf::from(s);
+    if p.exists() && !p.is_dir() {
+        return Err(format!("`{s}` exists and is not a directory"));
+    }
+    Ok(p)
+}
+
+/// DESIGN.md's search order: `--run-dir`, `$MOSAIC_HEARTBEAT_RUN_DIR`, then
+/// `$XDG_CONFIG_HOME/mosaic/fleet/run`, then `~/.config/mosaic/fleet/run`. A set-but-empty
+/// variable counts as unset, as in the launcher and the shell sidecar.
+pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(v) = nonempty(RUN_DIR_ENV) {
+        let s = v
+            .to_str()
+            .ok_or_else(|| Error::Usage(format!("invalid {RUN_DIR_ENV}={v:?}: not UTF-8")))?;
+        return parse_run_dir(s)
+            .map_err(|e| Error::Usage(format!("invalid {RUN_DIR_ENV}={s:?}: {e}")));
+    }
+    // XDG says a relative XDG_CONFIG_HOME is invalid and must be ignored.
+    if let Some(x) = nonempty("XDG_CONFIG_HOME").filter(|x| Path::new(x).is_absolute()) {
+        return Ok(Path::new(&x).join("mosaic/fleet/run"));
+    }
+    match nonempty("HOME") {
+        Some(h) => Ok(Path::new(&h).join(".config/mosaic/fleet/run")),
+        None => Err(Error::Usage(
+            "no run dir: pass --run-dir or set MOSAIC_HEARTBEAT_RUN_DIR (HOME is unset)".into(),
+        )),
+    }
+}
+
+/// Creates the run dir (mode 0700) if missing and refuses one that others could write to:
+/// whoever can write there could forge records or plant symlinks.
+pub fn prepare(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::Usage(format!(
+                "run dir {} exists and is not a directory",
+                dir.display()
+            )));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| runtime!("cannot create run dir {}: {e}", dir.display()))?,
+        Err(e) => return Err(runtime!("cannot stat run dir {}: {e}", dir.display())),
+    }
+    check_safe(dir)
+}
+
+fn check_safe(dir: &Path) -> Result<()> {
+    let m = std::fs::metadata(dir).map_err(|e| runtime!("run dir {}: {e}", dir.display()))?;
+    let euid = rustix::process::geteuid().as_raw();
+    if m.uid() != euid {
+        return Err(runtime!(
+            "run dir {} is owned by uid {}, not by you (uid {euid}); use a run dir of your own",
+            dir.display(),
+            m.uid()
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(runtime!(
+            "run dir {} is writable by group or others (mode {mode:04o}); fix with: chmod go-w {}",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+// The names an agent owns in the run dir: its record, its lock, its watchers' temp names.
+// Agents never start with `.`, so the dot-names can never be another agent's record.
+
+pub fn record_name(agent: &str) -> String {
+    format!("{agent}.hb")
+}
+
+/// The agent whose record `file_name` would be (not yet checked as a valid name).
+pub fn agent_of_record(file_name: &str) -> Option<&str> {
+    file_name.strip_suffix(".hb")
+}
+
+pub fn lock_name(agent: &str) -> String {
+    format!(".{agent}.lock")
+}
+
+/// The agent whose lock `file_name` would be (not yet checked as a valid name).
+pub fn agent_of_lock(file_name: &str) -> Option<&str> {
+    file_name.strip_prefix('.')?.strip_suffix(".lock")
+}
+
+/// Unique per watcher, so two watchers of one agent (one refused by the lock) never share one.
+pub fn tmp_name(agent: &str, watcher_pid: u32) -> String {
+    format!(".{agent}.hb.{watcher_pid}.tmp")
+}
+
+/// Is `name` what [`tmp_name`] gives for `agent` and some watcher? Exact shape only:
+/// `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
+pub fn is_tmp_name(agent: &str, name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|r| r.strip_prefix(agent))
+        .and_then(|r| r.strip_prefix(".hb."))
+        .and_then(|r| r.strip_suffix(".tmp"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Names that matter to a reader of `agent`: its record and its lock file.
+pub fn is_agent_file(name: &OsStr, agent: &str) -> bool {
+    name.to_str()
+        .is_some_and(|n| n == record_name(agent) || n == lock_name(agent))
+}
+
+/// Any record or lock file (temp files `.<agent>.hb.<pid>.tmp` are not).
+pub fn is_fleet_file(name: &OsStr) -> bool {
+    let n = name.as_bytes();
+    if let Some(lock) = n.strip_prefix(b".") {
+        lock.ends_with(b".lock")
+    } else {
+        n.ends_with(b".hb")
+    }
+}
+
+/// For readers: is some live process holding the agent's lock? `None` if there is no lock
+/// file (a record from the shell baseline, or a deleted file). The lock itself is taken by
+/// the writer (`watcher::store::acquire_lock`); the kernel frees it when the holder dies.
+pub fn lock_held(dir: &Path, agent: &str) -> Option<bool> {
+    let fd = rfs::open(
+        dir.join(lock_name(agent)),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    match rfs::flock(fd.as_fd(), FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Some(false),
+        Err(Errno::WOULDBLOCK) => Some(true),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents() {
+        for ok in ["pi", "claude-1", "a.b", "x@host", "c++", "A_9"] {
+            validate_agent(ok).unwrap();
+        }
+        let long = "a".repeat(129);
+        for bad in [
+            "",
+            ".hidden",
+            "..",
+            "a/b",
+            "a\0b",
+            "a b",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(validate_agent(bad).is_err(), "{bad:?} accepted");
+        }
+        validate_agent(&"a".repeat(128)).unwrap();
+    }
+
+    #[test]
+    fn names() {
+        let os = OsStr::new;
+        assert!(is_agent_file(os("a.hb"), "a"));
+        assert!(is_agent_file(os(".a.lock"), "a"));
+        assert!(!is_agent_file(os(".a.hb.12.tmp"), "a"));
+        assert!(!is_agent_file(os("ab.hb"), "a"));
+        assert!(is_fleet_file(os("x.hb")));
+        assert!(is_fleet_file(os(".x.lock")));
+        assert!(!is_fleet_file(os(".x.hb.7.tmp")));
+    }
+
+    #[test]
+    fn unsafe_dirs_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("run");
+        prepare(&d).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(matches!(prepare(&d), Err(Error::Runtime(_))));
+        let f = t.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        assert!(matches!(prepare(&f), Err(Error::Usage(_))));
+    }
+}

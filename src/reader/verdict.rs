@@ -1,0 +1,282 @@
+//! Judging one agent from its record (DESIGN.md's `ps` states). `ps` and `wait` both judge
+//! through here, so both commands give one answer for the same agent.
+//!
+//! `lost` is only ever a proven verdict: the record says alive, and either the watcher is
+//! gone (its flock is free, or its PID names no process or another incarnation) or the target
+//! is gone while the watcher cannot write (it is stopped, or unknown). A target that died
+//! under a running watcher is not yet lost: that watcher is about to write `dead`, so the
+//! verdict is marked [`Unsettled::Dying`] and the caller gives it a short grace (see
+//! `settle.rs`). Which `/proc` lines a judgement rests on, and when it is confirmed, is
+//! `look.rs`'s business.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::layout::{self, EXIT_GRACE, Interval};
+use crate::procfs::{self, Liveness, Stat};
+use crate::record::{self, Key, Record, Status, now_ms};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Alive,
+    Stale,
+    Dead,
+    Lost,
+    Unwatched,
+    Corrupt,
+    /// Only from etcd (`ps --etcd`): the bridge published alive/stale, and its host's lease
+    /// has expired since (DESIGN.md, "Multi-host").
+    Unreachable,
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        State::Alive,
+        State::Stale,
+        State::Dead,
+        State::Lost,
+        State::Unwatched,
+        State::Corrupt,
+        State::Unreachable,
+    ];
+
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Alive => "alive",
+            State::Stale => "stale",
+            State::Dead => "dead",
+            State::Lost => "lost",
+            State::Unwatched => "unwatched",
+            State::Corrupt => "corrupt",
+            State::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A verdict that the next moments will most likely overturn without any new proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsettled {
+    /// The target is gone but its watcher runs: `dead` should land at once. Shown as what the
+    /// record says (alive/stale) until the grace runs out, then `lost`.
+    Dying,
+    /// `dead` without an exit status while its watcher still lives: the watcher may rewrite
+    /// the record with the status within its grace (`layout::EXIT_GRACE`).
+    ExitPending,
+}
+
+impl Unsettled {
+    pub fn grace(self) -> Duration {
+        match self {
+            // pidfd watchers write within milliseconds and poll ones within 250 ms; the rest
+            // is room for the durable write's fsyncs on a busy disk.
+            Unsettled::Dying => Duration::from_secs(1),
+            Unsettled::ExitPending => EXIT_GRACE + Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a reader concludes about one agent.
+#[derive(Debug, Clone)]
+pub struct AgentVerdict {
+    pub agent: String,
+    pub state: State,
+    /// None when corrupt.
+    pub record: Option<Record>,
+    /// The record's own keys and values, in the file's order (for `--json`).
+    pub fields: Vec<(Key, Value)>,
+    /// Why the record is corrupt.
+    pub error: Option<String>,
+    /// Milliseconds since the record was written (never negative: a future `ts` counts as 0).
+    pub age_ms: Option<u64>,
+    pub unsettled: Option<Unsettled>,
+}
+
+impl AgentVerdict {
+    pub fn corrupt(agent: &str, error: String) -> AgentVerdict {
+        AgentVerdict {
+            agent: agent.to_owned(),
+            state: State::Corrupt,
+            record: None,
+            fields: Vec::new(),
+            error: Some(error),
+            age_ms: None,
+            unsettled: None,
+        }
+    }
+
+    /// Ends the agent without its record saying so, or may soon be overturned: worth a
+    /// second look before it is reported.
+    pub fn needs_confirming(&self) -> bool {
+        self.state == State::Lost || self.unsettled.is_some()
+    }
+}
+
+/// What is known of the process that writes a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterState {
+    /// Proven gone: nobody will write this record again.
+    Gone,
+    /// Alive but SIGSTOPped: it holds its lock yet cannot write.
+    Stopped,
+    Running,
+    /// The record names no watcher and there is no lock: nothing can be proven.
+    Unknown,
+}
+
+/// Where a judgement gets `/proc/PID/stat` lines (`None`: no such process, or unreadable).
+pub trait ProcStats {
+    fn stat(&mut self, pid: i32) -> Option<Stat>;
+}
+
+/// Judges the record `bytes` of `agent` in the run dir `dir`.
+pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) -> AgentVerdict {
+    let (record, fields) = match record::parse(bytes) {
+        Ok(p) => p,
+        Err(e) => return AgentVerdict::corrupt(agent, e),
+    };
+    let age_ms = now_ms().saturating_sub(record.written_ms());
+    let (state, unsettled) = match record.status {
+        Status::Dead => (State::Dead, exit_pending(dir, agent, &record, procs)),
+        Status::Unwatched => (State::Unwatched, None),
+        Status::Alive => judge_alive(dir, agent, &record, age_ms, procs),
+    };
+    AgentVerdict {
+        agent: agent.to_owned(),
+        state,
+        record: Some(record),
+        fields,
+        error: None,
+        age_ms: Some(age_ms),
+        unsettled,
+    }
+}
+
+fn judge_alive(
+    dir: &Path,
+    agent: &str,
+    record: &Record,
+    age_ms: u64,
+    procs: &mut impl ProcStats,
+) -> (State, Option<Unsettled>) {
+    let as_written = if written_on_time(record, age_ms) {
+        State::Alive
+    } else {
+        State::Stale
+    };
+    let writer = writer_state(dir, agent, record, procs);
+    if writer == WriterState::Gone {
+        return (State::Lost, None);
+    }
+    match (writer, target_running(record, procs)) {
+        (_, true) => (as_written, None),
+        (WriterState::Running, false) => (as_written, Some(Unsettled::Dying)),
+        (_, false) => (State::Lost, None),
+    }
+}
+
+/// DESIGN.md: alive while written within 2 × interval + 1 s.
+fn written_on_time(record: &Record, age_ms: u64) -> bool {
+    let interval = record
+        .interval
+        .filter(|i| i.is_finite() && *i > 0.0)
+        .unwrap_or(Interval::DEFAULT.secs);
+    age_ms as f64 <= (2.0 * interval + 1.0) * 1000.0
+}
+
+/// Is the record's target incarnation still running? Without a `start_time` (seed-format
+/// records) whoever has the PID now counts.
+fn target_running(record: &Record, procs: &mut impl ProcStats) -> bool {
+    let pid = record.pid;
+    let Some(st) = procs.stat(pid) else {
+        return false;
+    };
+    let start_time = record.start_time.unwrap_or(st.start_time);
+    procfs::liveness(pid, start_time, st) == Liveness::Alive
+}
+
+/// The process `pid` if it still runs (zombies count as gone) and, when `start_time` is
+/// known, is still the same incarnation.
+fn running_incarnation(
+    pid: i32,
+    start_time: Option<u64>,
+    procs: &mut impl ProcStats,
+) -> Option<Stat> {
+    let st = procs.stat(pid)?;
+    if start_time.is_some_and(|s| s != st.start_time) {
+        return None;
+    }
+    (procfs::liveness(pid, st.start_time, st) == Liveness::Alive).then_some(st)
+}
+
+/// Who writes this record? The per-agent flock is the proof for pidbeat's watchers (the
+/// kernel frees it the instant the watcher dies). Records without a lock file (the shell
+/// sidecar) or not written by pidbeat fall back to the `watcher_pid` they name.
+fn writer_state(
+    dir: &Path,
+    agent: &str,
+    record: &Record,
+    procs: &mut impl ProcStats,
+) -> WriterState {
+    let lock = layout::lock_held(dir, agent);
+    // `watcher_start_time` is pidbeat's own key: such a writer always held this lock.
+    if lock == Some(false) && record.watcher_start_time.is_some() {
+        return WriterState::Gone;
+    }
+    let writer = record
+        .watcher_pid
+        .map(|pid| running_incarnation(pid, record.watcher_start_time, procs));
+    let stopped = |st: &Option<Stat>| st.is_some_and(|st| matches!(st.state, b'T' | b't'));
+    match (lock, writer) {
+        (Some(true), Some(st)) if stopped(&st) => WriterState::Stopped,
+        // The holder may also be a newer watcher that has not written yet: it will.
+        (Some(true), _) => WriterState::Running,
+        (_, None) => WriterState::Unknown,
+        (_, Some(None)) => WriterState::Gone,
+        (_, Some(st)) if stopped(&st) => WriterState::Stopped,
+        (_, Some(_)) => WriterState::Running,
+    }
+}
+
+/// Only a `dead` record without its exit status can still change (the watcher rewrites
+/// it within its grace); the cheap checks come first.
+fn exit_pending(
+    dir: &Path,
+    agent: &str,
+    record: &Record,
+    procs: &mut impl ProcStats,
+) -> Option<Unsettled> {
+    let pid = record.watcher_pid.filter(|_| record.exit.is_none())?;
+    let pending = layout::lock_held(dir, agent) == Some(true)
+        && running_incarnation(pid, record.watcher_start_time, procs).is_some();
+    pending.then_some(Unsettled::ExitPending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_follows_the_interval() {
+        let (mut r, _) = record::parse(br#"{"ts":0,"pid":1,"status":"alive"}"#).unwrap();
+        assert!(written_on_time(&r, 31_000));
+        assert!(!written_on_time(&r, 31_001));
+        r.interval = Some(0.1);
+        assert!(written_on_time(&r, 1_200));
+        assert!(!written_on_time(&r, 1_201));
+        r.interval = Some(-3.0);
+        assert!(written_on_time(&r, 31_000));
+    }
+}

@@ -1,0 +1,89 @@
+//! Deaths the watcher handles: its target's (the `dead` record is written first, then again
+//! with the exit status once the kernel knows it) and, under `run` as a container's PID 1,
+//! those of the orphans it inherits.
+
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll};
+use rustix::process::WaitOptions;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::target::ExitQuery;
+use super::{FINAL_WRITE_GRACE, Mode, Outcome, Watcher, retry_period};
+use crate::exit::Result;
+use crate::layout::EXIT_GRACE;
+use crate::record::{ExitInfo, Status, now_ms};
+
+impl Watcher {
+    /// As a container's PID 1 we inherit every orphan; reap them all so none stays a zombie.
+    /// Our own child's status is kept for its `dead` record.
+    pub(super) fn reap_orphans(&mut self) {
+        while let Ok(Some((pid, st))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            if pid.as_raw_nonzero().get() == self.target.pid {
+                self.child_exit = Some(ExitInfo::from_wait_status(st.as_raw()));
+            }
+        }
+    }
+
+    pub(super) fn on_death(
+        &mut self,
+        poll: &mut Poll,
+        events: &mut Events,
+        signals: &mut Signals,
+    ) -> Result<Outcome> {
+        let died_ms = now_ms();
+        let mut query = if self.target.is_child {
+            match self.child_exit.or_else(|| self.target.reap_child()) {
+                Some(e) => ExitQuery::Known(e),
+                None => ExitQuery::Unknowable,
+            }
+        } else {
+            self.target.query_exit()
+        };
+        let known = |q: ExitQuery| match q {
+            ExitQuery::Known(e) => Some(e),
+            _ => None,
+        };
+        // The death is written first, whatever we know of the exit: a reader must not wait.
+        // `watch` exists to record it, so it retries until the run dir takes it (or SIGTERM);
+        // `run` must hand back the child's status, so it gives up after a bound.
+        let give_up = (self.mode == Mode::Run).then(|| Instant::now() + FINAL_WRITE_GRACE);
+        while self
+            .write(Status::Dead, known(query), Some(died_ms), true)
+            .is_err()
+        {
+            if give_up.is_some_and(|t| Instant::now() >= t) {
+                eprintln!(
+                    "pidbeat: warning: the death of PID {} is not recorded",
+                    self.target.pid
+                );
+                return Ok(Outcome::Dead(known(query)));
+            }
+            let _ = poll.poll(events, Some(retry_period(self.interval)));
+            if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
+                return Ok(Outcome::Dead(known(query)));
+            }
+        }
+        if query == ExitQuery::Pending {
+            // A non-child's status exists only after its parent reaps it; the pidfd fires
+            // again then (EPOLLHUP). Wait for that, bounded, re-asking on every wakeup.
+            let deadline = Instant::now() + EXIT_GRACE;
+            while query == ExitQuery::Pending {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let _ = poll.poll(events, Some(left.min(Duration::from_millis(50))));
+                if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
+                    break;
+                }
+                query = self.target.query_exit();
+            }
+            if let ExitQuery::Known(e) = query {
+                let _ = self.write(Status::Dead, Some(e), Some(died_ms), true);
+            }
+        }
+        Ok(Outcome::Dead(known(query)))
+    }
+}
