@@ -21,6 +21,18 @@ pub fn client(c: &Cluster, first: usize, timeout: Duration) -> Client {
 
 const T: Duration = Duration::from_millis(500);
 
+/// `f` until it succeeds, for up to 5 s (an election takes one or two).
+fn retry<T>(mut f: impl FnMut() -> Result<T, Error>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => panic!("still failing after 5 s: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 #[test]
 fn fixture_starts_three_members_and_leaves_nothing_behind() {
     require_etcd!();
@@ -138,11 +150,12 @@ fn a_watch_resumes_on_another_member_without_losing_an_event() {
     assert_eq!(first.events[0].kv.key, "/pidbeat/h1/a");
     let mut last = first.revision;
 
-    // The watched member dies; meanwhile more happens.
+    // The watched member dies; meanwhile more happens (retried while the cluster elects a
+    // new leader, if member 0 led).
     c.kill(0);
     drop(w);
-    writer.put(b"/pidbeat/h1/b", b"2", 0).unwrap();
-    writer.delete(b"/pidbeat/h1/a", None).unwrap();
+    retry(|| writer.put(b"/pidbeat/h1/b", b"2", 0));
+    retry(|| writer.delete(b"/pidbeat/h1/a", None));
     let mut w = reader.watch(prefix, &end, last + 1).unwrap();
     assert_ne!(w.member, c.url(0), "resumed on the dead member");
     let mut seen = Vec::new();
