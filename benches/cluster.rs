@@ -199,9 +199,9 @@ fn main() {
     });
 
     let (mut remote_ms, mut floor_ms) = (Vec::new(), Vec::new());
-    for k in 0..rounds {
+    for (k, (target, _watcher)) in remote.iter_mut().enumerate() {
         // Remote round.
-        let killed = remote[k].0.kill();
+        let killed = target.kill();
         let (at, line) = remote_lines
             .recv_timeout(10 * SEC)
             .expect("wait --etcd line");
