@@ -191,17 +191,14 @@ pub enum Source<L, R> {
 impl PsArgs {
     /// `ps` on the run dir, or with `--etcd` on the fleet in etcd.
     pub fn into_source(mut self) -> Result<Source<PsConfig, RemotePsConfig>> {
-        let etcd = std::mem::take(&mut self.etcd);
         let agents = std::mem::take(&mut self.agents);
-        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
-            self.agents = check_names(agents, false)?;
-            return self.into_config().map(Source::Local);
+        let (client, agents) = match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
+            Source::Local(agents) => {
+                self.agents = agents;
+                return self.into_config().map(Source::Local);
+            }
+            Source::Etcd(remote) => remote,
         };
-        if self.run_dir.run_dir.is_some() {
-            return Err(Error::Usage(
-                "--run-dir and --etcd: ps reads one or the other".into(),
-            ));
-        }
         if self.watch && self.prom {
             return Err(Error::Usage(
                 "--watch cannot be combined with --prom".into(),
@@ -215,7 +212,7 @@ impl PsArgs {
                 _ => RemoteFormat::Table,
             },
             watch: self.watch,
-            agents: host_agents(check_names(agents, true)?),
+            agents,
         }))
     }
 
@@ -253,22 +250,18 @@ pub struct WaitArgs {
 impl WaitArgs {
     /// `wait` on the run dir, or with `--etcd` on the fleet in etcd.
     pub fn into_source(mut self) -> Result<Source<WaitConfig, RemoteWaitConfig>> {
-        let etcd = std::mem::take(&mut self.etcd);
         let agents = std::mem::take(&mut self.agents);
-        let Some(client) = etcd.into_config(READER_REQUEST_TIMEOUT)? else {
-            self.agents = check_names(agents, false)?;
-            return self.into_config().map(Source::Local);
-        };
-        if self.run_dir.run_dir.is_some() {
-            return Err(Error::Usage(
-                "--run-dir and --etcd: wait reads one or the other".into(),
-            ));
+        match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
+            Source::Local(agents) => {
+                self.agents = agents;
+                self.into_config().map(Source::Local)
+            }
+            Source::Etcd((client, agents)) => Ok(Source::Etcd(RemoteWaitConfig {
+                client,
+                timeout: self.timeout,
+                agents,
+            })),
         }
-        Ok(Source::Etcd(RemoteWaitConfig {
-            client,
-            timeout: self.timeout,
-            agents: host_agents(check_names(agents, true)?),
-        }))
     }
 
     pub fn into_config(self) -> Result<WaitConfig> {
@@ -327,7 +320,31 @@ pub struct EtcdArgs {
 
 const PASSWORD_ENV: &str = "PIDBEAT_ETCD_PASSWORD";
 
+/// What an etcd reader needs from the command line: the client and the HOST/AGENT names.
+type EtcdReader = (EtcdConfig, Vec<Name>);
+
 impl EtcdArgs {
+    /// A reader's source: without `--etcd` its AGENT names (checked: no HOST/AGENT); with
+    /// it the client config and the HOST/AGENT names (and no `--run-dir`).
+    fn split(
+        etcd: &mut EtcdArgs,
+        run_dir: &RunDirArg,
+        agents: Vec<String>,
+    ) -> Result<Source<Vec<String>, EtcdReader>> {
+        let Some(client) = std::mem::take(etcd).into_config(READER_REQUEST_TIMEOUT)? else {
+            return check_names(agents, false).map(Source::Local);
+        };
+        if run_dir.run_dir.is_some() {
+            return Err(Error::Usage(
+                "--run-dir and --etcd: read one or the other".into(),
+            ));
+        }
+        Ok(Source::Etcd((
+            client,
+            host_agents(check_names(agents, true)?),
+        )))
+    }
+
     /// The client configuration, or `None` without `--etcd`. Each request is bounded by
     /// `timeout`. The password is read here: from the file, else the environment (a
     /// set-but-empty variable counts as unset, as everywhere in pidbeat).

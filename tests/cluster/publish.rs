@@ -28,7 +28,13 @@ fn publishes_verdicts_and_readers_see_them() {
     let mut h = Host::new("h1");
     h.add_agent("pi", "1");
     h.add_agent("codex", "1");
-    h.sb.plant("done", &dead_record(Some(3), None));
+    // A death recorded before the bridge started (planted as a watcher writes it).
+    let ms = pidbeat::testing::now_ms();
+    let done = format!(
+        r#"{{"ts":{},"pid":1234,"status":"dead","ts_ms":{ms},"seq":3,"interval":15.0,"backend":"pidfd","watcher_pid":null,"start_time":1,"exit":{{"code":3,"signal":null,"core":false}},"died_ms":{ms}}}"#,
+        ms / 1000
+    );
+    std::fs::write(h.sb.record_path("done"), done + "\n").unwrap();
     h.publish(&urls, 3);
     let (v, _) = poll_ps_etcd(&h.sb, &c.urls_from(1), 5 * SEC, "three agents", |v| {
         v.len() == 3
@@ -154,28 +160,6 @@ fn publishes_verdicts_and_readers_see_them() {
     );
     assert_eq!(v["h1/done"]["state"], "dead");
     assert!(v.values().any(|o| o["state"] == "unreachable") || v.len() == 2);
-}
-
-fn dead_record(code: Option<i32>, signal: Option<i32>) -> pidbeat::testing::Record {
-    let ms = pidbeat::testing::now_ms();
-    pidbeat::testing::Record {
-        ts: ms / 1000,
-        pid: 1234,
-        status: pidbeat::testing::Status::Dead,
-        ts_ms: Some(ms),
-        seq: Some(3),
-        interval: Some(15.0),
-        backend: Some("pidfd".into()),
-        watcher_pid: None,
-        start_time: Some(1),
-        exit: Some(pidbeat::testing::ExitInfo {
-            code,
-            signal,
-            core: false,
-        }),
-        died_ms: Some(ms),
-        watcher_start_time: None,
-    }
 }
 
 #[test]
