@@ -198,38 +198,55 @@ impl<'a> Writer<'a> {
     /// makes the host unreachable at once, rather than after a TTL).
     pub fn run(&mut self) {
         loop {
-            let ok = self.step();
+            let outcome = self.step();
             if self.outbox.lock().quit {
                 if self.lease != 0 {
                     let _ = self.client.revoke(self.lease);
                 }
                 return;
             }
-            match ok {
-                Ok(()) => {
-                    if let Some(since) = self.outage.take() {
-                        eprintln!(
-                            "pidbeat publish: etcd answers again (via {}) after {:.1}s; \
-                             everything held meanwhile is published",
-                            self.client.member(),
-                            since.elapsed().as_secs_f64()
-                        );
-                    }
-                    self.backoff = BACKOFF_MIN;
-                    self.sleep_until_work(None);
+            let until = self.account(&outcome);
+            self.sleep_until_work(until);
+        }
+    }
+
+    /// The first round, in the caller's thread: its outcome, said as [`Writer::run`] would.
+    pub fn first_round(&mut self) -> Result<(), Error> {
+        let outcome = self.step();
+        // A refusal is the caller's to report.
+        if !matches!(outcome, Err(Error::Refused { .. })) {
+            self.account(&outcome);
+        }
+        outcome
+    }
+
+    /// Says when an outage starts and ends (once each) and paces retries; returns until when
+    /// to back off (`None`: the round went through).
+    fn account(&mut self, outcome: &Result<(), Error>) -> Option<Instant> {
+        match outcome {
+            Ok(()) => {
+                if let Some(since) = self.outage.take() {
+                    eprintln!(
+                        "pidbeat publish: etcd answers again (via {}) after {:.1}s; \
+                         everything held meanwhile is published",
+                        self.client.member(),
+                        since.elapsed().as_secs_f64()
+                    );
                 }
-                Err(e) => {
-                    if self.outage.is_none() {
-                        self.outage = Some(Instant::now());
-                        eprintln!(
-                            "pidbeat publish: {e}; local records are unaffected, the latest \
-                             verdict of each agent is held and retried"
-                        );
-                    }
-                    let pause = self.backoff;
-                    self.backoff = (self.backoff * 2).min(self.backoff_max());
-                    self.sleep_until_work(Some(Instant::now() + pause));
+                self.backoff = BACKOFF_MIN;
+                None
+            }
+            Err(e) => {
+                if self.outage.is_none() {
+                    self.outage = Some(Instant::now());
+                    eprintln!(
+                        "pidbeat publish: {e}; local records are unaffected, the latest \
+                         verdict of each agent is held and retried"
+                    );
                 }
+                let pause = self.backoff;
+                self.backoff = (self.backoff * 2).min(self.backoff_max());
+                Some(Instant::now() + pause)
             }
         }
     }
@@ -401,10 +418,21 @@ pub fn command(cfg: super::PublishConfig) -> crate::exit::Result<crate::exit::Ex
         host: cfg.host.clone(),
         ttl: cfg.ttl,
     };
+    let mut writer = Writer::new(&outbox, client, opts);
+    // What etcd refuses at the first try (no permission on this prefix, a wrong password) is
+    // a mistake in the invocation: said at once, not retried forever. An etcd that does not
+    // answer is not: the writer keeps trying, and local records do not care.
+    if let Err(e @ Error::Refused { .. }) = writer.first_round() {
+        return Err(crate::exit::runtime!(
+            "{e}; check --user and --password-file, and that this host's etcd role may write \
+             {}",
+            super::keys::host_prefix(&cfg.host)
+        ));
+    }
     std::thread::scope(|s| {
         let writer = std::thread::Builder::new()
             .name("etcd-writer".into())
-            .spawn_scoped(s, || Writer::new(&outbox, client, opts).run())
+            .spawn_scoped(s, move || writer.run())
             .map_err(|e| crate::exit::runtime!("cannot start the etcd writer thread: {e}"))?;
         let followed = local.run(&outbox);
         outbox.close();

@@ -199,3 +199,113 @@ fn the_command_line_refuses_what_it_cannot_do() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the fleet from etcd"));
 }
+
+#[test]
+fn per_host_credentials_from_a_file_or_the_environment() {
+    require_etcd!();
+    let _s = serial();
+    let c = Cluster::start();
+    crate::client::enable_per_host_auth(&c, &["h1", "h2"]);
+    let urls = c.urls_from(0);
+    let mut h = Host::new("h1");
+    h.add_agent("pi", "1");
+    let pw = h.sb.path("h1.password");
+    std::fs::write(&pw, "pw-h1\n").unwrap();
+    // The password never appears on the command line.
+    let mut bridge = h.publish_cmd(&urls, 3);
+    bridge
+        .arg("--user")
+        .arg("h1")
+        .arg("--password-file")
+        .arg(&pw);
+    let log = std::fs::File::create(h.sb.path("bridge.log")).unwrap();
+    let _bridge = Guard::spawn(bridge.stdin(std::process::Stdio::null()).stderr(log));
+    let ps = |env_pw: &str| {
+        h.sb.cmd()
+            .env("PIDBEAT_ETCD_PASSWORD", env_pw)
+            .args(["ps", "--etcd", &urls, "--json", "--user", "reader"])
+            .output()
+            .unwrap()
+    };
+    poll(
+        5 * SEC,
+        Duration::from_millis(50),
+        || {
+            let o = ps("pw-reader");
+            (o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains(r#""state":"alive""#))
+            .then_some(())
+        },
+        || {
+            format!(
+                "h1/pi alive for the reader; bridge log: {}",
+                std::fs::read_to_string(h.sb.path("bridge.log")).unwrap_or_default()
+            )
+        },
+    );
+    let o = ps("wrong");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // h1's credentials cannot publish as h2: refused at once, exit 1, saying why.
+    let h2 = Host::new("h2");
+    let o = h2
+        .publish_cmd(&urls, 3)
+        .args(["--user", "h1", "--password-file"])
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("/pidbeat/h2/"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bridge_started_while_etcd_is_down_publishes_once_it_is_back() {
+    require_etcd!();
+    let _s = serial();
+    let c = Cluster::start();
+    for i in 0..crate::etcd_fixture::MEMBERS {
+        c.stop(i);
+    }
+    let mut h = Host::new("h1");
+    h.add_agent("pi", "1");
+    h.publish(&c.urls_from(0), 3);
+    std::thread::sleep(3 * SEC);
+    assert!(
+        h.bridge
+            .as_mut()
+            .unwrap()
+            .child()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "the bridge gave up"
+    );
+    h.kill9("pi");
+    for i in 0..crate::etcd_fixture::MEMBERS {
+        c.cont(i);
+    }
+    let (v, _) = poll_ps_etcd(
+        &h.sb,
+        &c.urls_from(1),
+        10 * SEC,
+        "the death published",
+        |v| v.get("h1/pi").is_some_and(|o| o["state"] == "dead"),
+    );
+    assert_eq!(v["h1/pi"]["exit"]["signal"], 9);
+    let log = h.bridge_log();
+    assert_eq!(
+        log.matches("local records are unaffected").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("etcd answers again"), "{log}");
+}
