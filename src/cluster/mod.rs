@@ -3,7 +3,8 @@
 //!
 //! Nothing here is reachable from `watch` or `run`: per-agent watchers never talk to etcd,
 //! so no network or TLS code sits in a death's path, and local records keep working whatever
-//! etcd does.
+//! etcd does. Nor is it linked into `pidbeat` at all: `pidbeat` execs `pidbeat-etcd` for these
+//! commands (see `lib.rs`), so no watcher pays for this code's relocations.
 
 pub mod client;
 pub mod keys;
@@ -13,6 +14,23 @@ pub mod remote;
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// An etcd command, as the command line asked for it.
+#[derive(Debug)]
+pub enum Command {
+    Publish(PublishConfig),
+    Ps(RemotePsConfig),
+    Wait(RemoteWaitConfig),
+}
+
+/// Runs an etcd command (in `pidbeat-etcd`).
+pub fn run(cmd: Command) -> crate::exit::Result<crate::exit::ExitCode> {
+    match cmd {
+        Command::Publish(c) => publish::command(c),
+        Command::Ps(c) => remote::ps_command(c),
+        Command::Wait(c) => remote::wait_command(c),
+    }
+}
 
 /// `pidbeat publish`.
 #[derive(Debug, Clone)]
