@@ -99,6 +99,14 @@ if stat=$(cat -- "/proc/$pid/stat" 2>/dev/null); then
 	[[ ${fields[19]-} =~ ^[0-9]+$ ]] && start_time=${fields[19]}
 fi
 
+# Our own start time: with our PID, the proof that this sidecar (not a later process that
+# reused its PID) still writes the record, since a sidecar holds no lock.
+self_start_time=null
+if stat=$(cat -- "/proc/$$/stat" 2>/dev/null); then
+	read -ra fields <<<"${stat##*) }"
+	[[ ${fields[19]-} =~ ^[0-9]+$ ]] && self_start_time=${fields[19]}
+fi
+
 target_alive() {
 	# kill -0 fails with EPERM for a live process of another user: /proc still shows it.
 	kill -0 "$pid" 2>/dev/null || [[ -d /proc/$pid ]]
@@ -110,8 +118,8 @@ beat() { # STATUS
 	now=$(date +%s%3N)
 	[[ $1 == dead ]] && died=$now
 	seq=$((seq + 1))
-	printf '{"ts":%d,"pid":%d,"status":"%s","ts_ms":%d,"seq":%d,"interval":%s,"backend":"shell","watcher_pid":%d,"start_time":%s,"exit":null,"died_ms":%s}\n' \
-		$((now / 1000)) "$pid" "$1" "$now" "$seq" "$interval" "$$" "$start_time" "$died" >"$tmp"
+	printf '{"ts":%d,"pid":%d,"status":"%s","ts_ms":%d,"seq":%d,"interval":%s,"backend":"shell","watcher_pid":%d,"start_time":%s,"exit":null,"died_ms":%s,"watcher_start_time":%s}\n' \
+		$((now / 1000)) "$pid" "$1" "$now" "$seq" "$interval" "$$" "$start_time" "$died" "$self_start_time" >"$tmp"
 	mv -f -- "$tmp" "$hb"
 }
 

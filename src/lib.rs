@@ -13,8 +13,11 @@ mod exit;
 mod layout;
 mod record;
 
-// What both sides stand on: /proc, the few unsafe syscalls, epoll helpers, timerfds.
+// What both sides stand on: /proc, the clocks, PID namespaces, the few unsafe syscalls,
+// epoll helpers, timerfds.
+mod clock;
 mod eventloop;
+mod pidns;
 mod procfs;
 mod sys;
 mod timer;

@@ -12,6 +12,8 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::layout::Interval;
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -83,6 +85,15 @@ pub struct Record {
     /// Not in the seed: the watcher's own start time, so that readers can tell the watcher
     /// from a process that later reused its PID.
     pub watcher_start_time: Option<u64>,
+    /// The writer's boot (`/proc/sys/kernel/random/boot_id`): `boottime_ms` only compares
+    /// with a clock of the same boot.
+    pub boot_id: Option<String>,
+    /// CLOCK_BOOTTIME in ms at this write: a reader on the same boot judges the record's age
+    /// by it, so that no wall-clock step on either side changes a verdict.
+    pub boottime_ms: Option<u64>,
+    /// The inode of the writer's PID namespace (`/proc/self/ns/pid`): in any other namespace
+    /// the record's PIDs name other processes, or none.
+    pub pidns: Option<u64>,
 }
 
 /// Records larger than this are not records: readers refuse them without reading them all.
@@ -93,6 +104,48 @@ impl Record {
         let mut v = serde_json::to_vec(self).expect("record serializes");
         v.push(b'\n');
         v
+    }
+
+    /// Refuses values no honest writer can write: a record is untrusted input, and a value
+    /// out of range would otherwise be judged as if it meant something. `pid_max` bounds the
+    /// PIDs (the reader's `/proc/sys/kernel/pid_max`, or the kernel's limit for a record from
+    /// another PID namespace). Types (integers, no negatives) were already checked by serde.
+    pub fn check(&self, pid_max: i32) -> Result<(), String> {
+        // PIDs wrap before `pid_max`: the highest is one less.
+        for (what, pid) in [("pid", Some(self.pid)), ("watcher_pid", self.watcher_pid)] {
+            if let Some(pid) = pid.filter(|p| !(1..pid_max).contains(p)) {
+                return Err(format!("{what} {pid} is outside 1..{pid_max} (pid_max)"));
+            }
+        }
+        if self.seq == Some(0) {
+            return Err("seq is 0 (a watcher's beats count from 1)".into());
+        }
+        if let Some(i) = self.interval {
+            Interval::new(i, &i.to_string()).map_err(|e| format!("record's {e}"))?;
+        }
+        if let Some(x) = self.exit {
+            match (x.code, x.signal) {
+                (Some(c), _) if !(0..=255).contains(&c) => {
+                    return Err(format!("exit code {c} is outside 0..=255"));
+                }
+                (_, Some(s)) if !(1..=64).contains(&s) => {
+                    return Err(format!("exit signal {s} is outside 1..=64"));
+                }
+                (Some(_), Some(_)) => return Err("exit has both a code and a signal".into()),
+                _ => {}
+            }
+        }
+        if let Some(id) = &self.boot_id {
+            let ok = (1..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            if !ok {
+                return Err("boot_id is not a boot id (hex digits and dashes)".into());
+            }
+        }
+        if self.pidns == Some(0) {
+            return Err("pidns is 0 (no namespace has inode 0)".into());
+        }
+        Ok(())
     }
 
     /// Milliseconds of the last write: `ts_ms`, or `ts` for seed-format records.
@@ -115,8 +168,34 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
         .0;
     let entries = fields.iter().map(|(k, v)| (&**k, v));
     let record = Record::deserialize(MapDeserializer::<_, serde_json::Error>::new(entries))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| culprit(&fields).unwrap_or_else(|| e.to_string()))?;
     Ok((record, fields))
+}
+
+/// Which key made a record fail to deserialize, and why: serde's message ("invalid value:
+/// integer `-1`, expected u64") does not name it. Each of pidbeat's keys is tried alone, in a
+/// record that is otherwise minimal and valid. Only on the error path.
+fn culprit(fields: &[(Key, Value)]) -> Option<String> {
+    let base = [
+        ("ts", Value::from(0)),
+        ("pid", Value::from(1)),
+        ("status", Value::from("dead")),
+    ];
+    fields.iter().find_map(|(k, v)| {
+        if !RECORD_KEYS.contains(&&**k) {
+            return None;
+        }
+        let mut entries: Vec<(&str, &Value)> = base
+            .iter()
+            .filter(|(b, _)| b != k)
+            .map(|(b, v)| (*b, v))
+            .collect();
+        entries.push((k, v));
+        let alone = MapDeserializer::<_, serde_json::Error>::new(entries.into_iter());
+        Record::deserialize(alone)
+            .err()
+            .map(|e| format!("`{k}`: {e}"))
+    })
 }
 
 /// A record's key. pidbeat's own keys borrow a static name: a fleet's records repeat them
@@ -124,7 +203,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
 pub type Key = Cow<'static, str>;
 
 /// [`Record`]'s keys in the order it writes them (a test holds the two together).
-pub const RECORD_KEYS: [&str; 12] = [
+pub const RECORD_KEYS: [&str; 15] = [
     "ts",
     "pid",
     "status",
@@ -137,6 +216,9 @@ pub const RECORD_KEYS: [&str; 12] = [
     "exit",
     "died_ms",
     "watcher_start_time",
+    "boot_id",
+    "boottime_ms",
+    "pidns",
 ];
 
 /// A JSON object's entries in the order the file has them (serde_json's `Map` sorts them,
@@ -234,13 +316,17 @@ mod tests {
             exit: None,
             died_ms: None,
             watcher_start_time: Some(5),
+            boot_id: Some("b".into()),
+            boottime_ms: Some(6),
+            pidns: Some(7),
         };
         let line = String::from_utf8(r.to_line()).unwrap();
         assert_eq!(
             line,
             "{\"ts\":1,\"pid\":2,\"status\":\"alive\",\"ts_ms\":1000,\"seq\":1,\"interval\":15.0,\
              \"backend\":\"pidfd\",\"watcher_pid\":3,\"start_time\":4,\"exit\":null,\
-             \"died_ms\":null,\"watcher_start_time\":5}\n"
+             \"died_ms\":null,\"watcher_start_time\":5,\"boot_id\":\"b\",\"boottime_ms\":6,\
+             \"pidns\":7}\n"
         );
         let (parsed, fields) = parse(line.as_bytes()).unwrap();
         assert_eq!(parsed, r);
@@ -254,6 +340,16 @@ mod tests {
         assert_eq!(r.written_ms(), 5000);
         assert!(parse(b"{\"ts\":5").is_err());
         assert!(parse(br#"{"ts":5,"pid":9,"status":"zombie"}"#).is_err());
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_by_its_key() {
+        let e = parse(br#"{"ts":1,"pid":2,"status":"alive","start_time":-1}"#).unwrap_err();
+        assert!(e.starts_with("`start_time`: "), "{e}");
+        let e = parse(br#"{"ts":1,"pid":2,"status":"alive","seq":1.5}"#).unwrap_err();
+        assert!(e.starts_with("`seq`: "), "{e}");
+        let e = parse(br#"{"pid":2,"status":"alive"}"#).unwrap_err();
+        assert!(e.contains("missing field `ts`"), "{e}");
     }
 
     #[test]

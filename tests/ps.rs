@@ -73,6 +73,9 @@ fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
         }),
         died_ms: Some(ms),
         watcher_start_time: None,
+        boot_id: None,
+        boottime_ms: None,
+        pidns: None,
     }
 }
 

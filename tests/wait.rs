@@ -205,6 +205,9 @@ fn already_ended_agents_return_at_once() {
         exit: None,
         died_ms: Some(ms),
         watcher_start_time: None,
+        boot_id: None,
+        boottime_ms: None,
+        pidns: None,
     };
     sb.plant("gone", &r);
     // Says alive, but no target and no watcher: lost.
@@ -245,6 +248,9 @@ fn a_death_being_recorded_is_not_called_lost() {
         exit: None,
         died_ms: None,
         watcher_start_time: Some(read_start_time(me)),
+        boot_id: None,
+        boottime_ms: None,
+        pidns: None,
     };
     sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
@@ -303,8 +309,8 @@ fn a_watchers_death_is_a_file_event() {
     );
 }
 
-/// The shell sidecar writes no lock and no `watcher_start_time`: its `watcher_pid` is the
-/// only proof, and its death changes no file. (A `sleep` stands in for the sidecar here.)
+/// The shell sidecar writes no lock: its `watcher_pid` and `watcher_start_time` are the only
+/// proof, and its death changes no file. (A `sleep` stands in for the sidecar here.)
 #[test]
 fn lost_when_a_lockless_sidecar_dies() {
     let sb = Sandbox::new();
@@ -324,7 +330,10 @@ fn lost_when_a_lockless_sidecar_dies() {
         start_time: Some(start(target.pid())),
         exit: None,
         died_ms: None,
-        watcher_start_time: None,
+        watcher_start_time: Some(start(sidecar.pid())),
+        boot_id: None,
+        boottime_ms: None,
+        pidns: None,
     };
     sb.plant("sh", &r);
     let ps_state = || {

@@ -460,21 +460,20 @@ fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
                 .ok()
                 .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or(e);
-            return Some(Entry {
-                agent,
-                state: State::Corrupt,
-                record: None,
-                fields: (label == Label::Plain)
-                    .then(host_field)
-                    .into_iter()
-                    .collect(),
-                error: Some(error),
-                age_ms: None,
-                unsettled: None,
-            });
+            let mut corrupt = Entry::corrupt(&agent, error);
+            corrupt.fields = (label == Label::Plain)
+                .then(host_field)
+                .into_iter()
+                .collect();
+            return Some(corrupt);
         }
     };
-    let ours = ["host", "agent", "state", "age_ms"];
+    // The renderer writes these from the verdict itself: the state and age as this reader
+    // sees them now, `foreign_pids` as the bridge judged it (PID namespaces are the host's).
+    let ours = ["host", "agent", "state", "age_ms", "foreign_pids"];
+    let foreign_pids = fields
+        .iter()
+        .any(|(k, v)| k == "foreign_pids" && *v == Value::Bool(true));
     let fields = (label == Label::Plain)
         .then(host_field)
         .into_iter()
@@ -487,6 +486,8 @@ fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
         record: Some(record),
         fields,
         error: None,
+        unreadable: false,
+        foreign_pids,
         unsettled: None,
     })
 }

@@ -29,6 +29,17 @@ pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
     Ok(agents)
 }
 
+/// Why a record's bytes were not had.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unread {
+    /// The file is not a record we read (a symlink, not a regular file, over the size
+    /// limit): the agent's record is corrupt.
+    Refused(String),
+    /// The file could not be read (EACCES, EIO, ENOTDIR …): the reader cannot tell, which is
+    /// an error of the command.
+    Failed(String),
+}
+
 /// Reads a record without trusting the file: O_NOFOLLOW (a planted symlink is refused, not
 /// followed), O_NONBLOCK (a FIFO cannot block the open), a type check before reading (nor the
 /// read), and a bounded read (a huge or sparse file is refused from its size). Reads into
@@ -40,7 +51,7 @@ pub fn read_record_at(
     dirfd: Option<&OwnedFd>,
     path: &Path,
     buf: &mut [u8],
-) -> Result<Option<usize>, String> {
+) -> Result<Option<usize>, Unread> {
     debug_assert!(buf.len() > MAX_RECORD_BYTES);
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let opened = match dirfd {
@@ -50,19 +61,21 @@ pub fn read_record_at(
     let fd = match opened {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
-        Err(Errno::LOOP) => return Err("record is a symlink".into()),
-        Err(e) => return Err(format!("cannot open record: {e}")),
+        Err(Errno::LOOP) => return Err(Unread::Refused("record is a symlink".into())),
+        Err(e) => return Err(Unread::Failed(format!("cannot open record: {e}"))),
     };
-    let st = rfs::fstat(&fd).map_err(|e| format!("cannot stat record: {e}"))?;
+    let st = rfs::fstat(&fd).map_err(|e| Unread::Failed(format!("cannot stat record: {e}")))?;
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
-        return Err(format!("record is not a regular file ({kind:?})"));
+        return Err(Unread::Refused(format!(
+            "record is not a regular file ({kind:?})"
+        )));
     }
     if st.st_size as u64 > MAX_RECORD_BYTES as u64 {
-        return Err(format!(
+        return Err(Unread::Refused(format!(
             "record is {} bytes, over the {MAX_RECORD_BYTES}-byte limit",
             st.st_size
-        ));
+        )));
     }
     let buf = &mut buf[..=MAX_RECORD_BYTES];
     let mut len = 0;
@@ -70,11 +83,13 @@ pub fn read_record_at(
         let n = match rustix::io::read(&fd, &mut buf[len..]) {
             Ok(n) => n,
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(format!("cannot read record: {e}")),
+            Err(e) => return Err(Unread::Failed(format!("cannot read record: {e}"))),
         };
         len += n;
         if len > MAX_RECORD_BYTES {
-            return Err(format!("record is over the {MAX_RECORD_BYTES}-byte limit"));
+            return Err(Unread::Refused(format!(
+                "record is over the {MAX_RECORD_BYTES}-byte limit"
+            )));
         }
         // A size of 0 may also be a file that does not know its size: read it to the end.
         if n == 0 || (st.st_size > 0 && len as u64 >= st.st_size as u64) {
@@ -89,7 +104,11 @@ mod tests {
 
     fn read_record_bytes(path: &Path) -> Result<Option<Vec<u8>>, String> {
         let mut buf = vec![0; MAX_RECORD_BYTES + 1];
-        Ok(read_record_at(None, path, &mut buf)?.map(|n| buf[..n].to_vec()))
+        match read_record_at(None, path, &mut buf) {
+            Ok(n) => Ok(n.map(|n| buf[..n].to_vec())),
+            Err(Unread::Refused(e)) => Err(e),
+            Err(Unread::Failed(e)) => panic!("{}: {e}", path.display()),
+        }
     }
 
     #[test]

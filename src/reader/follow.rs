@@ -71,11 +71,15 @@ impl Follow {
         };
         let poll = Poll::new().map_err(|e| runtime!("epoll: {e}"))?;
         let watch = DirWatch::new(dir).map_err(|e| {
-            runtime!(
-                "cannot watch {} with inotify: {e} (if the limit is reached, raise \
-                 fs.inotify.max_user_instances or max_user_watches)",
-                dir.display()
-            )
+            // Only these two errnos mean a limit; EACCES, ENOTDIR … say what they say.
+            let hint = match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENOSPC) => {
+                    " (the inotify limit is reached: raise fs.inotify.max_user_instances or \
+                     max_user_watches)"
+                }
+                _ => "",
+            };
+            runtime!("cannot watch {} with inotify: {e}{hint}", dir.display())
         })?;
         let tick = match wakeups.every_second {
             true => Some(Timer::periodic(TICK_PERIOD).map_err(|e| runtime!("timerfd: {e}"))?),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rustix::fs::{self as rfs, Mode, OFlags};
 
-use super::file::read_record_at;
+use super::file::{Unread, read_record_at};
 use super::verdict::{self, AgentVerdict, ProcStats};
 use crate::layout;
 use crate::procfs::{self, Stat};
@@ -129,7 +129,7 @@ impl<'a> Look<'a> {
         let n = match self.read(&name, buf) {
             Ok(Some(n)) => n,
             Ok(None) => return None,
-            Err(e) => return Some(AgentVerdict::corrupt(agent, e)),
+            Err(e) => return Some(unread(agent, e)),
         };
         let (mut verdict, mut used_cache) = self.judge_bytes(agent, &buf[..n], Lines::Cached);
         if !verdict.needs_confirming() {
@@ -141,7 +141,7 @@ impl<'a> Look<'a> {
             let again = match self.read(&name, buf) {
                 Ok(Some(m)) => &buf[..m],
                 Ok(None) => return None,
-                Err(e) => return Some(AgentVerdict::corrupt(agent, e)),
+                Err(e) => return Some(unread(agent, e)),
             };
             if again == bytes && !used_cache {
                 break;
@@ -166,11 +166,18 @@ impl<'a> Look<'a> {
         (verdict, procs.used_cache)
     }
 
-    fn read(&self, name: &str, buf: &mut [u8]) -> Result<Option<usize>, String> {
+    fn read(&self, name: &str, buf: &mut [u8]) -> Result<Option<usize>, Unread> {
         match &self.dirfd {
             Some(d) => read_record_at(Some(d), Path::new(name), buf),
             None => read_record_at(None, &self.dir.join(name), buf),
         }
+    }
+}
+
+fn unread(agent: &str, e: Unread) -> AgentVerdict {
+    match e {
+        Unread::Refused(e) => AgentVerdict::corrupt(agent, e),
+        Unread::Failed(e) => AgentVerdict::unreadable(agent, e),
     }
 }
 

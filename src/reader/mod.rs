@@ -7,7 +7,7 @@
 //!   must not rest on it; `settle.rs` gives unsettled verdicts their grace.
 //! - `follow.rs` is the one loop readers block in, over `dirwatch.rs` (inotify on the run dir)
 //!   and `pins.rs` (pidfds on the processes verdicts rest on).
-//! - `wait.rs` and `ps/` are the commands.
+//! - `wait.rs` and `ps/` are the commands; `text.rs` makes a record's strings safe to print.
 
 pub mod dirwatch;
 pub(crate) mod file;
@@ -16,5 +16,6 @@ pub(crate) mod look;
 mod pins;
 pub mod ps;
 pub(crate) mod settle;
+mod text;
 pub(crate) mod verdict;
 pub mod wait;

@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::clock::{self, Age};
 use crate::layout::{self, EXIT_GRACE, Interval};
+use crate::pidns;
 use crate::procfs::{self, Liveness, Stat};
-use crate::record::{self, Key, Record, Status, now_ms};
+use crate::record::{self, Key, Record, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -99,8 +101,13 @@ pub struct AgentVerdict {
     pub fields: Vec<(Key, Value)>,
     /// Why the record is corrupt.
     pub error: Option<String>,
-    /// Milliseconds since the record was written (never negative: a future `ts` counts as 0).
+    /// The record could not be read at all (not: read, and found wrong).
+    pub unreadable: bool,
+    /// Milliseconds since the record was written (see `clock::age`); None when corrupt or
+    /// unknown (a wall-clock `ts` in the future).
     pub age_ms: Option<u64>,
+    /// The record's PIDs are of another PID namespace (a container's): not this reader's.
+    pub foreign_pids: bool,
     pub unsettled: Option<Unsettled>,
 }
 
@@ -112,8 +119,19 @@ impl AgentVerdict {
             record: None,
             fields: Vec::new(),
             error: Some(error),
+            unreadable: false,
             age_ms: None,
+            foreign_pids: false,
             unsettled: None,
+        }
+    }
+
+    /// A record that exists but cannot be read (EACCES, EIO …): corrupt, and an error of the
+    /// command that names the agent.
+    pub fn unreadable(agent: &str, error: String) -> AgentVerdict {
+        AgentVerdict {
+            unreadable: true,
+            ..AgentVerdict::corrupt(agent, error)
         }
     }
 
@@ -147,11 +165,23 @@ pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) 
         Ok(p) => p,
         Err(e) => return AgentVerdict::corrupt(agent, e),
     };
-    let age_ms = now_ms().saturating_sub(record.written_ms());
+    let foreign = pidns::is_foreign(record.pidns);
+    // A foreign namespace's `pid_max` is not ours to read; the kernel's limit bounds all.
+    let pid_max = match foreign {
+        true => pidns::PID_MAX_LIMIT,
+        false => pidns::pid_max(),
+    };
+    let age = match record.check(pid_max).and_then(|()| clock::age(&record)) {
+        Ok(age) => age,
+        Err(e) => return AgentVerdict::corrupt(agent, e),
+    };
     let (state, unsettled) = match record.status {
-        Status::Dead => (State::Dead, exit_pending(dir, agent, &record, procs)),
+        Status::Dead => (
+            State::Dead,
+            exit_pending(dir, agent, &record, foreign, procs),
+        ),
         Status::Unwatched => (State::Unwatched, None),
-        Status::Alive => judge_alive(dir, agent, &record, age_ms, procs),
+        Status::Alive => judge_alive(dir, agent, &record, age, foreign, procs),
     };
     AgentVerdict {
         agent: agent.to_owned(),
@@ -159,26 +189,47 @@ pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) 
         record: Some(record),
         fields,
         error: None,
-        age_ms: Some(age_ms),
+        unreadable: false,
+        age_ms: age.ms(),
+        foreign_pids: foreign,
         unsettled,
     }
 }
 
+/// `alive` needs proof that a watcher keeps the record: a live watcher holds the lock, or,
+/// without a lock file, the record's `watcher_pid` and `watcher_start_time` name a live
+/// process. And it needs a beat on time; an age that cannot be known (a wall-clock `ts` in
+/// the future) proves nothing, so then a running watcher decides. A record from another PID
+/// namespace is judged by its lock and its age alone: its PIDs mean nothing here.
 fn judge_alive(
     dir: &Path,
     agent: &str,
     record: &Record,
-    age_ms: u64,
+    age: Age,
+    foreign: bool,
     procs: &mut impl ProcStats,
 ) -> (State, Option<Unsettled>) {
-    let as_written = if written_on_time(record, age_ms) {
-        State::Alive
-    } else {
-        State::Stale
+    let writer = match foreign {
+        true => match layout::lock_held(dir, agent) {
+            Some(true) => WriterState::Running,
+            Some(false) => WriterState::Gone,
+            None => WriterState::Unknown,
+        },
+        false => writer_state(dir, agent, record, procs),
     };
-    let writer = writer_state(dir, agent, record, procs);
-    if writer == WriterState::Gone {
-        return (State::Lost, None);
+    let on_time = match age.ms() {
+        Some(ms) => written_on_time(record, ms),
+        None => writer == WriterState::Running,
+    };
+    let as_written = match writer {
+        WriterState::Running | WriterState::Stopped if on_time => State::Alive,
+        WriterState::Gone => return (State::Lost, None),
+        _ => State::Stale,
+    };
+    if foreign {
+        // The watcher writes `dead` the moment its target dies; if it cannot (stopped), its
+        // beats stop too and the age tells.
+        return (as_written, None);
     }
     match (writer, target_running(record, procs)) {
         (_, true) => (as_written, None),
@@ -245,6 +296,8 @@ fn writer_state(
         (Some(true), _) => WriterState::Running,
         (_, None) => WriterState::Unknown,
         (_, Some(None)) => WriterState::Gone,
+        // A PID alone may be anyone's by now: only with its start time is it the writer.
+        (_, Some(_)) if record.watcher_start_time.is_none() => WriterState::Unknown,
         (_, Some(st)) if stopped(&st) => WriterState::Stopped,
         (_, Some(_)) => WriterState::Running,
     }
@@ -256,11 +309,21 @@ fn exit_pending(
     dir: &Path,
     agent: &str,
     record: &Record,
+    foreign: bool,
     procs: &mut impl ProcStats,
 ) -> Option<Unsettled> {
-    let pid = record.watcher_pid.filter(|_| record.exit.is_none())?;
-    let pending = layout::lock_held(dir, agent) == Some(true)
-        && running_incarnation(pid, record.watcher_start_time, procs).is_some();
+    if record.exit.is_some() {
+        return None;
+    }
+    let held = || layout::lock_held(dir, agent) == Some(true);
+    let pending = match foreign {
+        // Only the lock crosses namespaces: while it is held, the watcher may still write.
+        true => held(),
+        false => {
+            let pid = record.watcher_pid?;
+            held() && running_incarnation(pid, record.watcher_start_time, procs).is_some()
+        }
+    };
     pending.then_some(Unsettled::ExitPending)
 }
 

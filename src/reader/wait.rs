@@ -6,7 +6,8 @@
 //! verdicts rest on, with the graces of unsettled verdicts and `--timeout` as deadlines.
 //!
 //! An agent without a record is waited for (it may be starting). An `unwatched` agent ends
-//! when its target is proven gone, reported as `lost`: nobody recorded that death. A corrupt
+//! when its target is proven gone, reported as `lost`: nobody recorded that death (never for
+//! a record from another PID namespace, whose target cannot be seen from here). A corrupt
 //! record is warned about once and waited out (a watcher may replace it).
 
 use std::collections::HashSet;
@@ -18,6 +19,7 @@ use super::follow::{Follow, Wakeups};
 use super::look::Look;
 use super::pins::Pin;
 use super::settle::Settler;
+use super::text::printable;
 use super::verdict::{AgentVerdict, State};
 use crate::exit::{ExitCode, Result};
 use crate::layout;
@@ -66,10 +68,13 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
             }
             if let Some(err) = &v.error {
                 if warned.insert(agent.clone()) {
+                    let err = printable(err);
                     eprintln!("pidbeat: warning: {agent}: corrupt record ({err}); still waiting");
                 }
             }
-            if let Some(r) = &v.record {
+            // Pinning a container's PIDs would pin whatever has those numbers here; its
+            // watcher's end shows as the lock's release instead.
+            if let Some(r) = v.record.as_ref().filter(|_| !v.foreign_pids) {
                 wanted.extend(pins_for(r));
             }
             true
@@ -102,7 +107,10 @@ fn ended(v: &AgentVerdict, unsettled: bool) -> Option<String> {
             _ => "dead".into(),
         }),
         State::Lost => Some("lost".into()),
-        State::Unwatched if !procfs::still_running(r.pid, r.start_time) => Some("lost".into()),
+        // A container's PID names nothing here: such a target's end cannot be seen.
+        State::Unwatched if !v.foreign_pids && !procfs::still_running(r.pid, r.start_time) => {
+            Some("lost".into())
+        }
         _ => None,
     }
 }

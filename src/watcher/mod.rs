@@ -87,6 +87,8 @@ pub struct Watcher {
     seq: u64,
     watcher_pid: i32,
     watcher_start_time: u64,
+    /// Read once, at start; without it the record carries no CLOCK_BOOTTIME stamp.
+    boot_id: Option<&'static str>,
     /// Set while writes fail, so a persistent fault warns once, not once per beat.
     failing: bool,
     /// Our child's status when the orphan reaper collected it before the pidfd event.
@@ -108,6 +110,7 @@ impl Watcher {
             seq: 0,
             watcher_pid: std::process::id() as i32,
             watcher_start_time: crate::procfs::self_start_time(),
+            boot_id: crate::clock::boot_id(),
             failing: false,
             child_exit: None,
             _lock: lock,
@@ -116,6 +119,7 @@ impl Watcher {
 
     fn record(&self, status: Status, exit: Option<ExitInfo>, died_ms: Option<u64>) -> Record {
         let ms = now_ms();
+        let boottime_ms = crate::clock::boottime_ms();
         Record {
             ts: ms / 1000,
             pid: self.target.pid,
@@ -129,6 +133,9 @@ impl Watcher {
             exit,
             died_ms,
             watcher_start_time: Some(self.watcher_start_time),
+            boot_id: self.boot_id.map(str::to_owned),
+            boottime_ms: self.boot_id.map(|_| boottime_ms),
+            pidns: crate::pidns::own(),
         }
     }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::poll;
 
 /// The keys of a record, in the order the record contract fixes.
-pub const RECORD_KEYS: [&str; 11] = [
+pub const RECORD_KEYS: [&str; 15] = [
     "ts",
     "pid",
     "status",
@@ -21,6 +21,10 @@ pub const RECORD_KEYS: [&str; 11] = [
     "start_time",
     "exit",
     "died_ms",
+    "watcher_start_time",
+    "boot_id",
+    "boottime_ms",
+    "pidns",
 ];
 
 /// Reads and parses a record; `None` if it is missing. Panics on a partial record, which

@@ -1,4 +1,5 @@
-//! `--json`: one array of objects. Each object is `agent`, `state`, `age_ms`, then the
+//! `--json`: one array of objects. Each object is `agent`, `state`, `age_ms` (null when it
+//! cannot be known), `foreign_pids` (the record's PIDs are another PID namespace's), then the
 //! record's own keys in the record's order (unknown keys included, a key that would clash
 //! with ours dropped). A corrupt record gives `agent`, `state`, `error` instead.
 //! Objects are written by hand: serde_json's `Map` would sort the keys. Everything goes into
@@ -7,9 +8,10 @@
 
 use serde::Serialize;
 
+use crate::reader::text::json_safe;
 use crate::reader::verdict::AgentVerdict;
 
-const OURS: [&str; 3] = ["agent", "state", "age_ms"];
+const OURS: [&str; 4] = ["agent", "state", "age_ms", "foreign_pids"];
 
 /// `pretty`: one object per line (still one JSON document); otherwise the whole array on
 /// one line, as `ps --watch --json` prints one frame per line.
@@ -33,7 +35,7 @@ pub fn render(entries: &[AgentVerdict], pretty: bool) -> String {
         out.push(b'\n');
     }
     out.extend_from_slice(b"]\n");
-    String::from_utf8(out).expect("serde_json writes UTF-8")
+    json_safe(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 /// One agent's object (what `publish` puts to etcd, too).
@@ -50,6 +52,8 @@ pub(crate) fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
         None => {
             out.push(b',');
             pair(out, "age_ms", &e.age_ms);
+            out.push(b',');
+            pair(out, "foreign_pids", &e.foreign_pids);
         }
     }
     // A corrupt local record has no fields; a corrupt value in etcd still has its `host`.

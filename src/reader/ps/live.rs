@@ -100,6 +100,9 @@ fn header(dir: &Path) -> String {
 fn body(dir: &Path, snap: &Snapshot, color: bool) -> String {
     if snap.entries.is_empty() && snap.missing.is_empty() {
         format!("{}\n", hint(dir, snap.dir_missing))
+    } else if snap.entries.iter().any(|e| e.foreign_pids) {
+        let table = table::render(&snap.entries, &snap.missing, color);
+        format!("{table}{}\n", table::FOREIGN_PID_NOTE)
     } else {
         table::render(&snap.entries, &snap.missing, color)
     }

@@ -4,7 +4,8 @@
 //! An empty or missing run dir prints a one-line hint on stderr (stdout stays empty, so
 //! `pidbeat ps | wc -l` counts agents) and exits 0. A named AGENT without a record is
 //! reported on stderr as `pidbeat: AGENT: no record in DIR` and makes the exit status 1 once
-//! the other rows are printed, as `systemctl status` does for an unknown unit.
+//! the other rows are printed, as `systemctl status` does for an unknown unit; so does a
+//! record that cannot be read (EACCES …), with the reason.
 
 pub(crate) mod json;
 mod live;
@@ -19,6 +20,7 @@ use super::file::list_agents;
 use super::follow::{Follow, Wakeups};
 use super::look::judge_all;
 use super::settle::Settler;
+use super::text::printable;
 use super::verdict::{AgentVerdict, Unsettled};
 use crate::exit::{ExitCode, Result, runtime};
 
@@ -80,11 +82,32 @@ pub fn command(config: PsConfig) -> Result<ExitCode> {
     for agent in &snap.missing {
         eprintln!("pidbeat: {agent}: no record in {}", dir.display());
     }
-    Ok(if snap.missing.is_empty() {
+    let unreadable = notes(&snap.entries, format);
+    Ok(if snap.missing.is_empty() && !unreadable {
         ExitCode::Success
     } else {
         ExitCode::Failure
     })
+}
+
+/// What the rows cannot say, on stderr: why a record is corrupt (the table has no room for
+/// it; `--json` has `error`), which PIDs are a container's, and every record that could not
+/// be read at all. Returns whether there was such a record: that fails the command, since
+/// its row says nothing true.
+fn notes(entries: &[AgentVerdict], format: Format) -> bool {
+    let mut unreadable = false;
+    for e in entries {
+        let Some(err) = &e.error else { continue };
+        unreadable |= e.unreadable;
+        if e.unreadable || format == Format::Table {
+            let what = if e.unreadable { "" } else { "corrupt record: " };
+            eprintln!("pidbeat: {}: {what}{}", e.agent, printable(err));
+        }
+    }
+    if format == Format::Table && entries.iter().any(|e| e.foreign_pids) {
+        eprintln!("pidbeat: {}", table::FOREIGN_PID_NOTE);
+    }
+    unreadable
 }
 
 fn hint(dir: &Path, dir_missing: bool) -> String {

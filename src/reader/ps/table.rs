@@ -2,6 +2,7 @@
 
 use anstyle::{AnsiColor, Style};
 
+use crate::reader::text::printable;
 use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::{ExitInfo, Status};
 
@@ -64,15 +65,26 @@ fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6], state: Optio
     out.push('\n');
 }
 
+/// Marks a PID of another PID namespace (a container's), which [`FOREIGN_PID_NOTE`] explains
+/// (on stderr for one-shot `ps`, so that stdout stays one row per record; under the table in
+/// `ps --watch`).
+const FOREIGN_PID_MARK: &str = "*";
+pub const FOREIGN_PID_NOTE: &str = "PID* is the PID in its watcher's PID namespace (a container), \
+     not this one's: such agents are judged by their watcher's lock and beats";
+
+/// Every cell goes through [`printable`]: a record's strings are untrusted, and one row per
+/// record is a promise.
 fn row(e: &AgentVerdict) -> [String; 6] {
     let dash = || "-".to_owned();
     let r = e.record.as_ref();
+    let mark = if e.foreign_pids { FOREIGN_PID_MARK } else { "" };
     [
-        e.agent.clone(),
+        printable(&e.agent).into_owned(),
         e.state.name().to_owned(),
-        r.map_or_else(dash, |r| r.pid.to_string()),
+        r.map_or_else(dash, |r| format!("{}{mark}", r.pid)),
         e.age_ms.map_or_else(dash, age),
-        r.and_then(|r| r.backend.clone()).unwrap_or_else(dash),
+        r.and_then(|r| r.backend.as_deref())
+            .map_or_else(dash, |b| printable(b).into_owned()),
         match r {
             Some(r) if e.state == State::Dead && r.status == Status::Dead => {
                 r.exit.map_or_else(dash, |x| exit_text(&x))

@@ -1,0 +1,61 @@
+//! Issue 11, items 1, 3 and 5: verdicts a reader can trust whatever the clocks, the records
+//! and the PID namespaces do.
+//!
+//! - `clock`: wall-clock steps (libfaketime, in the reader and in the watcher) change no
+//!   verdict;
+//! - `untrusted`: out-of-range values are `corrupt` with the reason, `alive` needs a proven
+//!   writer, the table cannot be injected, errors say what went wrong, and thousands of
+//!   generated hostile records neither crash, hang nor miscount `ps` and `wait`;
+//! - `pidns`: records written in another PID namespace (`unshare --pid`) get the verdict a
+//!   reader in that namespace gives.
+//!
+//! Real processes in a `Sandbox` each; everything started is killed and reaped by guards.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod clock;
+mod pidns;
+mod untrusted;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const SEC: Duration = Duration::from_secs(1);
+/// Beats every 200 ms: a stopped watcher turns stale 2 × 0.2 + 1 = 1.4 s after its last beat.
+const IV: &str = "0.2";
+const IV_DUR: Duration = Duration::from_millis(200);
+const STALE_AFTER: Duration = Duration::from_millis(1400);
+
+/// `pidbeat ps --json [AGENT…]` over `dir`, run as `cmd` (a pidbeat command, perhaps wrapped):
+/// agent → its object. The command must succeed.
+fn ps_json_with(mut cmd: Command, dir: &Path, agents: &[&str]) -> BTreeMap<String, Value> {
+    cmd.args(["ps", "--json", "--run-dir"])
+        .arg(dir)
+        .args(agents);
+    let o = run_with_deadline(cmd, 10 * SEC);
+    assert!(o.status.success(), "ps failed ({}): {}", o.status, o.stderr);
+    parse_ps(&o.stdout)
+}
+
+/// Says that `test` cannot run here, and why: a skip for a developer without the tool, a
+/// failure where the tools are required (`.ci/run` sets `PIDBEAT_REQUIRE_TOOLS=1`).
+fn unavailable(test: &str, reason: &str) {
+    if std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_some() {
+        panic!("{test}: {reason}, and PIDBEAT_REQUIRE_TOOLS is set");
+    }
+    skip(test, reason);
+}
+
+fn state_of(m: &BTreeMap<String, Value>, agent: &str) -> String {
+    m.get(agent)
+        .unwrap_or_else(|| panic!("ps does not list {agent}: {m:?}"))["state"]
+        .as_str()
+        .expect("state")
+        .to_owned()
+}
