@@ -27,8 +27,9 @@ use super::client::{Client, Error, MAX_TXN_OPS, Op};
 use super::keys;
 
 /// Fields of a verdict that change with every beat or every moment; two verdicts that differ
-/// only in these are the same news.
-pub const VOLATILE: [&str; 4] = ["age_ms", "ts", "ts_ms", "seq"];
+/// only in these are the same news. (A new per-write key in the record belongs here, or
+/// every beat becomes an etcd write: `tests/cluster` counts them.)
+pub const VOLATILE: [&str; 5] = ["age_ms", "ts", "ts_ms", "seq", "boottime_ms"];
 
 /// One agent's verdict as published: the bytes put to etcd, and what is compared (the same
 /// object without the volatile fields, serialized with its keys sorted). Both are kept as
@@ -453,7 +454,7 @@ mod tests {
     fn beats_are_not_news() {
         let a = Verdict::new(
             "h1",
-            obj(r#"{"agent":"a","state":"alive","age_ms":5,"ts":1,"pid":7,"ts_ms":1000,"seq":1}"#),
+            obj(r#"{"agent":"a","state":"alive","age_ms":5,"ts":1,"pid":7,"ts_ms":1000,"seq":1,"boottime_ms":10}"#),
         )
         .unwrap();
         let b = Verdict::new(
