@@ -344,13 +344,20 @@ impl Follower {
                     }
                 }
                 Ok((_, Err(Error::Compacted(_)))) => {
-                    // Same member: `rewatch` reads everything again, then watches after it.
-                    match self.rewatch() {
-                        Ok(_) => return Change::All,
+                    // etcd creates the watch, then cancels it: the history we need is gone.
+                    // Read everything again, then watch after that.
+                    match snapshot(&mut self.client) {
+                        Ok(view) => {
+                            self.view = view;
+                            if self.rewatch().is_err() {
+                                self.switch("failed after a compaction");
+                            }
+                        }
                         Err(_) => {
                             self.switch("failed after a compaction");
                         }
                     }
+                    return Change::All;
                 }
                 Ok((_, Err(e))) => {
                     if self.switch(&format!("failed ({e})")) {

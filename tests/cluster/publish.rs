@@ -309,3 +309,95 @@ fn a_bridge_started_while_etcd_is_down_publishes_once_it_is_back() {
     );
     assert!(log.contains("etcd answers again"), "{log}");
 }
+
+#[test]
+fn a_lost_lease_is_replaced_and_every_key_put_again() {
+    require_etcd!();
+    let _s = serial();
+    let c = Cluster::start();
+    let urls = c.urls_from(0);
+    let mut h = Host::new("h1");
+    h.add_agent("pi", "1");
+    h.add_agent("codex", "1");
+    h.publish(&urls, 3);
+    poll_ps_etcd(&h.sb, &urls, 5 * SEC, "two alive", |v| {
+        v.len() == 2 && v.values().all(|o| o["state"] == "alive")
+    });
+    // Someone revokes the host's lease and deletes a key behind the bridge's back.
+    let mut cl = client(&c, 1, SEC);
+    let bridge_key = keys::bridge_key("h1");
+    let lease = cl.range(bridge_key.as_bytes(), None, 0).unwrap().kvs[0].lease;
+    let o = c.etcdctl(&["lease", "revoke", &format!("{lease:x}")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cl.delete(keys::agent_key("h1", "codex").as_bytes(), None)
+        .unwrap();
+    let revoked = std::time::Instant::now();
+    // The next keep-alive (TTL/5) finds the lease gone: a new one, and everything again.
+    let (_, at) = poll_ps_etcd(&h.sb, &urls, 5 * SEC, "both alive again", |v| {
+        v.len() == 2 && v.values().all(|o| o["state"] == "alive")
+    });
+    eprintln!("lease revoked -> all keys back after {:?}", at - revoked);
+    assert!(at - revoked < 2 * SEC);
+    let new_lease = cl.range(bridge_key.as_bytes(), None, 0).unwrap().kvs[0].lease;
+    assert_ne!(new_lease, lease);
+    assert!(
+        h.bridge_log().contains("granting a new one"),
+        "{}",
+        h.bridge_log()
+    );
+}
+
+#[test]
+fn a_reader_whose_history_was_compacted_reads_everything_again() {
+    require_etcd!();
+    let _s = serial();
+    let c = Cluster::start();
+    let follower = (c.wait_leader(5 * SEC) + 1) % crate::etcd_fixture::MEMBERS;
+    let mut h = Host::new("h1");
+    h.add_agent("pi", "1");
+    h.add_agent("codex", "1");
+    // The bridge on another member than the reader's.
+    h.publish(&c.urls_from((follower + 1) % 3), 3);
+    let reader_urls = c.urls_from(follower);
+    poll_ps_etcd(&h.sb, &reader_urls, 5 * SEC, "two alive", |v| v.len() == 2);
+    let watch = Reader::spawn(
+        &h.sb,
+        &["ps", "--etcd", &reader_urls, "--watch", "--json"],
+        "ps-watch",
+    );
+    watch.line(5 * SEC).expect("a first frame");
+    // The reader's member hangs; meanwhile a death is published and history compacted past
+    // it, so the reader cannot resume from where it was.
+    c.stop(follower);
+    h.kill9("pi");
+    let mut cl = client(&c, (follower + 1) % 3, SEC);
+    poll(
+        5 * SEC,
+        Duration::from_millis(20),
+        || {
+            cl.range(keys::agent_key("h1", "pi").as_bytes(), None, 0)
+                .ok()
+                .filter(|r| String::from_utf8_lossy(&r.kvs[0].value).contains(r#""state":"dead""#))
+                .map(|r| r.revision)
+        },
+        || "the death in etcd".into(),
+    );
+    cl.put(b"/elsewhere", b"x", 0).unwrap();
+    let rev = cl.put(b"/elsewhere", b"y", 0).unwrap();
+    let o = c.etcdctl(&["compact", &rev.to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, frame) = poll(
+        10 * SEC,
+        Duration::from_millis(10),
+        || {
+            watch
+                .line(Duration::from_millis(10))
+                .filter(|(_, l)| l.contains(r#""state":"dead""#))
+        },
+        || format!("no frame with the death; reader said: {}", watch.stderr()),
+    );
+    assert!(frame.contains(r#""agent":"pi","state":"dead""#), "{frame}");
+    c.cont(follower);
+    let said = watch.stderr();
+    assert!(said.contains("watching through"), "{said}");
+}
