@@ -27,7 +27,7 @@ use super::client::{Client, Config, Error, EventKind, KeyValue, Range, WatchResp
 use super::keys::{self, Key};
 use super::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exit::{Error as CliError, ExitCode, Result as CliResult, runtime};
-use crate::reader::ps::{self, json, prom, table};
+use crate::reader::ps::{self, json, live, prom, table};
 use crate::reader::verdict::{AgentVerdict as Entry, State};
 use crate::record::{self, ExitInfo, now_ms};
 
@@ -499,20 +499,23 @@ fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
     })
 }
 
-fn render(view: &View, named: &[Name], format: RemoteFormat, pretty: bool, color: bool) -> String {
+/// The rows for `format`, in name order.
+fn entries(view: &View, named: &[Name], format: RemoteFormat) -> Vec<Entry> {
     let label = match format {
         RemoteFormat::Json => Label::Plain,
         _ => Label::Qualified,
     };
-    let entries: Vec<Entry> = view
-        .agents(named)
+    view.agents(named)
         .filter_map(|(n, _)| entry(view, n, label))
-        .collect();
+        .collect()
+}
+
+fn render(entries: &[Entry], format: RemoteFormat, pretty: bool, color: bool) -> String {
     match format {
         RemoteFormat::Table if entries.is_empty() => String::new(),
-        RemoteFormat::Table => table::render(&entries, &[], color),
-        RemoteFormat::Json => json::render(&entries, pretty),
-        RemoteFormat::Prom => prom::render(&entries),
+        RemoteFormat::Table => table::render(entries, &[], color),
+        RemoteFormat::Json => json::render(entries, pretty),
+        RemoteFormat::Prom => prom::render(entries),
     }
 }
 
@@ -540,7 +543,8 @@ pub fn ps_command(cfg: RemotePsConfig) -> CliResult<ExitCode> {
     let mut client = Client::new(&cfg.client).map_err(|e| runtime!("{e}"))?;
     let view =
         snapshot(&mut client).map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
-    let text = render(&view, &named, cfg.format, true, ps::color_wanted());
+    let rows = entries(&view, &named, cfg.format);
+    let text = render(&rows, cfg.format, true, ps::color_wanted());
     if let Err(e) = ps::write_stdout(text.as_bytes()) {
         return ps::quiet_on_broken_pipe(e);
     }
@@ -561,58 +565,37 @@ pub fn ps_command(cfg: RemotePsConfig) -> CliResult<ExitCode> {
     })
 }
 
-/// `ps --etcd --watch`: a frame whenever the fleet in etcd changes (off a TTY after a `---`
-/// line, with `--json` one array per line), until SIGINT/SIGTERM (exit 0).
+/// `ps --etcd --watch`: `ps --watch`'s screen (redrawn in place on a TTY, every second for
+/// the ages; else a frame per change), fed from etcd, until SIGINT/SIGTERM (exit 0).
 fn ps_watch(cfg: &RemotePsConfig, named: &[Name]) -> CliResult<ExitCode> {
     let quit = quit_flag()?;
     let mut follower = Follower::start(&cfg.client)
         .map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
-    let json = cfg.format == RemoteFormat::Json;
-    let mut first = true;
-    let mut last = String::new();
+    let mut screen = live::Screen::new(cfg.format == RemoteFormat::Json);
+    let header = format!(
+        "pidbeat ps --etcd --watch: {} (every 1s and on change; Ctrl-C quits)",
+        keys::ROOT
+    );
     loop {
-        let frame = render(
-            follower.view(),
-            named,
-            cfg.format,
-            false,
-            ps::color_wanted(),
-        );
-        // Ages move every moment; a frame is news only if something else changed.
-        let sig = render_signature(follower.view(), named);
-        if first || sig != last {
-            let out = if first || json {
-                frame
-            } else {
-                format!("---\n{frame}")
-            };
-            if let Err(e) = ps::write_stdout(out.as_bytes()) {
-                return ps::quiet_on_broken_pipe(e);
-            }
-            first = false;
-            last = sig;
+        let rows = entries(follower.view(), named, cfg.format);
+        let frame = match render(&rows, cfg.format, false, screen.color) {
+            empty if empty.is_empty() => format!("no agents in etcd under {}\n", keys::ROOT),
+            frame => frame,
+        };
+        if let Err(e) = screen.show(&header, frame, live::entries_signature(&rows)) {
+            return ps::quiet_on_broken_pipe(e);
         }
-        // Short waits so that SIGINT/SIGTERM end us promptly and cleanly.
+        // Short waits, so that SIGINT/SIGTERM end us promptly and cleanly.
+        let redraw = Instant::now() + Duration::from_secs(1);
         while follower.next(Some(Instant::now() + QUIT_CHECK)) == Change::Timeout {
             if quit.load(Ordering::SeqCst) {
                 return Ok(ExitCode::Success);
             }
+            if Instant::now() >= redraw {
+                break;
+            }
         }
     }
-}
-
-fn render_signature(view: &View, named: &[Name]) -> String {
-    view.agents(named)
-        .map(|(n, r)| {
-            format!(
-                "{}/{} {} {}\n",
-                n.0,
-                n.1,
-                view.state(n).unwrap_or(""),
-                r.bytes.len()
-            )
-        })
-        .collect()
 }
 
 const QUIT_CHECK: Duration = Duration::from_millis(250);

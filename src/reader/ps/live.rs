@@ -16,6 +16,7 @@ use crate::exit::{ExitCode, Result};
 use crate::layout;
 use crate::reader::follow::{Follow, Wakeups, Woken};
 use crate::reader::settle::Settler;
+use crate::reader::verdict::AgentVerdict;
 
 pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
     let wakeups = Wakeups {
@@ -30,17 +31,17 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
             named.iter().any(|a| layout::is_agent_file(name, a))
         }
     };
-    let mut screen = Screen {
-        tty: io::stdout().is_terminal() && !as_json,
-        as_json,
-        color: color_wanted(),
-        last: None,
-    };
+    let mut screen = Screen::new(as_json);
     let mut settler = Settler::default();
     loop {
         let mut snap = collect(dir, named)?;
         let next_settle = settle(&mut snap, &mut settler, Instant::now());
-        if let Err(e) = screen.show(dir, &snap) {
+        let frame = if as_json {
+            json::render(&snap.entries, false)
+        } else {
+            body(dir, &snap, screen.color)
+        };
+        if let Err(e) = screen.show(&header(dir), frame, signature(&snap)) {
             return quiet_on_broken_pipe(e);
         }
         // A dying agent's grace ending is a change too.
@@ -50,29 +51,36 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
     }
 }
 
-struct Screen {
+/// Where frames go: redrawn in place on a TTY, else a log of the frames that changed. Shared
+/// with `ps --etcd --watch`.
+pub(crate) struct Screen {
     /// Redraw in place (and on every tick, for the ages).
     tty: bool,
     as_json: bool,
-    color: bool,
+    pub(crate) color: bool,
     /// The last frame's signature.
     last: Option<String>,
 }
 
 impl Screen {
-    fn show(&mut self, dir: &Path, snap: &Snapshot) -> io::Result<()> {
-        let sig = signature(snap);
+    pub(crate) fn new(as_json: bool) -> Screen {
+        Screen {
+            tty: io::stdout().is_terminal() && !as_json,
+            as_json,
+            color: color_wanted(),
+            last: None,
+        }
+    }
+
+    /// Shows `frame` under `header` (on a TTY). `sig` is what the frame says without the
+    /// ages: off a TTY a frame is printed only when it changed.
+    pub(crate) fn show(&mut self, header: &str, frame: String, sig: String) -> io::Result<()> {
         if !self.tty && self.last.as_ref() == Some(&sig) {
             return Ok(());
         }
-        let frame = if self.as_json {
-            json::render(&snap.entries, false)
-        } else {
-            body(dir, snap, self.color)
-        };
         let out = if self.tty {
             // Home, each line erased to its end, then everything below: no flicker.
-            let mut s = format!("\x1b[H{}\x1b[K\n\x1b[K\n", header(dir));
+            let mut s = format!("\x1b[H{header}\x1b[K\n\x1b[K\n");
             for l in frame.lines() {
                 s.push_str(l);
                 s.push_str("\x1b[K\n");
@@ -110,8 +118,13 @@ fn body(dir: &Path, snap: &Snapshot, color: bool) -> String {
 
 /// What a frame says, ages left out: off a TTY only a change of this is printed.
 fn signature(snap: &Snapshot) -> String {
-    let mut s = format!("{}|{:?}|", snap.dir_missing, snap.missing);
-    for e in &snap.entries {
+    format!("{}|{:?}|", snap.dir_missing, snap.missing) + &entries_signature(&snap.entries)
+}
+
+/// [`signature`]'s part for the agents.
+pub(crate) fn entries_signature(entries: &[AgentVerdict]) -> String {
+    let mut s = String::new();
+    for e in entries {
         let r = e.record.as_ref();
         s += &format!(
             "{}|{}|{:?}|{:?}|{:?}|{:?}\n",

@@ -8,7 +8,7 @@
 //! record that cannot be read (EACCES …), with the reason.
 
 pub(crate) mod json;
-mod live;
+pub(crate) mod live;
 pub(crate) mod prom;
 pub(crate) mod table;
 
