@@ -497,6 +497,20 @@ fn tls_with_client_certificates() {
     })
     .unwrap();
     assert!(untrusting.range(b"/pidbeat/", Some(&end), 0).is_err());
+    // The same through the command line (`--cacert/--cert/--key`).
+    let sb = crate::common::Sandbox::new();
+    let ps = |extra: &[&std::path::Path]| {
+        let mut cmd = sb.cmd();
+        cmd.args(["ps", "--json", "--etcd", &endpoints.join(",")]);
+        for (flag, file) in ["--cacert", "--cert", "--key"].iter().zip(extra) {
+            cmd.arg(flag).arg(file);
+        }
+        cmd.output().unwrap()
+    };
+    let o = ps(&[&p("ca.pem"), &p("client.pem"), &p("client.key")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ps(&[&p("ca.pem")]);
+    assert_eq!(o.status.code(), Some(1), "no client certificate");
     // Half a key pair is a usage mistake, said before any connection.
     let half = Tls { key: None, ..tls };
     assert!(
