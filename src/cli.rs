@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cluster::client::{Config as EtcdConfig, Credentials, Tls};
-use crate::cluster::remote::Name;
-use crate::cluster::{PublishConfig, RemoteFormat, RemotePsConfig, RemoteWaitConfig};
-use crate::exit::{Error, Result, runtime};
+mod etcd;
+mod lifecycle;
+pub use etcd::{PublishArgs, Source};
+pub use lifecycle::{ForgetArgs, PruneArgs, StatusArgs};
+
+use crate::duration;
+use crate::exit::{Error, Result};
 use crate::layout::{self, Interval};
-use crate::reader::ps::{Format, PsConfig, View};
-use crate::reader::wait::WaitConfig;
+use crate::reader::ps::{Column, Format, Layout, PsConfig, View};
+use crate::reader::wait::{Until, WaitConfig};
 use crate::watcher::run::RunConfig;
 use crate::watcher::{BackendPref, WatchConfig, WriterConfig};
 
@@ -42,19 +45,30 @@ pub enum Command {
     Wait(WaitArgs),
     /// Publish this host's verdicts to etcd (one bridge per host; see the README's multi-host section).
     Publish(PublishArgs),
-    /// Print a shell completion script to stdout.
+    /// Print each agent's state; exit 0 if all are alive, 3 if any is not, 4 if any has no record.
+    Status(StatusArgs),
+    /// Remove ended agents' records, lock files and death histories.
+    Forget(ForgetArgs),
+    /// Forget every ended agent that matches (by state, by age).
+    Prune(PruneArgs),
+    /// Print a shell completion script to stdout (see --help for how to install it).
     Completions {
+        /// The shell to complete in
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page pidbeat(1) (roff) to stdout, or write every page into a directory.
+    Man {
+        /// Write pidbeat.1 and pidbeat-SUB.1 for every subcommand into DIR (created if missing)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct RunDirArg {
     /// Directory holding the records [env: MOSAIC_HEARTBEAT_RUN_DIR] [default: $XDG_CONFIG_HOME/mosaic/fleet/run or ~/.config/mosaic/fleet/run]
-    #[arg(long, value_name = "DIR", value_parser = layout::parse_run_dir)]
+    #[arg(short = 'd', long, value_name = "DIR", value_parser = layout::parse_run_dir)]
     pub run_dir: Option<PathBuf>,
 }
 
@@ -68,7 +82,7 @@ impl RunDirArg {
 #[derive(Args, Debug, Clone)]
 pub struct IntervalArg {
     /// Seconds between heartbeats, fractions allowed, 0.001 to 86400 [env: MOSAIC_HEARTBEAT_INTERVAL] [default: 15]
-    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    #[arg(short = 'i', long, value_name = "SECS", value_parser = parse_interval)]
     pub interval: Option<Interval>,
 }
 
@@ -172,63 +186,68 @@ pub struct PsArgs {
     #[arg(long)]
     pub prom: bool,
     /// Redraw whenever a record changes (and every second for ages)
-    #[arg(long, conflicts_with = "prom")]
+    #[arg(long)]
     pub watch: bool,
+    /// Table columns, comma-separated: agent,state,pid,up,age,backend,exit,interval,seq,watcher
+    #[arg(short = 'o', long = "fields", value_name = "FIELD,…", value_parser = parse_columns, conflicts_with_all = ["json", "prom"])]
+    pub fields: Option<Columns>,
+    /// Print the table without its header line
+    #[arg(long, conflicts_with_all = ["json", "prom"])]
+    pub no_header: bool,
+    /// Replace FILE atomically (temp file, then rename) instead of writing to stdout; with --watch, on every change and every 5 s
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show AGENT's past deaths (the last 10), oldest first
+    #[arg(long, value_name = "AGENT", value_parser = parse_agent, conflicts_with_all = ["prom", "watch", "agents", "fields", "no_header", "output"])]
+    pub history: Option<String>,
     #[command(flatten)]
-    pub etcd: EtcdArgs,
+    pub etcd: etcd::EtcdArgs,
     /// Only these agents (HOST/AGENT with --etcd)
-    #[arg(value_name = "AGENT", value_parser = parse_agent_arg)]
+    #[arg(value_name = "AGENT", value_parser = etcd::parse_agent_arg)]
     pub agents: Vec<String>,
 }
 
-/// Where a reader reads: the run dir, or etcd (`--etcd`).
-#[derive(Debug)]
-pub enum Source<L, R> {
-    Local(L),
-    Etcd(R),
-}
-
 impl PsArgs {
-    /// `ps` on the run dir, or with `--etcd` on the fleet in etcd.
-    pub fn into_source(mut self) -> Result<Source<PsConfig, RemotePsConfig>> {
-        let agents = std::mem::take(&mut self.agents);
-        let (client, agents) = match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
-            Source::Local(agents) => {
-                self.agents = agents;
-                return self.into_config().map(Source::Local);
-            }
-            Source::Etcd(remote) => remote,
-        };
-        if self.watch && self.prom {
-            return Err(Error::Usage(
-                "--watch cannot be combined with --prom".into(),
-            ));
+    /// The table's columns and header, from `-o` and `--no-header`.
+    fn layout(&self) -> Layout {
+        let mut layout = Layout::default();
+        if let Some(Columns(cols)) = &self.fields {
+            layout.columns = cols.clone();
         }
-        Ok(Source::Etcd(RemotePsConfig {
-            client,
-            format: match (self.json, self.prom) {
-                (true, _) => RemoteFormat::Json,
-                (_, true) => RemoteFormat::Prom,
-                _ => RemoteFormat::Table,
-            },
-            watch: self.watch,
-            agents,
-        }))
+        layout.header = !self.no_header;
+        layout
     }
 
     pub fn into_config(self) -> Result<PsConfig> {
         let run_dir = self.run_dir.resolve()?;
-        // clap refuses `--watch --prom` and `--json --prom`.
-        let view = match (self.watch, self.json, self.prom) {
-            (true, json, _) => View::Watch { json },
-            (false, true, _) => View::Once(Format::Json),
-            (false, false, true) => View::Once(Format::Prom),
-            (false, false, false) => View::Once(Format::Table),
+        if self.watch && self.prom && self.output.is_none() {
+            return Err(Error::Usage(
+                "--watch --prom needs --output FILE: the exposition is kept in a file \
+                 (for node_exporter's textfile collector)"
+                    .into(),
+            ));
+        }
+        let format = match (self.json, self.prom) {
+            (true, _) => Format::Json,
+            (false, true) => Format::Prom,
+            (false, false) => Format::Table,
+        };
+        let layout = self.layout();
+        // clap refuses `--json --prom` and `--history` with --watch, --prom, -o, --output.
+        let view = match (self.history, self.watch) {
+            (Some(agent), _) => View::History {
+                agent,
+                json: self.json,
+            },
+            (None, true) => View::Watch(format),
+            (None, false) => View::Once(format),
         };
         Ok(PsConfig {
             run_dir,
             view,
             agents: self.agents,
+            layout,
+            output: self.output,
         })
     }
 }
@@ -238,224 +257,67 @@ pub struct WaitArgs {
     #[command(flatten)]
     pub run_dir: RunDirArg,
     /// Give up after SECS and exit 124
-    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    #[arg(short = 't', long, value_name = "SECS", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Return once the first named agent is done
+    #[arg(long, conflicts_with = "count")]
+    pub any: bool,
+    /// Return once N of the named agents are done
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// What each agent is waited for: ended (dead or lost), or alive
+    #[arg(long, value_enum, value_name = "STATE", default_value_t = UntilChoice::Ended)]
+    pub until: UntilChoice,
+    /// Refuse at once (exit 4) a named agent that has no record
+    #[arg(long)]
+    pub exists: bool,
     #[command(flatten)]
-    pub etcd: EtcdArgs,
+    pub etcd: etcd::EtcdArgs,
     /// Agents to wait for (HOST/AGENT with --etcd)
-    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent_arg)]
+    #[arg(required = true, value_name = "AGENT", value_parser = etcd::parse_agent_arg)]
     pub agents: Vec<String>,
 }
 
-impl WaitArgs {
-    /// `wait` on the run dir, or with `--etcd` on the fleet in etcd.
-    pub fn into_source(mut self) -> Result<Source<WaitConfig, RemoteWaitConfig>> {
-        let agents = std::mem::take(&mut self.agents);
-        match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
-            Source::Local(agents) => {
-                self.agents = agents;
-                self.into_config().map(Source::Local)
-            }
-            Source::Etcd((client, agents)) => Ok(Source::Etcd(RemoteWaitConfig {
-                client,
-                timeout: self.timeout,
-                agents,
-            })),
-        }
-    }
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UntilChoice {
+    /// Dead or lost
+    Ended,
+    /// Alive (its watcher has written an alive record and the target runs)
+    Alive,
+}
 
+impl WaitArgs {
     pub fn into_config(self) -> Result<WaitConfig> {
+        let count = match (self.any, self.count) {
+            (true, _) => Some(1),
+            (false, Some(n)) if n as usize > self.agents.len() => {
+                return Err(Error::Usage(format!(
+                    "--count {n} is more than the {} agents named",
+                    self.agents.len()
+                )));
+            }
+            (false, n) => n.map(|n| n as usize),
+        };
         Ok(WaitConfig {
             run_dir: self.run_dir.resolve()?,
             timeout: self.timeout,
             agents: self.agents,
-        })
-    }
-}
-
-/// How long a reader gives one etcd request (a member that takes longer is passed over).
-const READER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `ps`/`wait` agents: HOST/AGENT exactly when reading from etcd.
-fn check_names(agents: Vec<String>, etcd: bool) -> Result<Vec<String>> {
-    if let Some(a) = agents.iter().find(|a| a.contains('/') != etcd) {
-        return Err(Error::Usage(if etcd {
-            format!("`{a}`: with --etcd, name agents as HOST/AGENT")
-        } else {
-            format!("`{a}`: HOST/AGENT names an agent in etcd; add --etcd URLS")
-        }));
-    }
-    Ok(agents)
-}
-
-fn host_agents(agents: Vec<String>) -> Vec<Name> {
-    agents
-        .iter()
-        .filter_map(|a| crate::cluster::keys::parse_host_agent(a).ok())
-        .collect()
-}
-
-/// Where etcd is and how to log in: `publish`, `ps --etcd`, `wait --etcd`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct EtcdArgs {
-    /// etcd client URLs, comma-separated (http://10.0.0.1:2379,…): read the fleet from etcd instead of the run dir
-    #[arg(long, value_name = "URLS", value_delimiter = ',')]
-    pub etcd: Vec<String>,
-    /// CA certificate (PEM) that signed the etcd members' certificates
-    #[arg(long, value_name = "FILE", requires = "etcd")]
-    pub cacert: Option<PathBuf>,
-    /// Client certificate (PEM), with --key
-    #[arg(long, value_name = "FILE", requires_all = ["etcd", "key"])]
-    pub cert: Option<PathBuf>,
-    /// Client private key (PEM), with --cert
-    #[arg(long, value_name = "FILE", requires_all = ["etcd", "cert"])]
-    pub key: Option<PathBuf>,
-    /// etcd user; the password comes from --password-file or $PIDBEAT_ETCD_PASSWORD, never from the command line
-    #[arg(long, value_name = "NAME", requires = "etcd")]
-    pub user: Option<String>,
-    /// File holding the etcd user's password (one line)
-    #[arg(long, value_name = "FILE", requires = "user")]
-    pub password_file: Option<PathBuf>,
-}
-
-const PASSWORD_ENV: &str = "PIDBEAT_ETCD_PASSWORD";
-
-/// What an etcd reader needs from the command line: the client and the HOST/AGENT names.
-type EtcdReader = (EtcdConfig, Vec<Name>);
-
-impl EtcdArgs {
-    /// A reader's source: without `--etcd` its AGENT names (checked: no HOST/AGENT); with
-    /// it the client config and the HOST/AGENT names (and no `--run-dir`).
-    fn split(
-        etcd: &mut EtcdArgs,
-        run_dir: &RunDirArg,
-        agents: Vec<String>,
-    ) -> Result<Source<Vec<String>, EtcdReader>> {
-        let Some(client) = std::mem::take(etcd).into_config(READER_REQUEST_TIMEOUT)? else {
-            return check_names(agents, false).map(Source::Local);
-        };
-        if run_dir.run_dir.is_some() {
-            return Err(Error::Usage(
-                "--run-dir and --etcd: read one or the other".into(),
-            ));
-        }
-        Ok(Source::Etcd((
-            client,
-            host_agents(check_names(agents, true)?),
-        )))
-    }
-
-    /// The client configuration, or `None` without `--etcd`. Each request is bounded by
-    /// `timeout`. The password is read here: from the file, else the environment (a
-    /// set-but-empty variable counts as unset, as everywhere in pidbeat).
-    fn into_config(self, timeout: Duration) -> Result<Option<EtcdConfig>> {
-        if self.etcd.is_empty() {
-            return Ok(None);
-        }
-        if self.etcd.iter().any(|u| u.trim().is_empty()) {
-            return Err(Error::Usage("--etcd: an empty URL in the list".into()));
-        }
-        let credentials = match self.user {
-            None => None,
-            Some(user) => {
-                let password = match (&self.password_file, std::env::var(PASSWORD_ENV)) {
-                    (Some(f), _) => std::fs::read_to_string(f)
-                        .map_err(|e| runtime!("cannot read --password-file {}: {e}", f.display()))?
-                        .trim_end_matches(['\n', '\r'])
-                        .to_owned(),
-                    (None, Ok(p)) if !p.is_empty() => p,
-                    (None, _) => {
-                        return Err(Error::Usage(format!(
-                            "--user {user} needs a password: --password-file FILE or \
-                             ${PASSWORD_ENV} (never on the command line)"
-                        )));
-                    }
-                };
-                Some(Credentials { user, password })
-            }
-        };
-        Ok(Some(EtcdConfig {
-            endpoints: self.etcd,
-            tls: Tls {
-                cacert: self.cacert,
-                cert: self.cert,
-                key: self.key,
+            until: match self.until {
+                UntilChoice::Ended => Until::Ended,
+                UntilChoice::Alive => Until::Alive,
             },
-            credentials,
-            timeout,
-        }))
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct PublishArgs {
-    #[command(flatten)]
-    pub run_dir: RunDirArg,
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// This host's name in etcd (/pidbeat/HOST/…) [default: the kernel's host name]
-    #[arg(long, value_name = "HOST", value_parser = parse_host)]
-    pub host: Option<String>,
-    /// The host's lease: readers call its live agents unreachable this long after the bridge, the host or its network is gone
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_ttl)]
-    pub ttl: Duration,
-}
-
-impl PublishArgs {
-    pub fn into_config(self) -> Result<PublishConfig> {
-        let ttl = self.ttl;
-        let client = self
-            .etcd
-            .into_config(crate::cluster::publish::request_timeout(ttl))?
-            .ok_or_else(|| Error::Usage("publish needs --etcd URLS".into()))?;
-        let host = match self.host {
-            Some(h) => h,
-            None => {
-                let h = rustix::system::uname()
-                    .nodename()
-                    .to_string_lossy()
-                    .into_owned();
-                crate::cluster::keys::validate_host(&h).map_err(|e| {
-                    Error::Usage(format!(
-                        "the kernel's host name cannot name this host in etcd ({e}); give --host"
-                    ))
-                })?;
-                h
-            }
-        };
-        Ok(PublishConfig {
-            run_dir: self.run_dir.resolve()?,
-            host,
-            ttl,
-            client,
+            count,
+            exists: self.exists,
         })
     }
 }
 
-fn parse_host(s: &str) -> std::result::Result<String, String> {
-    crate::cluster::keys::validate_host(s).map(|()| s.to_owned())
-}
+/// `ps -o`'s list, one value (a bare `Vec` would make clap expect the flag repeated).
+#[derive(Debug, Clone)]
+pub struct Columns(Vec<Column>);
 
-/// Whole seconds (etcd leases are), at least 2 (etcd's shortest with default timing).
-fn parse_ttl(s: &str) -> std::result::Result<Duration, String> {
-    let v: u64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a whole number of seconds"))?;
-    if !(2..=86_400).contains(&v) {
-        return Err(format!("--ttl must be 2 to 86400 seconds, got {v}"));
-    }
-    Ok(Duration::from_secs(v))
-}
-
-/// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
-/// known whether `--etcd` was given).
-fn parse_agent_arg(s: &str) -> std::result::Result<String, String> {
-    if s.contains('/') {
-        crate::cluster::keys::parse_host_agent(s).map(|_| s.to_owned())
-    } else {
-        parse_agent(s)
-    }
+fn parse_columns(s: &str) -> std::result::Result<Columns, String> {
+    Column::parse_list(s).map(Columns)
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -479,26 +341,20 @@ impl From<BackendChoice> for BackendPref {
 }
 
 fn parse_secs(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !v.is_finite() {
-        return Err(format!("`{s}` is not a finite number of seconds"));
-    }
-    Ok(v)
+    duration::parse_secs(s)
 }
 
 fn parse_interval(s: &str) -> std::result::Result<Interval, String> {
     Interval::new(parse_secs(s)?, s)
 }
 
-fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
+/// `--timeout`, `--older-than`: humane, not negative.
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let v = parse_secs(s)?;
     if v < 0.0 {
-        return Err(format!("timeout must not be negative, got {s}"));
+        return Err(format!("a duration must not be negative, got {s}"));
     }
-    Duration::try_from_secs_f64(v).map_err(|e| format!("timeout {s}: {e}"))
+    Duration::try_from_secs_f64(v).map_err(|e| format!("{s}: {e}"))
 }
 
 fn parse_pid(s: &str) -> std::result::Result<i32, String> {
@@ -527,6 +383,8 @@ mod tests {
     #[test]
     fn intervals() {
         assert_eq!(parse_interval("0.05").unwrap().secs, 0.05);
+        assert_eq!(parse_interval("2m").unwrap().secs, 120.0);
+        assert_eq!(parse_interval("1d").unwrap().secs, 86400.0);
         assert_eq!(parse_interval("86400").unwrap().secs, 86400.0);
         for bad in [
             "0", "-1", "NaN", "inf", "-inf", "86400.5", "", "abc", "0.0001",

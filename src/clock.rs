@@ -20,6 +20,23 @@ pub fn boottime_ms() -> u64 {
     t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }
 
+/// Unix milliseconds at which a process with `start_time` (clock ticks since boot,
+/// `/proc/PID/stat` field 22, counted on CLOCK_BOOTTIME) started: the wall clock now minus the
+/// time since then. Good to a tick (10 ms), unlike `/proc/stat`'s whole-second `btime`, and
+/// as true as the wall clock is now. `None` for a start time in this boot's future (a record
+/// from before a reboot).
+pub fn start_unix_ms(start_time: u64) -> Option<u64> {
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let started_after_boot_ms = start_time.checked_mul(1000)? / hz;
+    let ago = boottime_ms().checked_sub(started_after_boot_ms)?;
+    now_ms().checked_sub(ago)
+}
+
+/// Unix milliseconds of this boot (see [`start_unix_ms`]).
+pub fn boot_unix_ms() -> u64 {
+    start_unix_ms(0).unwrap_or(0)
+}
+
 /// This boot's id, read once (`None` without /proc: then records carry no monotonic stamp and
 /// are judged by wall-clock time).
 pub fn boot_id() -> Option<&'static str> {
@@ -78,6 +95,19 @@ pub fn age(record: &Record) -> Result<Age, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_start_is_in_the_recent_past() {
+        let started = start_unix_ms(crate::procfs::self_start_time()).unwrap();
+        let now = now_ms();
+        // This test process started at most an hour ago, and not after now (a tick's slack).
+        assert!(
+            started <= now + 10 && now - started < 3_600_000,
+            "{started} vs {now}"
+        );
+        assert!(boot_unix_ms() <= started);
+        assert_eq!(start_unix_ms(u64::MAX / 1000), None);
+    }
 
     fn record(ts_ms: u64, boot_id: Option<&str>, boottime_ms: Option<u64>) -> Record {
         let line = serde_json::json!({"ts": ts_ms / 1000, "pid": 1, "status": "alive",

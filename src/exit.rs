@@ -12,6 +12,10 @@ pub enum ExitCode {
     Failure,
     /// The invocation is wrong (clap exits 2 by itself for what it catches).
     Usage,
+    /// `status`: some named agent is not alive (as `systemctl is-active`'s 3).
+    NotAlive,
+    /// `status`, `wait --exists`: some named agent has no record.
+    NoRecord,
     /// `wait --timeout` ran out.
     TimedOut,
     /// `run`: CMD exists but cannot be executed (the shell's convention).
@@ -29,6 +33,8 @@ impl ExitCode {
             ExitCode::Success => 0,
             ExitCode::Failure => 1,
             ExitCode::Usage => 2,
+            ExitCode::NotAlive => 3,
+            ExitCode::NoRecord => 4,
             ExitCode::TimedOut => 124,
             ExitCode::CannotExecute => 126,
             ExitCode::NotFound => 127,

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -174,6 +174,23 @@ pub fn agent_of_record(file_name: &str) -> Option<&str> {
     file_name.strip_suffix(".hb")
 }
 
+/// Past deaths: one record per line, oldest first, at most [`HISTORY_LEN`] lines of at most
+/// [`HISTORY_LINE_MAX`] bytes each. Written by the next watcher of the agent before it
+/// replaces the record (`watcher/history.rs`), read by `ps --history`.
+pub fn deaths_name(agent: &str) -> String {
+    format!("{agent}.deaths")
+}
+
+/// How many deaths an agent's history keeps.
+pub const HISTORY_LEN: usize = 10;
+/// A record longer than this is not kept in the history (pidbeat's are about 300 bytes).
+pub const HISTORY_LINE_MAX: usize = 4096;
+
+/// The launcher's log for the agent (`scripts/start-agent-session.sh`).
+pub fn log_name(agent: &str) -> String {
+    format!("{agent}.log")
+}
+
 pub fn lock_name(agent: &str) -> String {
     format!(".{agent}.lock")
 }
@@ -211,6 +228,62 @@ pub fn is_fleet_file(name: &OsStr) -> bool {
         lock.ends_with(b".lock")
     } else {
         n.ends_with(b".hb")
+    }
+}
+
+/// Takes the agent's lock exclusively: `Ok(None)` while another process holds it. Used by the
+/// watcher for its life and by `forget`/`prune` while they remove the agent's files (so a
+/// starting watcher and a removal never overlap). The lock file is created if missing; one
+/// that is no plain file of its own (a hard link, a special file) is refused, since its
+/// holder writes its PID into it. `forget` unlinks the lock file while holding it, so after
+/// locking, the path must still name the locked inode, else the lock is on a file nobody else
+/// will find and it is taken again on the new one. Readers test the lock by taking it shared
+/// for microseconds; a real holder keeps it, so contention is retried for 100 ms.
+pub fn lock_exclusive(dir: &Path, agent: &str) -> std::result::Result<Option<OwnedFd>, String> {
+    let path = dir.join(lock_name(agent));
+    loop {
+        let fd = rfs::open(
+            &path,
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| format!("cannot open lock {}: {e}", path.display()))?;
+        let st =
+            rfs::fstat(&fd).map_err(|e| format!("cannot stat lock {}: {e}", path.display()))?;
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
+            || st.st_nlink != 1
+        {
+            return Err(format!(
+                "lock {} is not a plain file of its own (a hard link or special file); remove it",
+                path.display()
+            ));
+        }
+        // Still the file at `path`? A `forget` that held it unlinks it when it is done.
+        let current = || match rfs::lstat(&path) {
+            Ok(now) => Ok((now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(format!("cannot stat lock {}: {e}", path.display())),
+        };
+        let mut tries = 0;
+        let locked = loop {
+            match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break current()?,
+                Err(Errno::WOULDBLOCK) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                    // Its holder was a `forget` that is done: no use waiting on this inode.
+                    if !current()? {
+                        break false;
+                    }
+                }
+                Err(Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+            }
+        };
+        if locked {
+            return Ok(Some(fd));
+        }
+        // Unlinked (or replaced) by a `forget` that held it: lock the current file.
     }
 }
 

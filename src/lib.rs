@@ -14,8 +14,10 @@ mod layout;
 mod record;
 
 // What both sides stand on: /proc, the clocks, PID namespaces, the few unsafe syscalls,
-// epoll helpers, timerfds.
+// epoll helpers, timerfds, whole-file replacement, durations as people write them.
+mod atomic;
 mod clock;
+mod duration;
 mod eventloop;
 mod pidns;
 mod procfs;
@@ -28,12 +30,18 @@ mod watcher;
 // The readers.
 mod reader;
 
+// Forgetting ended agents: judged as the readers judge, removed under the writers' lock.
+mod admin;
+
 // The multi-host layer on etcd: a bridge per host over the reader's follow loop, and the
-// remote readers. Neither `watch` nor `run` reaches it.
+// remote readers. Linked only into `pidbeat-etcd` (see `etcd_main`).
 mod cluster;
 
-// The command line, turned into each command's plain config; no other module sees clap.
+// The command line, turned into each command's plain config; no other module sees the clap
+// types. `docs` adds help texts and completers to the command clap derives from them, and
+// renders the man pages and completion scripts.
 mod cli;
+mod docs;
 
 /// What the integration tests build on: planting records, reading /proc, watching the run
 /// dir. Not an API.
@@ -52,10 +60,32 @@ pub mod testing {
     }
 }
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use cli::{Cli, Command, Source};
 use exit::{ExitCode, runtime};
+
+/// The command line as users see it: the derived definition with the docs' help texts and
+/// completers.
+fn command() -> clap::Command {
+    docs::decorate(Cli::command())
+}
+
+/// Parses argv with the bare derived definition, which is all a valid invocation needs. Only
+/// when clap has something to print (help, version, a usage error) is argv parsed again with
+/// the docs added: a watcher that runs for hours need not have built them (they cost each
+/// watcher about 64 KiB of heap).
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Ok(cli) = Cli::try_parse_from(&args) {
+        return cli;
+    }
+    let mut cmd = command();
+    let matches = cmd
+        .try_get_matches_from_mut(&args)
+        .unwrap_or_else(|e| e.exit());
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
 
 /// `pidbeat`: parses argv, runs the subcommand, and returns the process exit code. The etcd
 /// commands (`publish`, `ps --etcd`, `wait --etcd`) are handed to the `pidbeat-etcd` helper
@@ -97,13 +127,15 @@ fn exec_etcd_helper(_: cluster::Command) -> exit::Result<ExitCode> {
 }
 
 /// Parses argv, runs the subcommand (the etcd ones through `etcd`), and returns the process
-/// exit code. The one place that prints `pidbeat: error: …`.
+/// exit code. The one place that prints `pidbeat: error: …`. A shell asking for completions
+/// is answered before anything else.
 fn run(etcd: fn(cluster::Command) -> exit::Result<ExitCode>) -> i32 {
-    let cli = Cli::parse();
+    docs::complete_if_asked(command);
+    let cli = parse();
     let result = match cli.command {
         Command::Watch(a) => a.into_config().and_then(|c| {
-            // What parsing the whole command line left on the heap goes back to the kernel
-            // before a watcher settles in for hours.
+            // What parsing the command line left on the heap goes back to the kernel before
+            // a watcher settles in for hours.
             sys::trim_heap();
             watcher::command(c)
         }),
@@ -119,19 +151,11 @@ fn run(etcd: fn(cluster::Command) -> exit::Result<ExitCode>) -> i32 {
         Command::Publish(a) => a
             .into_config()
             .and_then(|c| etcd(cluster::Command::Publish(c))),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "pidbeat",
-                &mut std::io::stdout(),
-            );
-            Ok(ExitCode::Success)
-        }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map(|()| ExitCode::Success)
-            .map_err(|e| runtime!("cannot write the man page: {e}")),
+        Command::Status(a) => a.into_config().and_then(reader::status::command),
+        Command::Forget(a) => a.into_config().and_then(admin::forget::command),
+        Command::Prune(a) => a.into_config().and_then(admin::prune::command),
+        Command::Completions { shell } => docs::completions(&command(), shell),
+        Command::Man { dir } => docs::man(command(), dir.as_deref()),
     };
     match result {
         Ok(code) => code.code(),

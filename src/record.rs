@@ -222,7 +222,8 @@ pub const RECORD_KEYS: [&str; 15] = [
 ];
 
 /// A JSON object's entries in the order the file has them (serde_json's `Map` sorts them,
-/// since `preserve_order` is off).
+/// since `preserve_order` is off: it cost `ps` over 10,000 records 5-15 % more CPU).
+/// Objects nested in the values are sorted.
 struct Ordered(Vec<(Key, Value)>);
 
 impl<'de> Deserialize<'de> for Ordered {

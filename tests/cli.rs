@@ -1,6 +1,12 @@
-//! The CLI surface users meet first: help, version, completions, man page.
+//! The CLI surface users meet first: help, version, completions, man pages, and what a
+//! package ships.
 
 mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -10,30 +16,227 @@ fn stdout_of(sb: &Sandbox, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The subcommands `pidbeat --help` lists (clap's own `help` aside): new ones are covered by
+/// every test below without a change here.
+fn subcommands(sb: &Sandbox) -> Vec<String> {
+    let help = stdout_of(sb, &["--help"]);
+    let list = help
+        .split("Commands:\n")
+        .nth(1)
+        .expect("a Commands section");
+    let subs: Vec<String> = list
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .filter(|s| s != "help")
+        .collect();
+    for known in ["watch", "run", "ps", "wait", "completions", "man"] {
+        assert!(
+            subs.iter().any(|s| s == known),
+            "{known} not listed: {subs:?}"
+        );
+    }
+    subs
+}
+
 #[test]
 fn completions_cover_every_subcommand() {
     let sb = Sandbox::new();
     for shell in ["bash", "zsh", "fish"] {
         let text = stdout_of(&sb, &["completions", shell]);
-        for sub in ["watch", "run", "ps", "wait"] {
-            assert!(text.contains(sub), "{shell} completion lacks {sub}");
-        }
-        assert!(text.contains("interval"), "{shell} completion lacks flags");
+        // The scripts are the env engine's: they ask `pidbeat` itself for every candidate.
+        assert!(text.contains("PIDBEAT_COMPLETE="), "{shell}: {text}");
     }
     let out = sb.cmd().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let help = stdout_of(&sb, &["completions", "--help"]);
+    for install in [
+        "> ~/.local/share/bash-completion/completions/pidbeat",
+        "source <(pidbeat completions zsh)",
+        "> ~/.config/fish/completions/pidbeat.fish",
+    ] {
+        assert!(
+            help.contains(install),
+            "completions --help lacks {install:?}"
+        );
+    }
 }
 
 #[test]
-fn man_page_is_roff_from_the_same_definition() {
+fn every_subcommand_help_has_true_examples_and_exit_statuses() {
     let sb = Sandbox::new();
-    let man = stdout_of(&sb, &["man"]);
+    for sub in subcommands(&sb) {
+        let short = stdout_of(&sb, &[&sub, "-h"]);
+        let last = short.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("Exit status: "),
+            "{sub} -h ends with {last:?}"
+        );
+        let long = stdout_of(&sb, &[&sub, "--help"]);
+        assert!(long.contains("\nExit status:\n  "), "{sub} --help: {long}");
+        // Every flag an example uses is one of the subcommand's own (as its Options list them).
+        let options: BTreeSet<&str> = long
+            .split("\nOptions:\n")
+            .nth(1)
+            .expect("an Options section")
+            .lines()
+            .take_while(|l| !l.starts_with(|c: char| c.is_ascii_alphabetic()))
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-'))
+            .flat_map(|l| l.split([' ', ',']))
+            .filter(|w| w.starts_with("--"))
+            .collect();
+        for example in long.lines().filter_map(|l| l.trim().strip_prefix("$ ")) {
+            let words = example.split_whitespace();
+            let own = words.skip_while(|w| *w != "pidbeat").skip(1);
+            for flag in own
+                .take_while(|w| *w != "--")
+                .filter(|w| w.starts_with("--"))
+            {
+                let flag = flag.split('=').next().unwrap();
+                assert!(
+                    options.contains(flag),
+                    "{sub}'s example `{example}` uses {flag}, which {sub} does not have"
+                );
+            }
+        }
+    }
+    for sub in ["watch", "run", "ps", "wait", "completions", "man"] {
+        let long = stdout_of(&sb, &[sub, "--help"]);
+        assert!(
+            long.contains("\nExamples:\n  # "),
+            "{sub} --help has no examples"
+        );
+    }
+}
+
+#[test]
+fn ps_run_and_wait_help_say_what_users_ask() {
+    let sb = Sandbox::new();
+    let ps = stdout_of(&sb, &["ps", "--help"]);
+    for state in ["alive", "stale", "dead", "lost", "unwatched", "corrupt"] {
+        let listed = ps.lines().any(|l| {
+            l.strip_prefix("  ")
+                .is_some_and(|r| r.split_whitespace().next() == Some(state))
+        });
+        assert!(listed, "ps --help lacks {state}: {ps}");
+    }
     assert!(
-        man.starts_with(".ie") || man.contains(".TH pidbeat"),
-        "{}",
-        &man[..200]
+        ps.contains("cannot be combined with --json or --watch"),
+        "{ps}"
     );
-    assert!(man.contains("watch") && man.contains("wait"));
+    let run = stdout_of(&sb, &["run", "--help"]);
+    for needle in [
+        "SIGTERM, SIGINT, SIGHUP",
+        "forwarded to CMD",
+        "128 + n",
+        "126",
+        "127",
+    ] {
+        assert!(run.contains(needle), "run --help lacks {needle:?}");
+    }
+    let wait = stdout_of(&sb, &["wait", "--help"]);
+    for line in [
+        "AGENT dead code N",
+        "AGENT dead signal N",
+        "AGENT dead\n",
+        "AGENT lost",
+    ] {
+        assert!(wait.contains(line), "wait --help lacks {line:?}");
+    }
+}
+
+/// Renders `page` as a reader would (`man -l`) and checks groff has nothing to warn about.
+fn render(page: &Path) -> String {
+    let out = Command::new("man")
+        .arg("-l")
+        .arg(page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man (man-db) is installed");
+    assert!(out.status.success(), "man -l {}: {out:?}", page.display());
+    let lint = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(page)
+        .output()
+        .expect("groff is installed");
+    let warnings = String::from_utf8_lossy(&lint.stderr);
+    assert!(warnings.is_empty(), "{}: {warnings}", page.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn man_pages_for_every_subcommand_render_with_every_section() {
+    let sb = Sandbox::new();
+    let dir = sb.path("man1");
+    let listed = stdout_of(&sb, &["man", "--dir", dir.to_str().unwrap()]);
+    let mut want: Vec<String> = vec!["pidbeat.1".into()];
+    want.extend(subcommands(&sb).iter().map(|s| format!("pidbeat-{s}.1")));
+    want.sort();
+    assert_eq!(dir_names(&dir), want);
+    assert_eq!(listed.lines().count(), want.len(), "{listed}");
+
+    // `pidbeat man` alone is pidbeat(1), as written to the dir.
+    let top = stdout_of(&sb, &["man"]);
+    assert_eq!(top, std::fs::read_to_string(dir.join("pidbeat.1")).unwrap());
+
+    let sections = [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "EXAMPLES",
+        "SEE ALSO",
+    ];
+    for name in &want {
+        let text = render(&dir.join(name));
+        let headings: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(str::trim)
+            .collect();
+        for s in sections {
+            assert!(
+                headings.contains(s),
+                "{name} has no {s} section: {headings:?}"
+            );
+        }
+        assert!(text.contains("pidbeat(1)") || name == "pidbeat.1", "{name}");
+        // Every pidbeat page it refers to exists.
+        for reference in text.split("pidbeat-").skip(1) {
+            let sub: String = reference
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            if reference[sub.len()..].starts_with("(1)") {
+                let page = format!("pidbeat-{sub}.1");
+                assert!(want.contains(&page), "{name} refers to {page}, not written");
+            }
+        }
+    }
+    let ps = render(&dir.join("pidbeat-ps.1"));
+    assert!(ps.contains("\nSTATES\n"), "{ps}");
+    for state in ["alive", "stale", "dead", "lost", "unwatched", "corrupt"] {
+        assert!(
+            ps.contains(&format!("\n       {state}")),
+            "pidbeat-ps(1) lacks {state}"
+        );
+    }
+    // The env fallbacks, in OPTIONS and ENVIRONMENT, and the run dir's files.
+    let wait = render(&dir.join("pidbeat-wait.1"));
+    assert!(
+        wait.matches("MOSAIC_HEARTBEAT_RUN_DIR").count() >= 2,
+        "{wait}"
+    );
+    assert!(wait.contains(".<agent>.lock"), "{wait}");
+    let watch = render(&dir.join("pidbeat-watch.1"));
+    assert!(watch.contains("MOSAIC_HEARTBEAT_INTERVAL"), "{watch}");
+    let top = render(&dir.join("pidbeat.1"));
+    assert!(top.contains("pidbeat-wait(1)"), "{top}");
 }
 
 #[test]
@@ -55,4 +258,50 @@ fn help_and_version() {
     assert!(v.starts_with("pidbeat "), "{v}");
     // No subcommand is a usage error.
     assert_eq!(sb.cmd().output().unwrap().status.code(), Some(2));
+}
+
+/// `cargo package --list` ships every file the README links or names by path, and the
+/// licences Cargo.toml's `license` refers to.
+#[test]
+fn the_package_ships_what_the_readme_links() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut c = Command::new(env!("CARGO"));
+    c.args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root);
+    let out = run_with_deadline(c, Duration::from_secs(60));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let shipped: Vec<&str> = out.stdout.lines().collect();
+
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let links = readme
+        .split("](")
+        .skip(1)
+        .filter_map(|s| s.split(')').next());
+    let named = readme.split('`').skip(1).step_by(2);
+    let mut paths: BTreeSet<&str> = links
+        .chain(named)
+        .map(|p| p.split('#').next().unwrap())
+        .filter(|p| !p.starts_with('.') || p.len() > 2 && !p.starts_with(".."))
+        .filter(|p| !p.is_empty() && !p.contains("://") && !p.starts_with('/'))
+        .filter(|p| !p.contains(' ') && root.join(p).exists())
+        // Build output the README names (the bench results) is made, not shipped.
+        .filter(|p| !p.starts_with("target/"))
+        .collect();
+    // What the README links and names today, so that a broken extraction cannot pass.
+    for p in [
+        "docs/DESIGN.md",
+        "scripts/hb-sidecar.sh",
+        ".ci/run",
+        "tests/common/",
+    ] {
+        assert!(paths.contains(p), "{p} not found in the README: {paths:?}");
+    }
+    paths.extend(["LICENSE-MIT", "LICENSE-APACHE", "docs/", "scripts/"]);
+    for p in paths {
+        let dir = p.trim_end_matches('/').to_owned() + "/";
+        assert!(
+            shipped.iter().any(|s| *s == p || s.starts_with(&dir)),
+            "the package lacks {p}, which the README links"
+        );
+    }
 }

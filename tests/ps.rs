@@ -55,28 +55,14 @@ fn ps_stdout_json(g: &mut Guard) -> (String, Value) {
 }
 
 fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
-    let ms = now_ms();
-    Record {
-        ts: ms / 1000,
-        pid: 1234,
-        status: Status::Dead,
-        ts_ms: Some(ms),
-        seq: Some(3),
-        interval: Some(15.0),
-        backend: Some("pidfd".into()),
-        watcher_pid: None,
-        start_time: Some(1),
-        exit: Some(ExitInfo {
-            code,
-            signal,
-            core: false,
-        }),
-        died_ms: Some(ms),
-        watcher_start_time: None,
-        boot_id: None,
-        boottime_ms: None,
-        pidns: None,
-    }
+    let mut r = record_at(Status::Dead, 1234, now_ms());
+    r.seq = Some(3);
+    r.exit = Some(ExitInfo {
+        code,
+        signal,
+        core: false,
+    });
+    r
 }
 
 #[test]
@@ -88,14 +74,18 @@ fn alive_with_table_and_json_keys() {
     let cells = row(&sb, "pi");
     assert_eq!(cells[1], "alive");
     assert_eq!(cells[2], target.pid().to_string());
-    assert!(cells[3].ends_with('s'), "age {}", cells[3]);
-    assert_eq!(cells[4], "pidfd");
-    assert_eq!(cells[5], "-");
+    assert!(cells[3].ends_with('s'), "up {}", cells[3]);
+    assert!(cells[4].ends_with('s'), "age {}", cells[4]);
+    assert_eq!(cells[5], "pidfd");
+    assert_eq!(cells[6], "-");
 
     let o = sb.ps(&["--json"]);
     let text = stdout(&o);
     let obj = &json(&sb)["pi"];
-    for k in ["agent", "state", "age_ms"].into_iter().chain(RECORD_KEYS) {
+    for k in ["agent", "state", "age_ms", "started_ms"]
+        .into_iter()
+        .chain(RECORD_KEYS)
+    {
         assert!(obj.get(k).is_some(), "key {k} missing from {obj}");
     }
     assert_eq!(obj["state"], "alive");
@@ -109,7 +99,15 @@ fn alive_with_table_and_json_keys() {
             .unwrap_or_else(|| panic!("{k}"))
     };
     let order = [
-        "agent", "state", "age_ms", "ts", "pid", "status", "ts_ms", "seq",
+        "agent",
+        "state",
+        "age_ms",
+        "started_ms",
+        "ts",
+        "pid",
+        "status",
+        "ts_ms",
+        "seq",
     ];
     assert!(order.windows(2).all(|w| pos(w[0]) < pos(w[1])), "{line}");
     sb.assert_home_untouched();
@@ -148,7 +146,12 @@ fn dead_with_exit_code() {
 
     let cells = row(&sb, "seven");
     assert_eq!(cells[1], "dead");
-    assert_eq!(cells[5..], ["code", "7"]);
+    // UP of a dead agent: how long ago it died.
+    assert!(
+        cells[3].starts_with('-') && cells[3].ends_with('s'),
+        "{cells:?}"
+    );
+    assert_eq!(cells[6..], ["code", "7"]);
     let obj = &json(&sb)["seven"];
     assert_eq!(obj["state"], "dead");
     assert_eq!(obj["exit"]["code"], 7);
@@ -166,7 +169,7 @@ fn dead_with_signal() {
     });
     let cells = row(&sb, "nine");
     assert_eq!(cells[1], "dead");
-    assert_eq!(cells[5..], ["signal", "9", "(KILL)"]);
+    assert_eq!(cells[6..], ["signal", "9", "(KILL)"]);
     assert_eq!(json(&sb)["nine"]["exit"]["signal"], 9);
 }
 
@@ -290,7 +293,10 @@ fn corrupt_records_are_refused_fast() {
     eprintln!("7 hostile records judged in {elapsed:?}");
     let link = rows.iter().find(|r| r["agent"] == "link").unwrap();
     assert!(link["error"].as_str().unwrap().contains("symlink"));
-    assert_eq!(row(&sb, "garbage")[1..], ["corrupt", "-", "-", "-", "-"]);
+    assert_eq!(
+        row(&sb, "garbage")[1..],
+        ["corrupt", "-", "-", "-", "-", "-"]
+    );
 }
 
 #[test]
@@ -307,7 +313,7 @@ fn prom_exposition_parses() {
     for m in [
         "pidbeat_agent_up",
         "pidbeat_agent_state",
-        "pidbeat_heartbeat_age_seconds",
+        "pidbeat_heartbeat_timestamp_seconds",
         "pidbeat_agent_exit_code",
         "pidbeat_agent_exit_signal",
     ] {
@@ -359,8 +365,11 @@ fn prom_exposition_parses() {
         Some(15.0)
     );
     assert_eq!(value("pidbeat_agent_exit_code", &[("agent", "up")]), None);
-    let age = value("pidbeat_heartbeat_age_seconds", &[("agent", "up")]).unwrap();
-    assert!((0.0..20.0).contains(&age), "{age}");
+    // Timestamps, not ages: a textfile's value stays true after it is written.
+    assert!(!text.contains("_age_seconds"), "{text}");
+    let now = now_ms() as f64 / 1000.0;
+    let beat = value("pidbeat_heartbeat_timestamp_seconds", &[("agent", "up")]).unwrap();
+    assert!((now - 20.0..=now).contains(&beat), "{beat} vs {now}");
 }
 
 #[test]
@@ -380,7 +389,7 @@ fn table_aligns_and_colour_obeys_no_color() {
     assert!(lines[2].starts_with("a-rather-long"));
     assert!(lines[3].starts_with("m "));
     // Every column starts where its header does.
-    for h in ["STATE", "PID", "AGE", "BACKEND", "EXIT"] {
+    for h in ["STATE", "PID", "UP", "AGE", "BACKEND", "EXIT"] {
         let col = lines[0].find(&format!(" {h}")).unwrap() + 1;
         for l in &lines[1..] {
             let b = l.as_bytes();
@@ -505,8 +514,9 @@ fn watch_redraws_on_change_and_exits_on_sigterm() {
 }
 
 #[test]
-fn watch_refuses_prom() {
+fn watch_prom_needs_an_output_file() {
     let sb = Sandbox::new();
     let o = sb.ps(&["--watch", "--prom"]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--output"), "{}", stderr(&o));
 }

@@ -367,3 +367,95 @@ fn an_unwatched_agent_ends_as_lost_when_its_target_dies() {
     assert_eq!(wait.line(5 * SEC), "free lost");
     assert_eq!(wait.finish(5 * SEC).0, Some(0));
 }
+
+#[test]
+fn any_and_count_return_early() {
+    let sb = Sandbox::new();
+    let mut targets: Vec<Guard> = (0..3).map(|_| spawn_sleep()).collect();
+    let _ws: Vec<Guard> = ["a", "b", "c"]
+        .iter()
+        .zip(&targets)
+        .map(|(a, t)| sb.watch_alive(t.pid(), a, &[]))
+        .collect();
+    let mut any = Waiter::start(&sb, &["--any", "a", "b", "c"]);
+    let mut two = Waiter::start(&sb, &["--count", "2", "a", "b", "c"]);
+    targets[1].kill();
+    assert_eq!(any.line(5 * SEC), "b dead signal 9");
+    assert_eq!(any.finish(5 * SEC), (Some(0), vec![], String::new()));
+    assert_eq!(two.line(5 * SEC), "b dead signal 9");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        two.guard.child().try_wait().unwrap().is_none(),
+        "--count 2 returned after one"
+    );
+    targets[2].kill();
+    assert_eq!(two.line(5 * SEC), "c dead signal 9");
+    assert_eq!(two.finish(5 * SEC).0, Some(0));
+
+    let o = wait_cmd(&sb, &["--count", "4", "a", "b", "c"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--count"));
+    let o = wait_cmd(&sb, &["--any", "--count", "2", "a", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn until_alive_waits_for_the_agent_to_come_up() {
+    let sb = Sandbox::new();
+    // A dead record from an earlier run is not "up".
+    let mut old = spawn_sleep();
+    let mut w = sb.watch_alive(old.pid(), "svc", &[]);
+    old.kill();
+    sb.wait_status("svc", "dead", 5 * SEC);
+    assert!(w.wait_timeout(5 * SEC).is_some());
+    let mut up = Waiter::start(&sb, &["--until", "alive", "svc", "fresh"]);
+    let t1 = spawn_sleep();
+    let _w1 = sb.watch_alive(t1.pid(), "svc", &[]);
+    assert_eq!(up.line(5 * SEC), "svc alive");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        up.guard.child().try_wait().unwrap().is_none(),
+        "fresh is not up yet"
+    );
+    let t2 = spawn_sleep();
+    let _w2 = sb.watch_alive(t2.pid(), "fresh", &[]);
+    assert_eq!(up.line(5 * SEC), "fresh alive");
+    assert_eq!(up.finish(5 * SEC).0, Some(0));
+    // Already alive: at once.
+    let o = wait_cmd(&sb, &["--until", "alive", "-t", "5", "svc"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (o.status.code(), o.stdout.as_slice()),
+        (Some(0), &b"svc alive\n"[..])
+    );
+}
+
+#[test]
+fn unknown_agents_are_named_or_refused() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let _w = sb.watch_alive(target.pid(), "real", &[]);
+    // --exists: refused at once with 4, naming each unknown agent.
+    let o = wait_cmd(&sb, &["--exists", "real", "typo"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("typo: no record") && !err.contains("real"),
+        "{err}"
+    );
+    // Without it, a note after a few seconds, once, and the wait goes on.
+    let t0 = Instant::now();
+    let o = wait_cmd(&sb, &["-t", "4.5", "typo"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(4500));
+    assert_eq!(err.matches("typo: still no record").count(), 1, "{err}");
+    assert!(err.contains(&sb.run_dir().display().to_string()), "{err}");
+}

@@ -54,6 +54,8 @@ pub struct RemotePsConfig {
     pub client: client::Config,
     pub format: RemoteFormat,
     pub watch: bool,
+    /// The table's columns and header (`-o`, `--no-header`).
+    pub layout: crate::reader::ps::Layout,
     /// Only these (all when empty).
     pub agents: Vec<remote::Name>,
 }

@@ -510,12 +510,12 @@ fn entries(view: &View, named: &[Name], format: RemoteFormat) -> Vec<Entry> {
         .collect()
 }
 
-fn render(entries: &[Entry], format: RemoteFormat, pretty: bool, color: bool) -> String {
-    match format {
+fn render(entries: &[Entry], cfg: &RemotePsConfig, pretty: bool, color: bool) -> String {
+    match cfg.format {
         RemoteFormat::Table if entries.is_empty() => String::new(),
-        RemoteFormat::Table => table::render(entries, &[], color),
+        RemoteFormat::Table => table::render(entries, &[], &cfg.layout, color),
         RemoteFormat::Json => json::render(entries, pretty),
-        RemoteFormat::Prom => prom::render(entries),
+        RemoteFormat::Prom => prom::render(entries, true),
     }
 }
 
@@ -544,7 +544,7 @@ pub fn ps_command(cfg: RemotePsConfig) -> CliResult<ExitCode> {
     let view =
         snapshot(&mut client).map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
     let rows = entries(&view, &named, cfg.format);
-    let text = render(&rows, cfg.format, true, ps::color_wanted());
+    let text = render(&rows, &cfg, true, ps::color_wanted());
     if let Err(e) = ps::write_stdout(text.as_bytes()) {
         return ps::quiet_on_broken_pipe(e);
     }
@@ -571,18 +571,18 @@ fn ps_watch(cfg: &RemotePsConfig, named: &[Name]) -> CliResult<ExitCode> {
     let quit = quit_flag()?;
     let mut follower = Follower::start(&cfg.client)
         .map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
-    let mut screen = live::Screen::new(cfg.format == RemoteFormat::Json);
+    let mut screen = live::Screen::new(cfg.format == RemoteFormat::Json, &cfg.layout);
     let header = format!(
         "pidbeat ps --etcd --watch: {} (every 1s and on change; Ctrl-C quits)",
         keys::ROOT
     );
     loop {
         let rows = entries(follower.view(), named, cfg.format);
-        let frame = match render(&rows, cfg.format, false, screen.color) {
+        let frame = match render(&rows, cfg, false, screen.color) {
             empty if empty.is_empty() => format!("no agents in etcd under {}\n", keys::ROOT),
             frame => frame,
         };
-        if let Err(e) = screen.show(&header, frame, live::entries_signature(&rows)) {
+        if let Err(e) = screen.show_frame(&header, frame, live::entries_signature(&rows)) {
             return ps::quiet_on_broken_pipe(e);
         }
         // Short waits, so that SIGINT/SIGTERM end us promptly and cleanly.

@@ -29,6 +29,15 @@ pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
     Ok(agents)
 }
 
+/// The agent's record bytes now (`None`: no record; an error for a file that is not one, or
+/// cannot be read).
+pub fn read_record(dir: &Path, agent: &str) -> Result<Option<Vec<u8>>, String> {
+    let mut buf = vec![0; MAX_RECORD_BYTES + 1];
+    let len = read_record_at(None, &dir.join(layout::record_name(agent)), &mut buf)
+        .map_err(Unread::into_message)?;
+    Ok(len.map(|n| buf[..n].to_vec()))
+}
+
 /// Why a record's bytes were not had.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Unread {
@@ -38,6 +47,14 @@ pub enum Unread {
     /// The file could not be read (EACCES, EIO, ENOTDIR …): the reader cannot tell, which is
     /// an error of the command.
     Failed(String),
+}
+
+impl Unread {
+    pub fn into_message(self) -> String {
+        match self {
+            Unread::Refused(m) | Unread::Failed(m) => m,
+        }
+    }
 }
 
 /// Reads a record without trusting the file: O_NOFOLLOW (a planted symlink is refused, not

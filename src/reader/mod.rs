@@ -7,7 +7,10 @@
 //!   must not rest on it; `settle.rs` gives unsettled verdicts their grace.
 //! - `follow.rs` is the one loop readers block in, over `dirwatch.rs` (inotify on the run dir)
 //!   and `pins.rs` (pidfds on the processes verdicts rest on).
-//! - `wait.rs` and `ps/` are the commands; `text.rs` makes a record's strings safe to print.
+//! - `wait.rs`, `status.rs` and `ps/` are the commands; `text.rs` makes a record's strings
+//!   safe to print.
+//!
+//! `admin/` (`forget`, `prune`) judges agents through what is re-exported here.
 
 pub mod dirwatch;
 pub(crate) mod file;
@@ -16,6 +19,11 @@ pub(crate) mod look;
 mod pins;
 pub mod ps;
 pub(crate) mod settle;
+pub mod status;
 mod text;
 pub(crate) mod verdict;
 pub mod wait;
+
+pub use file::{list_agents, read_record};
+pub use look::Look;
+pub use verdict::{AgentVerdict, State};

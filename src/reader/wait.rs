@@ -1,11 +1,15 @@
 //! `pidbeat wait`: block until every named agent is dead or lost, printing one line per agent
 //! as it ends: `AGENT dead code 7`, `AGENT dead signal 9`, `AGENT dead` (exit unknown),
 //! `AGENT lost`. Exit 0, or 124 on `--timeout` (with the agents still awaited on stderr).
+//! `--any` and `--count N` return once the first or N of them have; `--until alive` waits for
+//! each to be alive instead (printing `AGENT alive`), as a launcher waits for "up".
 //!
 //! It blocks in the reader's one loop (`follow.rs`), pinning the targets and watchers its
 //! verdicts rest on, with the graces of unsettled verdicts and `--timeout` as deadlines.
 //!
-//! An agent without a record is waited for (it may be starting). An `unwatched` agent ends
+//! An agent without a record is waited for (it may be starting), with one note on stderr
+//! once it has had none for [`NO_RECORD_NOTE`], since a typo would otherwise hang a script
+//! silently; `--exists` refuses such an agent at once (exit 4). An `unwatched` agent ends
 //! when its target is proven gone, reported as `lost`: nobody recorded that death (never for
 //! a record from another PID namespace, whose target cannot be seen from here). A corrupt
 //! record is warned about once and waited out (a watcher may replace it).
@@ -26,11 +30,26 @@ use crate::layout;
 use crate::procfs;
 use crate::record::{Record, Status};
 
+/// How long a named agent may have no record before `wait` says so.
+pub const NO_RECORD_NOTE: Duration = Duration::from_secs(3);
+
 #[derive(Debug)]
 pub struct WaitConfig {
     pub run_dir: PathBuf,
     pub timeout: Option<Duration>,
     pub agents: Vec<String>,
+    pub until: Until,
+    /// Return once this many agents are done (all when `None`).
+    pub count: Option<usize>,
+    /// Refuse (exit 4) an agent that has no record now.
+    pub exists: bool,
+}
+
+/// What each agent is waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    Ended,
+    Alive,
 }
 
 pub fn command(config: WaitConfig) -> Result<ExitCode> {
@@ -41,6 +60,21 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
             waiting.push(a);
         }
     }
+    if config.exists {
+        let mut look = Look::new(&dir);
+        let unknown: Vec<&String> = waiting.iter().filter(|a| look.judge(a).is_none()).collect();
+        for a in &unknown {
+            eprintln!("pidbeat: wait: {a}: no record in {}", dir.display());
+        }
+        if !unknown.is_empty() {
+            return Ok(ExitCode::NoRecord);
+        }
+    }
+    // The CLI refuses a count over the number of agents; duplicates may still lower it.
+    let wanted_done = config.count.unwrap_or(waiting.len()).min(waiting.len());
+    let mut done = 0;
+    let started = Instant::now();
+    let mut noted = HashSet::new();
     let deadline = config.timeout.and_then(|t| Instant::now().checked_add(t));
     // The tick is the safety-net re-check where no event can tell.
     let wakeups = Wakeups {
@@ -57,13 +91,26 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
         let mut look = Look::new(&dir);
         waiting.retain(|agent| {
             let Some(mut v) = look.judge(agent) else {
+                if started.elapsed() >= NO_RECORD_NOTE && noted.insert(agent.clone()) {
+                    eprintln!(
+                        "pidbeat: wait: {agent}: still no record in {}; waiting (a typo? \
+                         --exists refuses unknown agents)",
+                        dir.display()
+                    );
+                }
                 return true;
             };
             let unsettled_until = settler.settle(&mut v, now);
             next_settle = next_settle.into_iter().chain(unsettled_until).min();
-            if let Some(outcome) = ended(&v, unsettled_until.is_some()) {
+            let outcome = match config.until {
+                Until::Ended => ended(&v, unsettled_until.is_some()),
+                Until::Alive => (v.state == State::Alive && unsettled_until.is_none())
+                    .then(|| "alive".to_owned()),
+            };
+            if let Some(outcome) = outcome {
                 // The reader of our stdout may be gone; the exit status still matters.
                 let _ = writeln!(io::stdout(), "{agent} {outcome}");
+                done += 1;
                 return false;
             }
             if let Some(err) = &v.error {
@@ -79,7 +126,7 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
             }
             true
         });
-        if waiting.is_empty() {
+        if waiting.is_empty() || done >= wanted_done {
             return Ok(ExitCode::Success);
         }
         follow.pin(&wanted);

@@ -2,7 +2,8 @@
 //! target (pidfd, or a 100 ms check timer for the poll backend), the heartbeat timerfd and the
 //! signals. Death is an event: the `dead` record is written the moment the pidfd becomes
 //! readable (`death.rs`). How the target is pinned is `target.rs`; how records reach the disk
-//! and the lock is taken, `store.rs`; `--detach`, `detach.rs`; `pidbeat run`, `run.rs`. This
+//! and the lock is taken, `store.rs`; keeping the replaced record's death, `history.rs`;
+//! `--detach`, `detach.rs`; `pidbeat run`, `run.rs`. This
 //! side reads nothing a reader writes: it shares only `layout.rs` and `record.rs` with them.
 
 use std::io;
@@ -18,6 +19,7 @@ use signal_hook_mio::v1_0::Signals;
 
 mod death;
 mod detach;
+mod history;
 pub mod run;
 pub mod store;
 mod target;
@@ -102,6 +104,8 @@ impl Watcher {
         // We hold the agent's lock, so no other watcher of this agent lives: any temp file
         // of an earlier one was left by a crash (SIGKILL between create and rename).
         writer.sweep_stale_tmps();
+        // Before our first write replaces it: the record may tell of the last death.
+        history::archive_previous(&config.run_dir, &config.agent);
         Watcher {
             target,
             writer,

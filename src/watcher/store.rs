@@ -5,10 +5,10 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::exit::{Result, runtime};
+use crate::exit::{Error, Result, runtime};
 use crate::layout::{agent_of_record, is_tmp_name, lock_name, record_name, tmp_name};
 
 /// Writes one agent's record.
@@ -143,49 +143,18 @@ fn link_tmpfile(file: &File, dirfd: &OwnedFd, name: &str) -> io::Result<()> {
 
 /// The one-writer-per-agent lock: an exclusive flock on `<run-dir>/.<agent>.lock`, held for
 /// the watcher's life (the kernel drops it when the watcher dies, even as a zombie). The file
-/// holds the holder's PID so a refused watcher can name it. It is never deleted: deleting a
-/// lock file lets two holders lock two different inodes.
+/// holds the holder's PID so a refused watcher can name it. Only `forget`/`prune` delete it,
+/// while holding it; `layout::lock_exclusive` then locks the new file, never the old inode.
 pub fn acquire_lock(dir: &Path, agent: &str) -> Result<OwnedFd> {
     let path = dir.join(lock_name(agent));
-    let fd = rfs::open(
-        &path,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| runtime!("cannot open lock {}: {e}", path.display()))?;
-    // O_NOFOLLOW stops symlinks, not hard links: never truncate and write an inode that has
-    // another name (a planted link to a file outside the run dir) or is no regular file.
-    let st = rfs::fstat(&fd).map_err(|e| runtime!("cannot stat lock {}: {e}", path.display()))?;
-    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
+    let Some(fd) = crate::layout::lock_exclusive(dir, agent).map_err(Error::Runtime)? else {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = holder.split_whitespace().next().unwrap_or("?");
         return Err(runtime!(
-            "lock {} is not a plain file of its own (a hard link or special file); remove it",
+            "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
             path.display()
         ));
-    }
-    // Readers (`ps`, `wait`) test the lock by taking it shared for a few microseconds; do
-    // not mistake one of them for another watcher. A real holder keeps it for its life.
-    let mut tries = 0;
-    let locked = loop {
-        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Err(Errno::WOULDBLOCK) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            r => break r,
-        }
     };
-    match locked {
-        Ok(()) => {}
-        Err(Errno::WOULDBLOCK) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = holder.split_whitespace().next().unwrap_or("?");
-            return Err(runtime!(
-                "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
-                path.display()
-            ));
-        }
-        Err(e) => return Err(runtime!("cannot lock {}: {e}", path.display())),
-    }
     let line = format!(
         "{} {}\n",
         std::process::id(),

@@ -13,6 +13,28 @@ pub fn read_start_time(pid: i32) -> u64 {
     pidbeat::testing::read_stat(pid).unwrap().start_time
 }
 
+/// A record as a pidfd watcher writes it, written at `written_ms` (dead ones died then), with
+/// no watcher named: for planting.
+pub fn record_at(status: Status, pid: i32, written_ms: u64) -> Record {
+    Record {
+        ts: written_ms / 1000,
+        pid,
+        status,
+        ts_ms: Some(written_ms),
+        seq: Some(1),
+        interval: Some(15.0),
+        backend: Some("pidfd".into()),
+        watcher_pid: None,
+        start_time: Some(1),
+        exit: None,
+        died_ms: (status == Status::Dead).then_some(written_ms),
+        watcher_start_time: None,
+        boot_id: None,
+        boottime_ms: None,
+        pidns: None,
+    }
+}
+
 impl Sandbox {
     /// Writes `r` as `agent`'s record the way a watcher does (creating the run dir): for
     /// states real processes cannot hold still for.

@@ -1,17 +1,22 @@
 //! `--json`: one array of objects. Each object is `agent`, `state`, `age_ms` (null when it
-//! cannot be known), `foreign_pids` (the record's PIDs are another PID namespace's), then the
+//! cannot be known), `started_ms` (Unix ms of the target's start, from its `start_time`; null
+//! when unknown), `foreign_pids` (the record's PIDs are another PID namespace's), then the
 //! record's own keys in the record's order (unknown keys included, a key that would clash
 //! with ours dropped). A corrupt record gives `agent`, `state`, `error` instead.
-//! Objects are written by hand: serde_json's `Map` would sort the keys. Everything goes into
+//! Objects are written by hand: serde_json's `Map` would sort the keys. For the same reason
+//! `exit` is written from the typed record, in the order pidbeat writes it (`code`, `signal`,
+//! `core`), whenever those three are all it holds. Everything goes into
 //! one buffer, each key and value serialized in place (10,000 agents make one allocation
 //! that grows, not tens of thousands of small strings).
 
 use serde::Serialize;
+use serde_json::Value;
 
+use super::started_ms;
 use crate::reader::text::json_safe;
 use crate::reader::verdict::AgentVerdict;
 
-const OURS: [&str; 4] = ["agent", "state", "age_ms", "foreign_pids"];
+const OURS: [&str; 5] = ["agent", "state", "age_ms", "started_ms", "foreign_pids"];
 
 /// `pretty`: one object per line (still one JSON document); otherwise the whole array on
 /// one line, as `ps --watch --json` prints one frame per line.
@@ -53,15 +58,31 @@ pub(crate) fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
             out.push(b',');
             pair(out, "age_ms", &e.age_ms);
             out.push(b',');
+            pair(out, "started_ms", &started_ms(e));
+            out.push(b',');
             pair(out, "foreign_pids", &e.foreign_pids);
         }
     }
     // A corrupt local record has no fields; a corrupt value in etcd still has its `host`.
+    let exit = e.record.as_ref().and_then(|r| r.exit);
     for (k, v) in e.fields.iter().filter(|(k, _)| !OURS.contains(&&**k)) {
         out.push(b',');
-        pair(out, k, v);
+        match exit {
+            Some(exit) if k == "exit" && is_exit_info(v) => pair(out, k, &exit),
+            _ => pair(out, k, v),
+        }
     }
     out.push(b'}');
+}
+
+/// Whether `v` is an object of exactly `ExitInfo`'s keys (so the typed form drops nothing).
+fn is_exit_info(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| {
+        o.len() == 3
+            && ["code", "signal", "core"]
+                .iter()
+                .all(|k| o.contains_key(*k))
+    })
 }
 
 fn pair<V: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, value: &V) {
@@ -69,4 +90,46 @@ fn pair<V: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, value: &V) {
     serde_json::to_writer(&mut *out, key).expect("a key serializes");
     out.push(b':');
     serde_json::to_writer(&mut *out, value).expect("a value serializes");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::verdict::State;
+    use crate::record;
+
+    fn rendered(line: &str) -> String {
+        let (record, fields) = record::parse(line.as_bytes()).unwrap();
+        let e = AgentVerdict {
+            agent: "a".into(),
+            state: State::Dead,
+            record: Some(record),
+            fields,
+            error: None,
+            unreadable: false,
+            age_ms: Some(0),
+            foreign_pids: false,
+            unsettled: None,
+        };
+        render(&[e], false)
+    }
+
+    #[test]
+    fn exit_keeps_the_files_key_order() {
+        let out = rendered(
+            r#"{"ts":1,"pid":2,"status":"dead","exit":{"code":null,"signal":9,"core":false}}"#,
+        );
+        assert!(
+            out.contains(r#""exit":{"code":null,"signal":9,"core":false}"#),
+            "{out}"
+        );
+        // Keys the typed form does not know are kept (sorted, as serde_json has them).
+        let out = rendered(
+            r#"{"ts":1,"pid":2,"status":"dead","exit":{"core":false,"why":"oom","code":1}}"#,
+        );
+        assert!(
+            out.contains(r#""exit":{"code":1,"core":false,"why":"oom"}"#),
+            "{out}"
+        );
+    }
 }

@@ -1,6 +1,12 @@
 //! `ps --watch`: redraws when a record or lock changes (inotify) and every second for the
 //! ages, until Ctrl-C or SIGTERM (exit 0).
 //!
+//! With `--output FILE` each frame replaces FILE (see `atomic.rs`) instead: at once when a
+//! verdict changes, and at least every [`REFRESH`] so beats' timestamps stay current
+//! (rewriting on every beat of a large fleet would be a write per beat for nothing). The
+//! no-agents hint and a broken run dir are said once on stderr when they begin. This is
+//! how `--prom` keeps node_exporter's textfile current with no loop around pidbeat.
+//!
 //! On a TTY the screen is redrawn in place with ANSI cursor codes (written raw: they are not
 //! colour, so `NO_COLOR` keeps them). Off a TTY a frame is printed only when something other
 //! than an age changed, after a `---` separator line, so the output is a log of changes.
@@ -9,16 +15,27 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{Snapshot, collect, color_wanted, hint, json, quiet_on_broken_pipe, settle, table};
+use super::{
+    Format, Layout, Snapshot, collect, color_wanted, hint, quiet_on_broken_pipe, settle, table,
+};
 use crate::exit::{ExitCode, Result};
 use crate::layout;
 use crate::reader::follow::{Follow, Wakeups, Woken};
 use crate::reader::settle::Settler;
 use crate::reader::verdict::AgentVerdict;
 
-pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
+/// The longest an `--output` file goes without being rewritten.
+const REFRESH: Duration = Duration::from_secs(5);
+
+pub fn run(
+    dir: &Path,
+    named: &[String],
+    format: Format,
+    layout: &Layout,
+    to: Option<&Path>,
+) -> Result<ExitCode> {
     let wakeups = Wakeups {
         every_second: true,
         quit_on_signals: true,
@@ -31,17 +48,35 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
             named.iter().any(|a| layout::is_agent_file(name, a))
         }
     };
-    let mut screen = Screen::new(as_json);
     let mut settler = Settler::default();
+    if let Some(path) = to {
+        let mut file = File {
+            path,
+            format,
+            layout,
+            last: None,
+            note: None,
+        };
+        loop {
+            let mut snap = collect(dir, named)?;
+            let next_settle = settle(&mut snap, &mut settler, Instant::now());
+            file.show(dir, named, &snap);
+            if follow.next(relevant, next_settle)? == Woken::Quit {
+                return Ok(ExitCode::Success);
+            }
+        }
+    }
+    let as_json = format == Format::Json;
+    let mut screen = Screen::new(as_json, layout);
+    let mut said = None;
     loop {
         let mut snap = collect(dir, named)?;
         let next_settle = settle(&mut snap, &mut settler, Instant::now());
-        let frame = if as_json {
-            json::render(&snap.entries, false)
-        } else {
-            body(dir, &snap, screen.color)
-        };
-        if let Err(e) = screen.show(&header(dir), frame, signature(&snap)) {
+        // A JSON frame of a missing run dir is `[]`: say why on stderr, once.
+        if as_json {
+            say_once(&mut said, snap.note(dir, format, named));
+        }
+        if let Err(e) = screen.show(dir, &snap) {
             return quiet_on_broken_pipe(e);
         }
         // A dying agent's grace ending is a change too.
@@ -51,30 +86,99 @@ pub fn run(dir: &Path, named: &[String], as_json: bool) -> Result<ExitCode> {
     }
 }
 
-/// Where frames go: redrawn in place on a TTY, else a log of the frames that changed. Shared
-/// with `ps --etcd --watch`.
-pub(crate) struct Screen {
+/// `--output FILE`: frames replace the file.
+struct File<'a> {
+    path: &'a Path,
+    format: Format,
+    layout: &'a Layout,
+    /// The last written frame's signature, and when it was written.
+    last: Option<(String, Instant)>,
+    /// The stderr note last said, so each is said once.
+    note: Option<String>,
+}
+
+impl File<'_> {
+    fn show(&mut self, dir: &Path, named: &[String], snap: &Snapshot) {
+        say_once(&mut self.note, snap.note(dir, self.format, named));
+        let sig = signature(snap);
+        let due = match &self.last {
+            Some((last, at)) => *last != sig || at.elapsed() >= REFRESH,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        let text = snap.render(self.format, self.layout, false, false);
+        match crate::atomic::replace(self.path, text.as_bytes()) {
+            Ok(()) => self.last = Some((sig, Instant::now())),
+            // Tried again on the next wakeup (a second at most, with the tick).
+            Err(e) => {
+                if self.last.as_ref().is_none_or(|(s, _)| !s.is_empty()) {
+                    eprintln!(
+                        "pidbeat: warning: cannot write {}: {e}",
+                        self.path.display()
+                    );
+                }
+                // An empty signature never matches, so the next look writes again, warning
+                // once per failure streak.
+                self.last = Some((String::new(), Instant::now()));
+            }
+        }
+    }
+}
+
+/// Prints `note` on stderr unless it is what was said last; `said` remembers.
+fn say_once(said: &mut Option<String>, note: Option<String>) {
+    if let Some(n) = note.as_deref().filter(|_| note != *said) {
+        eprintln!("pidbeat: {n}");
+    }
+    *said = note;
+}
+
+/// Where frames go on stdout: redrawn in place on a TTY, else a log of the frames that
+/// changed. `ps --etcd --watch` shows its frames through it too.
+pub(crate) struct Screen<'a> {
     /// Redraw in place (and on every tick, for the ages).
     tty: bool,
     as_json: bool,
+    layout: &'a Layout,
     pub(crate) color: bool,
     /// The last frame's signature.
     last: Option<String>,
 }
 
-impl Screen {
-    pub(crate) fn new(as_json: bool) -> Screen {
+impl<'a> Screen<'a> {
+    pub(crate) fn new(as_json: bool, layout: &'a Layout) -> Screen<'a> {
         Screen {
             tty: io::stdout().is_terminal() && !as_json,
             as_json,
+            layout,
             color: color_wanted(),
             last: None,
         }
     }
 
-    /// Shows `frame` under `header` (on a TTY). `sig` is what the frame says without the
-    /// ages: off a TTY a frame is printed only when it changed.
-    pub(crate) fn show(&mut self, header: &str, frame: String, sig: String) -> io::Result<()> {
+    fn show(&mut self, dir: &Path, snap: &Snapshot) -> io::Result<()> {
+        let sig = signature(snap);
+        if !self.tty && self.last.as_ref() == Some(&sig) {
+            return Ok(());
+        }
+        let frame = if self.as_json {
+            snap.render(Format::Json, self.layout, false, false)
+        } else {
+            body(dir, snap, self.layout, self.color)
+        };
+        self.show_frame(&header(dir), frame, sig)
+    }
+
+    /// Shows `frame` (under `header` on a TTY). `sig` is what it says without the ages: off a
+    /// TTY a frame is printed only when that changed.
+    pub(crate) fn show_frame(
+        &mut self,
+        header: &str,
+        frame: String,
+        sig: String,
+    ) -> io::Result<()> {
         if !self.tty && self.last.as_ref() == Some(&sig) {
             return Ok(());
         }
@@ -105,20 +209,26 @@ fn header(dir: &Path) -> String {
     )
 }
 
-fn body(dir: &Path, snap: &Snapshot, color: bool) -> String {
-    if snap.entries.is_empty() && snap.missing.is_empty() {
-        format!("{}\n", hint(dir, snap.dir_missing))
-    } else if snap.entries.iter().any(|e| e.foreign_pids) {
-        let table = table::render(&snap.entries, &snap.missing, color);
-        format!("{table}{}\n", table::FOREIGN_PID_NOTE)
-    } else {
-        table::render(&snap.entries, &snap.missing, color)
+fn body(dir: &Path, snap: &Snapshot, layout: &Layout, color: bool) -> String {
+    match &snap.dir_error {
+        Some(e) => format!("cannot read run dir {}: {e}\n", dir.display()),
+        None if snap.entries.is_empty() && snap.missing.is_empty() => {
+            format!("{}\n", hint(dir, snap.dir_missing))
+        }
+        None if snap.entries.iter().any(|e| e.foreign_pids) => {
+            let table = snap.render(Format::Table, layout, color, false);
+            format!("{table}{}\n", table::FOREIGN_PID_NOTE)
+        }
+        None => snap.render(Format::Table, layout, color, false),
     }
 }
 
 /// What a frame says, ages left out: off a TTY only a change of this is printed.
 fn signature(snap: &Snapshot) -> String {
-    format!("{}|{:?}|", snap.dir_missing, snap.missing) + &entries_signature(&snap.entries)
+    format!(
+        "{}|{:?}|{:?}|",
+        snap.dir_missing, snap.dir_error, snap.missing
+    ) + &entries_signature(&snap.entries)
 }
 
 /// [`signature`]'s part for the agents.

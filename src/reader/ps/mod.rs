@@ -1,27 +1,34 @@
 //! `pidbeat ps`: the fleet view, as a table for people, `--json` or `--prom` for machines,
-//! and `--watch` to keep it on screen.
+//! `--watch` to keep it on screen or (`--output FILE`) in a file, and `--history AGENT` for
+//! an agent's past deaths.
 //!
 //! An empty or missing run dir prints a one-line hint on stderr (stdout stays empty, so
-//! `pidbeat ps | wc -l` counts agents) and exits 0. A named AGENT without a record is
-//! reported on stderr as `pidbeat: AGENT: no record in DIR` and makes the exit status 1 once
-//! the other rows are printed, as `systemctl status` does for an unknown unit; so does a
-//! record that cannot be read (EACCES …), with the reason.
+//! `pidbeat ps | wc -l` counts agents, or valid: `[]`, the HELP/TYPE lines) and exits 0; for
+//! `--json` and `--prom` only a missing one does. A named AGENT without a record is reported
+//! on stderr as `pidbeat: AGENT: no record in DIR` and makes the exit status 1 once the other
+//! rows are printed, as `systemctl status` does for an unknown unit; so does a record that
+//! cannot be read (EACCES …), with the reason.
 
+mod history;
 pub(crate) mod json;
 pub(crate) mod live;
 pub(crate) mod prom;
 pub(crate) mod table;
 
+pub use table::{Column, Layout};
+
+use super::file::list_agents;
+
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::file::list_agents;
 use super::follow::{Follow, Wakeups};
 use super::look::judge_all;
 use super::settle::Settler;
 use super::text::printable;
 use super::verdict::{AgentVerdict, Unsettled};
+use crate::clock;
 use crate::exit::{ExitCode, Result, runtime};
 
 #[derive(Debug)]
@@ -30,14 +37,20 @@ pub struct PsConfig {
     pub view: View,
     /// Only these agents (all when empty).
     pub agents: Vec<String>,
+    /// The table's columns and header.
+    pub layout: Layout,
+    /// Replace this file atomically instead of writing to stdout.
+    pub output: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
     /// One settled snapshot.
     Once(Format),
-    /// `--watch`: tables, or one JSON array per line.
-    Watch { json: bool },
+    /// `--watch`: tables, one JSON array per line, or (to `--output`) expositions.
+    Watch(Format),
+    /// `--history AGENT`: the agent's recorded deaths, as a table or JSON.
+    History { agent: String, json: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +61,39 @@ pub enum Format {
 }
 
 /// One look at the fleet.
-struct Snapshot {
+pub(super) struct Snapshot {
     /// Sorted by agent.
-    entries: Vec<AgentVerdict>,
+    pub(super) entries: Vec<AgentVerdict>,
     /// Named agents without a record.
-    missing: Vec<String>,
+    pub(super) missing: Vec<String>,
     dir_missing: bool,
+    /// Why the run dir cannot be listed (it exists but is unreadable, say).
+    dir_error: Option<String>,
+}
+
+impl Snapshot {
+    /// The text of one frame in `format`; tables get colour only when `color`.
+    fn render(&self, format: Format, layout: &Layout, color: bool, pretty: bool) -> String {
+        match format {
+            Format::Table if self.entries.is_empty() && self.missing.is_empty() => String::new(),
+            Format::Table => table::render(&self.entries, &self.missing, layout, color),
+            Format::Json => json::render(&self.entries, pretty),
+            Format::Prom => {
+                prom::render(&self.entries, self.dir_error.is_none() && !self.dir_missing)
+            }
+        }
+    }
+
+    /// The stderr note for a fleet that shows nothing: always for a table, and for the
+    /// machine formats (whose stdout must stay valid) when the run dir is missing or broken.
+    fn note(&self, dir: &Path, format: Format, named: &[String]) -> Option<String> {
+        if let Some(e) = &self.dir_error {
+            return Some(format!("cannot read run dir {}: {e}", dir.display()));
+        }
+        let empty = named.is_empty() && self.entries.is_empty();
+        (empty && (format == Format::Table || self.dir_missing))
+            .then(|| hint(dir, self.dir_missing))
+    }
 }
 
 pub fn command(config: PsConfig) -> Result<ExitCode> {
@@ -62,32 +102,64 @@ pub fn command(config: PsConfig) -> Result<ExitCode> {
     named.sort();
     named.dedup();
     let format = match config.view {
-        View::Watch { json } => return live::run(&dir, &named, json),
+        View::Watch(format) => {
+            return live::run(
+                &dir,
+                &named,
+                format,
+                &config.layout,
+                config.output.as_deref(),
+            );
+        }
+        View::History { agent, json } => return history::command(&dir, &agent, json),
         View::Once(format) => format,
     };
 
-    let snap = settled_snapshot(&dir, &named)?;
-    let text = match format {
-        Format::Table if snap.entries.is_empty() => String::new(),
-        Format::Table => table::render(&snap.entries, &[], color_wanted()),
-        Format::Json => json::render(&snap.entries, true),
-        Format::Prom => prom::render(&snap.entries),
-    };
-    if let Err(e) = write_stdout(text.as_bytes()) {
-        return quiet_on_broken_pipe(e);
+    let mut snap = settled_snapshot(&dir, &named)?;
+    // A table or JSON of a broken run dir would claim an empty fleet; the exposition says
+    // it is broken (`pidbeat_run_dir_readable 0`), so it is still written.
+    if let Some(e) = snap.dir_error.as_ref().filter(|_| format != Format::Prom) {
+        return Err(runtime!("cannot read run dir {}: {e}", dir.display()));
     }
-    if format == Format::Table && named.is_empty() && snap.entries.is_empty() {
-        eprintln!("pidbeat: {}", hint(&dir, snap.dir_missing));
+    let missing = std::mem::take(&mut snap.missing);
+    let color = config.output.is_none() && color_wanted();
+    let text = snap.render(format, &config.layout, color, true);
+    match &config.output {
+        Some(path) => crate::atomic::replace(path, text.as_bytes())
+            .map_err(|e| runtime!("cannot write {}: {e}", path.display()))?,
+        None => {
+            if let Err(e) = write_stdout(text.as_bytes()) {
+                return quiet_on_broken_pipe(e);
+            }
+        }
     }
-    for agent in &snap.missing {
+    if let Some(note) = snap.note(&dir, format, &named) {
+        eprintln!("pidbeat: {note}");
+    }
+    for agent in &missing {
         eprintln!("pidbeat: {agent}: no record in {}", dir.display());
     }
     let unreadable = notes(&snap.entries, format);
-    Ok(if snap.missing.is_empty() && !unreadable {
-        ExitCode::Success
-    } else {
-        ExitCode::Failure
-    })
+    Ok(
+        if missing.is_empty() && snap.dir_error.is_none() && !unreadable {
+            ExitCode::Success
+        } else {
+            ExitCode::Failure
+        },
+    )
+}
+
+/// Unix ms at which the agent's target started, from the record's `start_time`; `None`
+/// without one, or for a record written before this boot (its ticks count from another).
+pub fn started_ms(e: &AgentVerdict) -> Option<u64> {
+    let r = e.record.as_ref()?;
+    let started = clock::start_unix_ms(r.start_time?)?;
+    let this_boot = match (r.boot_id.as_deref(), clock::boot_id()) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        // Unstamped: written since this boot began (a second's slack for the two clocks).
+        _ => r.written_ms() + 1000 >= clock::boot_unix_ms(),
+    };
+    this_boot.then_some(started)
 }
 
 /// What the rows cannot say, on stderr: why a record is corrupt (the table has no room for
@@ -145,6 +217,7 @@ fn collect(dir: &Path, named: &[String]) -> Result<Snapshot> {
         entries: Vec::new(),
         missing: Vec::new(),
         dir_missing: false,
+        dir_error: None,
     };
     let agents = if named.is_empty() {
         match list_agents(dir) {
@@ -153,7 +226,10 @@ fn collect(dir: &Path, named: &[String]) -> Result<Snapshot> {
                 snap.dir_missing = true;
                 Vec::new()
             }
-            Err(e) => return Err(runtime!("cannot read run dir {}: {e}", dir.display())),
+            Err(e) => {
+                snap.dir_error = Some(e.to_string());
+                Vec::new()
+            }
         }
     } else {
         named.to_vec()
@@ -186,7 +262,7 @@ fn settle(snap: &mut Snapshot, settler: &mut Settler, now: Instant) -> Option<In
 /// A snapshot without dying agents: a target that died under a running watcher is given its
 /// grace (woken by the `dead` record's arrival), so `ps` does not print `lost` for what is a
 /// clean death a millisecond from being recorded.
-fn settled_snapshot(dir: &Path, named: &[String]) -> Result<Snapshot> {
+pub(super) fn settled_snapshot(dir: &Path, named: &[String]) -> Result<Snapshot> {
     let mut settler = Settler::default();
     let mut follow: Option<Follow> = None;
     loop {

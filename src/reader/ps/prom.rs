@@ -1,33 +1,52 @@
 //! `--prom`: Prometheus text exposition format 0.0.4, for node_exporter's textfile
-//! collector.
+//! collector: `pidbeat ps --prom --watch --output DIR/pidbeat.prom` keeps the file current
+//! (see `live.rs`).
 //!
-//! The collector may read the file at any moment, so write it whole and rename it into
-//! place (a rename within one filesystem is atomic), for example from a systemd timer:
-//!
-//! ```sh
-//! d=/var/lib/node_exporter/textfile
-//! pidbeat ps --prom > "$d/pidbeat.prom.$$" && mv "$d/pidbeat.prom.$$" "$d/pidbeat.prom"
-//! ```
-//!
-//! Ages are computed when `ps` runs and go stale with the file; alert on
-//! `time() - pidbeat_heartbeat_timestamp_seconds` for an age that keeps counting.
+//! Times are exported as Unix timestamps, never as ages, as Prometheus's naming guide asks:
+//! an age is frozen when the file is written, a timestamp stays true, and
+//! `time() - pidbeat_heartbeat_timestamp_seconds` is an age that keeps counting.
+//! `pidbeat_run_dir_readable` and `pidbeat_build_info` are always present, so an empty fleet
+//! can be told from a broken run dir, and an exposition from no exposition.
 
 use std::fmt::Write;
 
+use super::started_ms;
 use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::Status;
 
-pub fn render(entries: &[AgentVerdict]) -> String {
+fn secs(ms: u64) -> String {
+    (ms as f64 / 1000.0).to_string()
+}
+
+/// `dir_readable`: the run dir could be listed (named agents are read without listing it).
+pub fn render(entries: &[AgentVerdict], dir_readable: bool) -> String {
     let mut out = String::new();
     let mut family =
         |name: &str, help: &str, samples: &mut dyn Iterator<Item = (String, String)>| {
             let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
             let _ = writeln!(out, "# TYPE {name} gauge");
             for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                let _ = match labels.as_str() {
+                    "" => writeln!(out, "{name} {value}"),
+                    _ => writeln!(out, "{name}{{{labels}}} {value}"),
+                };
             }
         };
     let agent = |e: &AgentVerdict| format!("agent=\"{}\"", escape_label(&e.agent));
+
+    family(
+        "pidbeat_build_info",
+        "Always 1; the version of pidbeat that wrote this.",
+        &mut std::iter::once((
+            format!("version=\"{}\"", escape_label(env!("CARGO_PKG_VERSION"))),
+            "1".to_owned(),
+        )),
+    );
+    family(
+        "pidbeat_run_dir_readable",
+        "1 if the run dir could be read, 0 if it is missing or unreadable (then no agent is listed).",
+        &mut std::iter::once((String::new(), u8::from(dir_readable).to_string())),
+    );
 
     family(
         "pidbeat_agent_up",
@@ -49,20 +68,33 @@ pub fn render(entries: &[AgentVerdict]) -> String {
         }),
     );
     family(
-        "pidbeat_heartbeat_age_seconds",
-        "Seconds since the agent's record was last written, when ps ran.",
+        "pidbeat_heartbeat_timestamp_seconds",
+        "Unix time of the agent record's last write.",
+        &mut entries
+            .iter()
+            .filter_map(|e| e.record.as_ref().map(|r| (agent(e), secs(r.written_ms())))),
+    );
+    family(
+        "pidbeat_heartbeat_interval_seconds",
+        "Seconds between the agent's heartbeats, as its watcher was told.",
         &mut entries.iter().filter_map(|e| {
-            e.age_ms
-                .map(|ms| (agent(e), (ms as f64 / 1000.0).to_string()))
+            let i = e.record.as_ref()?.interval?;
+            Some((agent(e), i.to_string()))
         }),
     );
     family(
-        "pidbeat_heartbeat_timestamp_seconds",
-        "Unix time of the agent record's last write.",
+        "pidbeat_agent_start_time_seconds",
+        "Unix time at which the agent's runtime process started.",
+        &mut entries
+            .iter()
+            .filter_map(|e| Some((agent(e), secs(started_ms(e)?)))),
+    );
+    family(
+        "pidbeat_agent_death_timestamp_seconds",
+        "Unix time at which a dead agent's death was observed.",
         &mut entries.iter().filter_map(|e| {
-            e.record
-                .as_ref()
-                .map(|r| (agent(e), (r.written_ms() as f64 / 1000.0).to_string()))
+            let r = e.record.as_ref().filter(|r| r.status == Status::Dead)?;
+            Some((agent(e), secs(r.died_ms?)))
         }),
     );
     let exits = || {
@@ -117,8 +149,19 @@ mod tests {
 
     #[test]
     fn empty_fleet_is_valid_exposition() {
-        let text = render(&[]);
+        let text = render(&[], true);
         assert!(text.contains("# TYPE pidbeat_agent_up gauge"));
-        assert!(text.lines().all(|l| l.starts_with('#')));
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                format!(
+                    "pidbeat_build_info{{version=\"{}\"}} 1",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                "pidbeat_run_dir_readable 1".to_owned()
+            ]
+        );
+        assert!(render(&[], false).contains("pidbeat_run_dir_readable 0\n"));
     }
 }

@@ -1,13 +1,145 @@
-//! The table for people: AGENT STATE PID AGE BACKEND EXIT, aligned, sorted by agent.
+//! The table for people: AGENT STATE PID UP AGE BACKEND EXIT by default, aligned, sorted by
+//! agent; `-o` picks other columns and `--no-header` drops the header, for `awk`/`cut`.
+//! Every cell is one word except EXIT's (`signal 9 (KILL)`), which is why EXIT comes last.
+
+use std::str::FromStr;
 
 use anstyle::{AnsiColor, Style};
 
+use super::started_ms;
+use crate::duration::short;
+use crate::procfs;
 use crate::reader::text::printable;
 use crate::reader::verdict::{AgentVerdict, State};
-use crate::record::{ExitInfo, Status};
+use crate::record::{ExitInfo, Status, now_ms};
 
-const HEADER: [&str; 6] = ["AGENT", "STATE", "PID", "AGE", "BACKEND", "EXIT"];
-const STATE_COL: usize = 1;
+/// A table column (`ps -o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Agent,
+    State,
+    Pid,
+    /// The target's uptime; for an agent whose death is recorded, `-` and how long ago.
+    Up,
+    /// Since the last beat.
+    Age,
+    Backend,
+    Exit,
+    Interval,
+    Seq,
+    Watcher,
+}
+
+impl Column {
+    /// Every column; the default table is the first [`Column::DEFAULT_LEN`].
+    const ALL: [Column; 10] = [
+        Column::Agent,
+        Column::State,
+        Column::Pid,
+        Column::Up,
+        Column::Age,
+        Column::Backend,
+        Column::Exit,
+        Column::Interval,
+        Column::Seq,
+        Column::Watcher,
+    ];
+
+    const DEFAULT_LEN: usize = 7;
+
+    fn name(self) -> &'static str {
+        match self {
+            Column::Agent => "agent",
+            Column::State => "state",
+            Column::Pid => "pid",
+            Column::Up => "up",
+            Column::Age => "age",
+            Column::Backend => "backend",
+            Column::Exit => "exit",
+            Column::Interval => "interval",
+            Column::Seq => "seq",
+            Column::Watcher => "watcher",
+        }
+    }
+
+    /// `-o agent,state,up`: at least one, each once.
+    pub fn parse_list(s: &str) -> Result<Vec<Column>, String> {
+        let mut cols = Vec::new();
+        for name in s.split(',') {
+            let c: Column = name.parse()?;
+            if cols.contains(&c) {
+                return Err(format!("column `{name}` is given twice"));
+            }
+            cols.push(c);
+        }
+        Ok(cols)
+    }
+
+    /// Every cell goes through [`printable`]: a record's strings are untrusted, and one row
+    /// per record is a promise.
+    fn cell(self, e: &AgentVerdict, now: u64) -> String {
+        let dash = || "-".to_owned();
+        let r = e.record.as_ref();
+        let mark = if e.foreign_pids { FOREIGN_PID_MARK } else { "" };
+        match self {
+            Column::Agent => printable(&e.agent).into_owned(),
+            Column::State => e.state.name().to_owned(),
+            Column::Pid => r.map_or_else(dash, |r| format!("{}{mark}", r.pid)),
+            Column::Up => up(e, now).unwrap_or_else(dash),
+            Column::Age => e.age_ms.map_or_else(dash, short),
+            Column::Backend => r
+                .and_then(|r| r.backend.as_deref())
+                .map_or_else(dash, |b| printable(b).into_owned()),
+            Column::Exit => match r {
+                Some(r) if e.state == State::Dead && r.status == Status::Dead => {
+                    r.exit.map_or_else(dash, |x| exit_text(&x))
+                }
+                _ => dash(),
+            },
+            Column::Interval => r
+                .and_then(|r| r.interval)
+                .map_or_else(dash, |i| format!("{i}s")),
+            Column::Seq => r.and_then(|r| r.seq).map_or_else(dash, |s| s.to_string()),
+            Column::Watcher => r
+                .and_then(|r| r.watcher_pid)
+                .map_or_else(dash, |p| format!("{p}{mark}")),
+        }
+    }
+}
+
+impl FromStr for Column {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Column, String> {
+        let s = s.trim().to_ascii_lowercase();
+        Column::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown column `{s}`; columns: {}", names.join(","))
+            })
+    }
+}
+
+/// UP: `3h` while the target runs; `-5m` once its death is recorded (5 minutes ago); `-`
+/// when neither is known (a lost target whose death nobody saw, a corrupt record).
+fn up(e: &AgentVerdict, now: u64) -> Option<String> {
+    let r = e.record.as_ref()?;
+    if let Some(died) = r.died_ms.filter(|_| r.status == Status::Dead) {
+        return Some(format!("-{}", short(now.saturating_sub(died))));
+    }
+    let running = match e.state {
+        State::Alive | State::Stale => true,
+        // Another PID namespace's PID names some other process here.
+        State::Lost | State::Unwatched => {
+            !e.foreign_pids && procfs::still_running(r.pid, r.start_time)
+        }
+        // Only from etcd: nothing is known of it now.
+        State::Dead | State::Corrupt | State::Unreachable => false,
+    };
+    let started = started_ms(e).filter(|_| running)?;
+    Some(short(now.saturating_sub(started)))
+}
 
 fn style(state: &str) -> Style {
     let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
@@ -23,38 +155,83 @@ fn style(state: &str) -> Style {
     }
 }
 
+/// How the table is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub columns: Vec<Column>,
+    pub header: bool,
+}
+
+impl Default for Layout {
+    fn default() -> Layout {
+        Layout {
+            columns: Column::ALL[..Column::DEFAULT_LEN].to_vec(),
+            header: true,
+        }
+    }
+}
+
 /// `missing` are named agents without a record (`ps --watch` shows them while they are
 /// awaited). Colour is only added when `color`: the caller asks anstream whether stdout wants
 /// it (a TTY, no `NO_COLOR`).
-pub fn render(entries: &[AgentVerdict], missing: &[String], color: bool) -> String {
-    let mut rows: Vec<[String; 6]> = entries.iter().map(row).collect();
-    rows.extend(
-        missing
+pub fn render(
+    entries: &[AgentVerdict],
+    missing: &[String],
+    layout: &Layout,
+    color: bool,
+) -> String {
+    let cols = &layout.columns;
+    let now = now_ms();
+    let mut rows: Vec<(String, Vec<String>)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.agent.clone(),
+                cols.iter().map(|c| c.cell(e, now)).collect(),
+            )
+        })
+        .collect();
+    rows.extend(missing.iter().map(|a| {
+        let cells = cols
             .iter()
-            .map(|a| [a.as_str(), "missing", "-", "-", "-", "-"].map(str::to_owned)),
-    );
-    rows.sort_by(|a, b| a[0].cmp(&b[0]));
+            .map(|c| match c {
+                Column::Agent => a.clone(),
+                Column::State => "missing".to_owned(),
+                _ => "-".to_owned(),
+            })
+            .collect();
+        (a.clone(), cells)
+    }));
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut widths = HEADER.map(str::len);
-    for r in &rows {
+    let header: Vec<String> = cols.iter().map(|c| c.name().to_uppercase()).collect();
+    let mut widths: Vec<usize> = if layout.header {
+        header.iter().map(|h| h.len()).collect()
+    } else {
+        vec![0; cols.len()]
+    };
+    for (_, r) in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
         }
     }
+    let state_col = cols.iter().position(|c| *c == Column::State);
     let mut out = String::new();
-    line(&mut out, &HEADER.map(str::to_owned), &widths, None);
-    for r in &rows {
-        let st = color.then(|| style(&r[STATE_COL]));
+    if layout.header {
+        line(&mut out, &header, &widths, None);
+    }
+    for (_, r) in &rows {
+        let st = state_col.filter(|_| color).map(|i| (i, style(&r[i])));
         line(&mut out, r, &widths, st);
     }
     out
 }
 
-fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6], state: Option<Style>) {
+fn line(out: &mut String, cells: &[String], widths: &[usize], state: Option<(usize, Style)>) {
     for (i, cell) in cells.iter().enumerate() {
-        match state.filter(|_| i == STATE_COL) {
+        match state.filter(|(col, _)| *col == i) {
             // Padding goes outside the escape codes so they do not count as width.
-            Some(s) => out.push_str(&format!("{}{cell}{}", s.render(), s.render_reset())),
+            Some((_, s)) => out.push_str(&format!("{}{cell}{}", s.render(), s.render_reset())),
             None => out.push_str(cell),
         }
         if i + 1 < cells.len() {
@@ -71,39 +248,6 @@ fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6], state: Optio
 const FOREIGN_PID_MARK: &str = "*";
 pub const FOREIGN_PID_NOTE: &str = "PID* is the PID in its watcher's PID namespace (a container), \
      not this one's: such agents are judged by their watcher's lock and beats";
-
-/// Every cell goes through [`printable`]: a record's strings are untrusted, and one row per
-/// record is a promise.
-fn row(e: &AgentVerdict) -> [String; 6] {
-    let dash = || "-".to_owned();
-    let r = e.record.as_ref();
-    let mark = if e.foreign_pids { FOREIGN_PID_MARK } else { "" };
-    [
-        printable(&e.agent).into_owned(),
-        e.state.name().to_owned(),
-        r.map_or_else(dash, |r| format!("{}{mark}", r.pid)),
-        e.age_ms.map_or_else(dash, age),
-        r.and_then(|r| r.backend.as_deref())
-            .map_or_else(dash, |b| printable(b).into_owned()),
-        match r {
-            Some(r) if e.state == State::Dead && r.status == Status::Dead => {
-                r.exit.map_or_else(dash, |x| exit_text(&x))
-            }
-            _ => dash(),
-        },
-    ]
-}
-
-/// Coarse like `ps`'s TIME: "3s", "2m", "5h", "4d" (floored).
-pub fn age(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86_400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
 
 /// "code 7", "signal 9 (KILL)", "signal 11 (SEGV, core dumped)".
 pub fn exit_text(x: &ExitInfo) -> String {
@@ -166,12 +310,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages() {
-        assert_eq!(age(0), "0s");
-        assert_eq!(age(3_999), "3s");
-        assert_eq!(age(125_000), "2m");
-        assert_eq!(age(5 * 3600 * 1000 + 1), "5h");
-        assert_eq!(age(4 * 86_400 * 1000), "4d");
+    fn column_lists() {
+        assert_eq!(
+            Column::parse_list("agent,UP, state").unwrap(),
+            [Column::Agent, Column::Up, Column::State]
+        );
+        for bad in ["", "agent,,state", "nope", "agent,agent"] {
+            assert!(Column::parse_list(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
@@ -189,14 +335,22 @@ mod tests {
     #[test]
     fn columns_align_and_colour_is_optional() {
         let missing = ["a-much-longer-name".to_owned(), "b".to_owned()];
-        let plain = render(&[], &missing, false);
+        let plain = render(&[], &missing, &Layout::default(), false);
         let lines: Vec<&str> = plain.lines().collect();
         let col = lines[0].find("STATE").unwrap();
         assert!(lines[1..].iter().all(|l| l.find("missing") == Some(col)));
         assert!(!plain.contains('\x1b'));
         assert!(plain.lines().all(|l| !l.ends_with(' ')));
-        let coloured = render(&[], &missing, true);
+        let coloured = render(&[], &missing, &Layout::default(), true);
         assert!(coloured.contains('\x1b'));
         assert_eq!(anstream::adapter::strip_str(&coloured).to_string(), plain);
+        let bare = Layout {
+            columns: vec![Column::State, Column::Agent],
+            header: false,
+        };
+        assert_eq!(
+            render(&[], &missing, &bare, false),
+            "missing  a-much-longer-name\nmissing  b\n"
+        );
     }
 }

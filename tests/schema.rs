@@ -1,0 +1,282 @@
+//! The JSON Schemas under docs/ (draft 2020-12) hold for what pidbeat really writes and
+//! prints: records of every status from real watchers, `run` and the shell sidecar, and a
+//! `ps --json` element of every state. They also refuse what the contract forbids, so that a
+//! schema that accepts anything fails here.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use jsonschema::Validator;
+use serde_json::{Value, json};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn schema_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(name)
+}
+
+/// The schema in docs/`name`, itself checked against the 2020-12 meta-schema. Its relative
+/// `$ref`s resolve against its own path, as they would for a consumer of the files.
+fn validator(name: &str) -> Validator {
+    let path = schema_path(name);
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+        "{name}"
+    );
+    jsonschema::meta::validate(&schema).unwrap_or_else(|e| panic!("{name} is no schema: {e}"));
+    jsonschema::options()
+        .with_base_uri(format!("file://{}", path.display()))
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn assert_valid(v: &Validator, doc: &Value, what: &str) {
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{what} fails its schema: {doc}\n{errors:#?}"
+    );
+}
+
+/// Runs `pidbeat run` for CMD to completion in the sandbox's run dir.
+fn run_to_end(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Out {
+    let mut c = sb.cmd();
+    c.args(["run", "--agent", agent, "--run-dir"])
+        .arg(sb.run_dir())
+        .arg("--")
+        .args(cmd);
+    run_with_deadline(c, 10 * SEC)
+}
+
+/// A record as a watcher writes it, for states that real processes cannot hold still for.
+fn planted(pid: i32, watcher_pid: i32, age_ms: u64) -> Record {
+    let ms = now_ms() - age_ms;
+    Record {
+        ts: ms / 1000,
+        pid,
+        status: Status::Alive,
+        ts_ms: Some(ms),
+        seq: Some(1),
+        interval: Some(0.1),
+        backend: Some("pidfd".into()),
+        watcher_pid: Some(watcher_pid),
+        start_time: Some(read_start_time(watcher_pid)),
+        exit: None,
+        died_ms: None,
+        watcher_start_time: Some(read_start_time(watcher_pid)),
+        boot_id: None,
+        boottime_ms: None,
+        pidns: None,
+    }
+}
+
+#[test]
+fn real_records_and_ps_json_match_the_schemas() {
+    let record = validator("record.schema.json");
+    let entry = validator("ps-entry.schema.json");
+    let sb = Sandbox::new();
+    let run = sb.run_dir();
+
+    // alive, then unwatched: a real watcher, stopped by SIGTERM while its target lives.
+    let (t1, t2) = (spawn_sleep(), spawn_sleep());
+    let mut stays = sb.watch_alive(t1.pid(), "stays", &["--interval", "0.05"]);
+    let stopped = sb.watch_alive(t2.pid(), "stopped", &[]);
+    signal(stopped.pid(), Signal::TERM);
+    stopped.reap_within(5 * SEC);
+    sb.wait_status("stopped", "unwatched", 5 * SEC);
+
+    // dead with a code and by a signal: `run`'s own children, whose status is exact.
+    assert_eq!(
+        run_to_end(&sb, "code7", &["sh", "-c", "exit 7"]).code(),
+        Some(7)
+    );
+    let killed = run_to_end(&sb, "sig9", &["sh", "-c", "kill -9 $$"]);
+    assert_eq!(killed.code(), Some(137));
+
+    // The shell baseline sidecar's records, alive then dead.
+    let t3 = spawn_sleep();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hb-sidecar.sh");
+    let mut side = sb.cmd_of("bash");
+    side.arg(&script)
+        .args([
+            "--pid",
+            &t3.pid().to_string(),
+            "--agent",
+            "side",
+            "--interval",
+            "0.1",
+        ])
+        .arg("--run-dir")
+        .arg(&run);
+    let mut side = Guard::spawn(side.stdout(std::process::Stdio::null()));
+    let side_alive = sb.wait_status("side", "alive", 5 * SEC);
+    assert_valid(&record, &side_alive, "the sidecar's alive record");
+    drop(t3);
+    sb.wait_status("side", "dead", 5 * SEC);
+    assert!(
+        side.wait_timeout(5 * SEC).is_some(),
+        "the sidecar did not exit"
+    );
+
+    let alive = read_record(&sb.record_path("stays")).unwrap();
+    assert_eq!(alive["status"], "alive");
+    let code7 = read_record(&sb.record_path("code7")).unwrap();
+    assert_eq!(
+        code7["exit"],
+        json!({"code": 7, "signal": null, "core": false})
+    );
+    let sig9 = read_record(&sb.record_path("sig9")).unwrap();
+    assert_eq!(sig9["exit"]["signal"], 9);
+    for agent in ["stays", "stopped", "code7", "sig9", "side"] {
+        let r = read_record(&sb.record_path(agent)).unwrap();
+        assert_valid(&record, &r, &format!("{agent}'s record"));
+    }
+
+    // The states no real process holds still for: stale (an old beat, the target alive and
+    // the lock held), lost (the target and the watcher gone) and corrupt.
+    let me = std::process::id() as i32;
+    let mut old = planted(me, me, 60_000);
+    old.pid = t1.pid();
+    old.start_time = Some(read_start_time(t1.pid()));
+    sb.plant("old", &old);
+    let _lock = sb.hold_lock("old");
+    let gone = exited_pid();
+    let mut lost = planted(me, me, 0);
+    (lost.pid, lost.watcher_pid) = (gone, Some(gone));
+    sb.plant("gone", &lost);
+    std::fs::write(run.join("junk.hb"), "{\"ts\":").unwrap();
+
+    let out = sb.ps(&["--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let all: Value = serde_json::from_str(&text).unwrap();
+    let mut states: Vec<&str> = Vec::new();
+    for e in all.as_array().unwrap() {
+        assert_valid(&entry, e, &format!("ps --json element {}", e["agent"]));
+        states.push(e["state"].as_str().unwrap());
+    }
+    states.sort();
+    states.dedup();
+    assert_eq!(
+        states,
+        ["alive", "corrupt", "dead", "lost", "stale", "unwatched"]
+    );
+
+    // `exit` keeps the file's key order (code, signal, core) in ps --json.
+    let in_file = std::fs::read_to_string(sb.record_path("sig9")).unwrap();
+    let exit = &in_file[in_file.find("\"exit\":").unwrap()..];
+    let exit = &exit[..=exit.find('}').unwrap()];
+    assert_eq!(exit, r#""exit":{"code":null,"signal":9,"core":false}"#);
+    assert!(text.contains(exit), "ps --json reorders {exit}:\n{text}");
+
+    stays.kill();
+    drop((t1, t2));
+    sb.assert_clean(&[]);
+}
+
+#[test]
+fn the_schemas_refuse_what_the_contract_forbids() {
+    let record = validator("record.schema.json");
+    let entry = validator("ps-entry.schema.json");
+    let seed = json!({"ts": 5, "pid": 9, "status": "alive"});
+    assert_valid(&record, &seed, "a seed record");
+    let mut extra = seed.clone();
+    extra["some_future_key"] = json!({"nested": [1, 2]});
+    assert_valid(&record, &extra, "a record with an unknown key");
+
+    let bad: [(&str, Value); 14] = [
+        ("no status", json!({"ts": 5, "pid": 9})),
+        ("no pid", json!({"ts": 5, "status": "dead"})),
+        (
+            "unknown status",
+            json!({"ts": 5, "pid": 9, "status": "zombie"}),
+        ),
+        (
+            "ts as a string",
+            json!({"ts": "5", "pid": 9, "status": "alive"}),
+        ),
+        (
+            "negative ts",
+            json!({"ts": -5, "pid": 9, "status": "alive"}),
+        ),
+        ("pid 0", json!({"ts": 5, "pid": 0, "status": "alive"})),
+        (
+            "pid over PID_MAX_LIMIT",
+            json!({"ts": 5, "pid": 4194305, "status": "alive"}),
+        ),
+        (
+            "interval 0",
+            json!({"ts": 5, "pid": 9, "status": "alive", "interval": 0}),
+        ),
+        (
+            "interval over a day",
+            json!({"ts": 5, "pid": 9, "status": "alive", "interval": 86401}),
+        ),
+        (
+            "unknown backend",
+            json!({"ts": 5, "pid": 9, "status": "alive", "backend": "ptrace"}),
+        ),
+        (
+            "exit code 256",
+            json!({"ts": 5, "pid": 9, "status": "dead", "exit": {"code": 256, "signal": null, "core": false}}),
+        ),
+        (
+            "exit without core",
+            json!({"ts": 5, "pid": 9, "status": "dead", "exit": {"code": 1, "signal": null}}),
+        ),
+        (
+            "alive with an exit",
+            json!({"ts": 5, "pid": 9, "status": "alive", "exit": {"code": 0, "signal": null, "core": false}}),
+        ),
+        (
+            "a key saying dead",
+            json!({"ts": 5, "pid": 9, "status": "alive", "was_dead": false}),
+        ),
+    ];
+    for (what, doc) in bad {
+        assert!(
+            !record.is_valid(&doc),
+            "record schema accepts {what}: {doc}"
+        );
+    }
+
+    let ok =
+        json!({"agent": "a", "state": "lost", "age_ms": 3, "ts": 5, "pid": 9, "status": "alive"});
+    assert_valid(&entry, &ok, "a lost element");
+    let corrupt = json!({"agent": "a", "state": "corrupt", "error": "EOF"});
+    assert_valid(&entry, &corrupt, "a corrupt element");
+    let bad: [(&str, Value); 5] = [
+        (
+            "a hidden agent",
+            json!({"agent": ".a", "state": "lost", "age_ms": 3, "ts": 5, "pid": 9, "status": "alive"}),
+        ),
+        (
+            "an unknown state",
+            json!({"agent": "a", "state": "zombie", "age_ms": 3, "ts": 5, "pid": 9, "status": "alive"}),
+        ),
+        (
+            "no age",
+            json!({"agent": "a", "state": "dead", "ts": 5, "pid": 9, "status": "dead"}),
+        ),
+        (
+            "a bad record inside",
+            json!({"agent": "a", "state": "dead", "age_ms": 3, "ts": 5, "pid": -9, "status": "dead"}),
+        ),
+        (
+            "corrupt with record keys",
+            json!({"agent": "a", "state": "corrupt", "error": "x", "pid": 9}),
+        ),
+    ];
+    for (what, doc) in bad {
+        assert!(
+            !entry.is_valid(&doc),
+            "ps-entry schema accepts {what}: {doc}"
+        );
+    }
+}
