@@ -27,9 +27,11 @@ use super::client::{Client, Error, MAX_TXN_OPS, Op};
 use super::keys;
 
 /// Fields of a verdict that change with every beat or every moment; two verdicts that differ
-/// only in these are the same news. (A new per-write key in the record belongs here, or
-/// every beat becomes an etcd write: `tests/cluster` counts them.)
-pub const VOLATILE: [&str; 5] = ["age_ms", "ts", "ts_ms", "seq", "boottime_ms"];
+/// only in these are the same news. `started_ms` is derived anew by each look (from the start
+/// time in clock ticks and the boot time) and can move by a millisecond; `pid` and
+/// `start_time`, which it derives from, are compared. (A new per-write key in the record
+/// belongs here, or every beat becomes an etcd write: `tests/cluster` counts them.)
+pub const VOLATILE: [&str; 6] = ["age_ms", "ts", "ts_ms", "seq", "boottime_ms", "started_ms"];
 
 /// One agent's verdict as published: the bytes put to etcd, and what is compared (the same
 /// object without the volatile fields, serialized with its keys sorted). Both are kept as

@@ -136,6 +136,7 @@ fn a_killed_bridge_makes_its_agents_unreachable_then_alive_again() {
         "{:?}",
         states(&v)
     );
+    assert_entry_schema(&v);
 
     let restarted = Instant::now();
     h.publish(&c.urls_from(2), 3);

@@ -240,3 +240,17 @@ pub fn status_kib(pid: i32, name: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// Every element of a `ps --etcd --json` view holds to docs/ps-entry.schema.json.
+pub fn assert_entry_schema(view: &BTreeMap<String, Value>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ps-entry.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v = jsonschema::options()
+        .with_base_uri(format!("file://{}", path.display()))
+        .build(&schema)
+        .unwrap();
+    for (name, doc) in view {
+        let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {doc}\n{errors:#?}");
+    }
+}
