@@ -18,6 +18,7 @@ want prometheus-node-exporter prometheus-node-exporter
 want groff groff-base
 want man man-db
 want shellcheck shellcheck
+want openssl openssl
 ((${#need[@]})) || exit 0
 
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

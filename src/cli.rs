@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod etcd;
 mod lifecycle;
+pub use etcd::{PublishArgs, Source};
 pub use lifecycle::{ForgetArgs, PruneArgs, StatusArgs};
 
 use crate::duration;
@@ -41,6 +43,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Block until every named agent is dead or lost.
     Wait(WaitArgs),
+    /// Publish this host's verdicts to etcd (one bridge per host; see the README's multi-host section).
+    Publish(PublishArgs),
     /// Print each agent's state; exit 0 if all are alive, 3 if any is not, 4 if any has no record.
     Status(StatusArgs),
     /// Remove ended agents' records, lock files and death histories.
@@ -196,12 +200,24 @@ pub struct PsArgs {
     /// Show AGENT's past deaths (the last 10), oldest first
     #[arg(long, value_name = "AGENT", value_parser = parse_agent, conflicts_with_all = ["prom", "watch", "agents", "fields", "no_header", "output"])]
     pub history: Option<String>,
-    /// Only these agents
-    #[arg(value_name = "AGENT", value_parser = parse_agent)]
+    #[command(flatten)]
+    pub etcd: etcd::EtcdArgs,
+    /// Only these agents (HOST/AGENT with --etcd)
+    #[arg(value_name = "AGENT", value_parser = etcd::parse_agent_arg)]
     pub agents: Vec<String>,
 }
 
 impl PsArgs {
+    /// The table's columns and header, from `-o` and `--no-header`.
+    fn layout(&self) -> Layout {
+        let mut layout = Layout::default();
+        if let Some(Columns(cols)) = &self.fields {
+            layout.columns = cols.clone();
+        }
+        layout.header = !self.no_header;
+        layout
+    }
+
     pub fn into_config(self) -> Result<PsConfig> {
         let run_dir = self.run_dir.resolve()?;
         if self.watch && self.prom && self.output.is_none() {
@@ -216,6 +232,7 @@ impl PsArgs {
             (false, true) => Format::Prom,
             (false, false) => Format::Table,
         };
+        let layout = self.layout();
         // clap refuses `--json --prom` and `--history` with --watch, --prom, -o, --output.
         let view = match (self.history, self.watch) {
             (Some(agent), _) => View::History {
@@ -225,11 +242,6 @@ impl PsArgs {
             (None, true) => View::Watch(format),
             (None, false) => View::Once(format),
         };
-        let mut layout = Layout::default();
-        if let Some(Columns(cols)) = self.fields {
-            layout.columns = cols;
-        }
-        layout.header = !self.no_header;
         Ok(PsConfig {
             run_dir,
             view,
@@ -259,8 +271,10 @@ pub struct WaitArgs {
     /// Refuse at once (exit 4) a named agent that has no record
     #[arg(long)]
     pub exists: bool,
-    /// Agents to wait for
-    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
+    #[command(flatten)]
+    pub etcd: etcd::EtcdArgs,
+    /// Agents to wait for (HOST/AGENT with --etcd)
+    #[arg(required = true, value_name = "AGENT", value_parser = etcd::parse_agent_arg)]
     pub agents: Vec<String>,
 }
 

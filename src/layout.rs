@@ -195,6 +195,11 @@ pub fn lock_name(agent: &str) -> String {
     format!(".{agent}.lock")
 }
 
+/// The agent whose lock `file_name` would be (not yet checked as a valid name).
+pub fn agent_of_lock(file_name: &str) -> Option<&str> {
+    file_name.strip_prefix('.')?.strip_suffix(".lock")
+}
+
 /// Unique per watcher, so two watchers of one agent (one refused by the lock) never share one.
 pub fn tmp_name(agent: &str, watcher_pid: u32) -> String {
     format!(".{agent}.hb.{watcher_pid}.tmp")

@@ -33,6 +33,10 @@ mod reader;
 // Forgetting ended agents: judged as the readers judge, removed under the writers' lock.
 mod admin;
 
+// The multi-host layer on etcd: a bridge per host over the reader's follow loop, and the
+// remote readers. Linked only into `pidbeat-etcd` (see `etcd_main`).
+mod cluster;
+
 // The command line, turned into each command's plain config; no other module sees the clap
 // types. `docs` adds help texts and completers to the command clap derives from them, and
 // renders the man pages and completion scripts.
@@ -48,11 +52,19 @@ pub mod testing {
     pub use crate::record::{ExitInfo, Record, Status, now_ms};
     pub use crate::watcher::lock::AgentLock;
     pub use crate::watcher::store::RecordWriter;
+    /// The etcd gateway client and key layout, for the multi-host tests.
+    pub mod cluster {
+        pub use crate::cluster::client::{
+            Client, Config, Credentials, Error, EventKind, Tls, http_agent,
+        };
+        pub use crate::cluster::keys;
+    }
 }
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Source};
+use exit::{ExitCode, runtime};
 
 /// The command line as users see it: the derived definition with the docs' help texts and
 /// completers.
@@ -76,16 +88,70 @@ fn parse() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 
-/// Parses argv, runs the subcommand, and returns the process exit code. The one place that
-/// prints `pidbeat: error: …`. A shell asking for completions is answered before anything else.
+/// `pidbeat`: parses argv, runs the subcommand, and returns the process exit code. The etcd
+/// commands (`publish`, `ps --etcd`, `wait --etcd`) are handed to the `pidbeat-etcd` helper
+/// (see [`etcd_main`]).
 pub fn main() -> i32 {
+    run(exec_etcd_helper)
+}
+
+/// `pidbeat-etcd`: the same command line, with the etcd commands run here. They live in a
+/// binary of their own because linking their HTTP and TLS code into `pidbeat` costs every
+/// per-agent watcher memory even though it never runs it: the dynamic linker relocates that
+/// code's tables in each process (measured: +40 KiB private per watcher).
+#[doc(hidden)]
+pub fn etcd_main() -> i32 {
+    run(cluster::run)
+}
+
+/// The etcd helper's file name, looked for next to `pidbeat`, then on PATH.
+const ETCD_HELPER: &str = "pidbeat-etcd";
+
+/// Replaces this process with the etcd helper, on the same argv (it parses it again).
+fn exec_etcd_helper(_: cluster::Command) -> exit::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join(ETCD_HELPER)))
+        .filter(|p| p.is_file());
+    let helper = beside.unwrap_or_else(|| ETCD_HELPER.into());
+    let mut args = std::env::args_os();
+    let err = std::process::Command::new(&helper)
+        .arg0(args.next().unwrap_or_else(|| "pidbeat".into()))
+        .args(args)
+        .exec();
+    Err(runtime!(
+        "cannot run {}: {err} (the etcd commands live in {ETCD_HELPER}, which `cargo install` \
+         puts next to pidbeat)",
+        helper.display()
+    ))
+}
+
+/// Parses argv, runs the subcommand (the etcd ones through `etcd`), and returns the process
+/// exit code. The one place that prints `pidbeat: error: …`. A shell asking for completions
+/// is answered before anything else.
+fn run(etcd: fn(cluster::Command) -> exit::Result<ExitCode>) -> i32 {
     docs::complete_if_asked(command);
     let cli = parse();
     let result = match cli.command {
-        Command::Watch(a) => a.into_config().and_then(watcher::command),
+        Command::Watch(a) => a.into_config().and_then(|c| {
+            // What parsing the command line left on the heap goes back to the kernel before
+            // a watcher settles in for hours.
+            sys::trim_heap();
+            watcher::command(c)
+        }),
         Command::Run(a) => a.into_config().and_then(watcher::run::command),
-        Command::Ps(a) => a.into_config().and_then(reader::ps::command),
-        Command::Wait(a) => a.into_config().and_then(reader::wait::command),
+        Command::Ps(a) => a.into_source().and_then(|s| match s {
+            Source::Local(c) => reader::ps::command(c),
+            Source::Etcd(c) => etcd(cluster::Command::Ps(c)),
+        }),
+        Command::Wait(a) => a.into_source().and_then(|s| match s {
+            Source::Local(c) => reader::wait::command(c),
+            Source::Etcd(c) => etcd(cluster::Command::Wait(c)),
+        }),
+        Command::Publish(a) => a
+            .into_config()
+            .and_then(|c| etcd(cluster::Command::Publish(c))),
         Command::Status(a) => a.into_config().and_then(reader::status::command),
         Command::Forget(a) => a.into_config().and_then(admin::forget::command),
         Command::Prune(a) => a.into_config().and_then(admin::prune::command),

@@ -86,3 +86,13 @@ pub fn close_inherited_fds(keep: BorrowedFd<'_>) {
         );
     }
 }
+
+/// Gives the heap's free pages back to the kernel (glibc's `malloc_trim`; elsewhere nothing).
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only walks glibc's own free lists; it is
+    // thread-safe (it takes the arenas' locks).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

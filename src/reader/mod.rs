@@ -13,15 +13,15 @@
 //! `admin/` (`forget`, `prune`) judges agents through what is re-exported here.
 
 pub mod dirwatch;
-mod file;
-mod follow;
-mod look;
+pub(crate) mod file;
+pub(crate) mod follow;
+pub(crate) mod look;
 mod pins;
 pub mod ps;
-mod settle;
+pub(crate) mod settle;
 pub mod status;
 mod text;
-mod verdict;
+pub(crate) mod verdict;
 pub mod wait;
 
 pub use file::{list_agents, read_record};

@@ -29,17 +29,25 @@ pub enum State {
     Lost,
     Unwatched,
     Corrupt,
+    /// Only from etcd (`ps --etcd`): the bridge published alive/stale, and its host's lease
+    /// has expired since (DESIGN.md, "Multi-host").
+    Unreachable,
 }
 
 impl State {
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 7] = [
         State::Alive,
         State::Stale,
         State::Dead,
         State::Lost,
         State::Unwatched,
         State::Corrupt,
+        State::Unreachable,
     ];
+
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -49,6 +57,7 @@ impl State {
             State::Lost => "lost",
             State::Unwatched => "unwatched",
             State::Corrupt => "corrupt",
+            State::Unreachable => "unreachable",
         }
     }
 }

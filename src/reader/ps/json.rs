@@ -43,7 +43,8 @@ pub fn render(entries: &[AgentVerdict], pretty: bool) -> String {
     json_safe(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
-fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
+/// One agent's object (what `publish` puts to etcd, too).
+pub(crate) fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
     out.push(b'{');
     pair(out, "agent", e.agent.as_str());
     out.push(b',');
@@ -60,14 +61,15 @@ fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
             pair(out, "started_ms", &started_ms(e));
             out.push(b',');
             pair(out, "foreign_pids", &e.foreign_pids);
-            let exit = e.record.as_ref().and_then(|r| r.exit);
-            for (k, v) in e.fields.iter().filter(|(k, _)| !OURS.contains(&&**k)) {
-                out.push(b',');
-                match exit {
-                    Some(exit) if k == "exit" && is_exit_info(v) => pair(out, k, &exit),
-                    _ => pair(out, k, v),
-                }
-            }
+        }
+    }
+    // A corrupt local record has no fields; a corrupt value in etcd still has its `host`.
+    let exit = e.record.as_ref().and_then(|r| r.exit);
+    for (k, v) in e.fields.iter().filter(|(k, _)| !OURS.contains(&&**k)) {
+        out.push(b',');
+        match exit {
+            Some(exit) if k == "exit" && is_exit_info(v) => pair(out, k, &exit),
+            _ => pair(out, k, v),
         }
     }
     out.push(b'}');

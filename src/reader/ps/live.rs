@@ -24,6 +24,7 @@ use crate::exit::{ExitCode, Result};
 use crate::layout;
 use crate::reader::follow::{Follow, Wakeups, Woken};
 use crate::reader::settle::Settler;
+use crate::reader::verdict::AgentVerdict;
 
 /// The longest an `--output` file goes without being rewritten.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -66,13 +67,7 @@ pub fn run(
         }
     }
     let as_json = format == Format::Json;
-    let mut screen = Screen {
-        tty: io::stdout().is_terminal() && !as_json,
-        as_json,
-        layout,
-        color: color_wanted(),
-        last: None,
-    };
+    let mut screen = Screen::new(as_json, layout);
     let mut said = None;
     loop {
         let mut snap = collect(dir, named)?;
@@ -140,17 +135,29 @@ fn say_once(said: &mut Option<String>, note: Option<String>) {
     *said = note;
 }
 
-struct Screen<'a> {
+/// Where frames go on stdout: redrawn in place on a TTY, else a log of the frames that
+/// changed. `ps --etcd --watch` shows its frames through it too.
+pub(crate) struct Screen<'a> {
     /// Redraw in place (and on every tick, for the ages).
     tty: bool,
     as_json: bool,
     layout: &'a Layout,
-    color: bool,
+    pub(crate) color: bool,
     /// The last frame's signature.
     last: Option<String>,
 }
 
-impl Screen<'_> {
+impl<'a> Screen<'a> {
+    pub(crate) fn new(as_json: bool, layout: &'a Layout) -> Screen<'a> {
+        Screen {
+            tty: io::stdout().is_terminal() && !as_json,
+            as_json,
+            layout,
+            color: color_wanted(),
+            last: None,
+        }
+    }
+
     fn show(&mut self, dir: &Path, snap: &Snapshot) -> io::Result<()> {
         let sig = signature(snap);
         if !self.tty && self.last.as_ref() == Some(&sig) {
@@ -161,9 +168,23 @@ impl Screen<'_> {
         } else {
             body(dir, snap, self.layout, self.color)
         };
+        self.show_frame(&header(dir), frame, sig)
+    }
+
+    /// Shows `frame` (under `header` on a TTY). `sig` is what it says without the ages: off a
+    /// TTY a frame is printed only when that changed.
+    pub(crate) fn show_frame(
+        &mut self,
+        header: &str,
+        frame: String,
+        sig: String,
+    ) -> io::Result<()> {
+        if !self.tty && self.last.as_ref() == Some(&sig) {
+            return Ok(());
+        }
         let out = if self.tty {
             // Home, each line erased to its end, then everything below: no flicker.
-            let mut s = format!("\x1b[H{}\x1b[K\n\x1b[K\n", header(dir));
+            let mut s = format!("\x1b[H{header}\x1b[K\n\x1b[K\n");
             for l in frame.lines() {
                 s.push_str(l);
                 s.push_str("\x1b[K\n");
@@ -204,11 +225,16 @@ fn body(dir: &Path, snap: &Snapshot, layout: &Layout, color: bool) -> String {
 
 /// What a frame says, ages left out: off a TTY only a change of this is printed.
 fn signature(snap: &Snapshot) -> String {
-    let mut s = format!(
+    format!(
         "{}|{:?}|{:?}|",
         snap.dir_missing, snap.dir_error, snap.missing
-    );
-    for e in &snap.entries {
+    ) + &entries_signature(&snap.entries)
+}
+
+/// [`signature`]'s part for the agents.
+pub(crate) fn entries_signature(entries: &[AgentVerdict]) -> String {
+    let mut s = String::new();
+    for e in entries {
         let r = e.record.as_ref();
         s += &format!(
             "{}|{}|{:?}|{:?}|{:?}|{:?}\n",

@@ -10,10 +10,10 @@
 //! cannot be read (EACCES …), with the reason.
 
 mod history;
-mod json;
-mod live;
-mod prom;
-mod table;
+pub(crate) mod json;
+pub(crate) mod live;
+pub(crate) mod prom;
+pub(crate) mod table;
 
 pub use table::{Column, Layout};
 
@@ -191,7 +191,7 @@ fn hint(dir: &Path, dir_missing: bool) -> String {
     }
 }
 
-fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
@@ -199,7 +199,7 @@ fn write_stdout(bytes: &[u8]) -> io::Result<()> {
 
 /// `pidbeat ps | head -1`: the reader has gone, which is no error of ours. (Rust ignores
 /// SIGPIPE, so the write fails with EPIPE instead of killing us.)
-fn quiet_on_broken_pipe(e: io::Error) -> Result<ExitCode> {
+pub(crate) fn quiet_on_broken_pipe(e: io::Error) -> Result<ExitCode> {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Ok(ExitCode::Success)
     } else {
@@ -208,7 +208,7 @@ fn quiet_on_broken_pipe(e: io::Error) -> Result<ExitCode> {
 }
 
 /// anstream's decision for stdout: a TTY, and neither `NO_COLOR` nor `CLICOLOR=0`.
-fn color_wanted() -> bool {
+pub(crate) fn color_wanted() -> bool {
     anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
 }
 

@@ -137,7 +137,8 @@ fn up(e: &AgentVerdict, now: u64) -> Option<String> {
         State::Lost | State::Unwatched => {
             !e.foreign_pids && procfs::still_running(r.pid, r.start_time)
         }
-        State::Dead | State::Corrupt => false,
+        // Only from etcd: nothing is known of it now.
+        State::Dead | State::Corrupt | State::Unreachable => false,
     };
     let started = started_ms(e).filter(|_| running)?;
     Some(short(now.saturating_sub(started)))
@@ -152,6 +153,7 @@ fn style(state: &str) -> Style {
         "lost" => fg(AnsiColor::Magenta).bold(),
         "unwatched" => fg(AnsiColor::Cyan),
         "corrupt" => fg(AnsiColor::Red).bold(),
+        "unreachable" => fg(AnsiColor::Yellow).bold(),
         _ => Style::new().dimmed(),
     }
 }

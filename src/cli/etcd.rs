@@ -1,0 +1,272 @@
+//! The etcd side of the command line: `publish`, and `--etcd` on `ps` and `wait`, which then
+//! read the fleet in etcd instead of the run dir (README, "Multi-host").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{PsArgs, RunDirArg, UntilChoice, WaitArgs, parse_agent};
+use crate::cluster::client::{Config as EtcdConfig, Credentials, Tls};
+use crate::cluster::remote::Name;
+use crate::cluster::{PublishConfig, RemoteFormat, RemotePsConfig, RemoteWaitConfig};
+use crate::exit::{Error, Result, runtime};
+use crate::reader::ps::PsConfig;
+use crate::reader::wait::WaitConfig;
+
+/// Where a reader reads: the run dir, or etcd (`--etcd`).
+#[derive(Debug)]
+pub enum Source<L, R> {
+    Local(L),
+    Etcd(R),
+}
+
+/// A flag the etcd readers do not take, if it was given.
+fn refuse(given: bool, flag: &str) -> Result<()> {
+    if given {
+        return Err(Error::Usage(format!(
+            "{flag} reads the run dir; it cannot be combined with --etcd"
+        )));
+    }
+    Ok(())
+}
+
+impl PsArgs {
+    /// `ps` on the run dir, or with `--etcd` on the fleet in etcd.
+    pub fn into_source(mut self) -> Result<Source<PsConfig, RemotePsConfig>> {
+        let agents = std::mem::take(&mut self.agents);
+        let (client, agents) = match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
+            Source::Local(agents) => {
+                self.agents = agents;
+                return self.into_config().map(Source::Local);
+            }
+            Source::Etcd(remote) => remote,
+        };
+        refuse(self.output.is_some(), "--output")?;
+        refuse(self.history.is_some(), "--history")?;
+        if self.watch && self.prom {
+            return Err(Error::Usage(
+                "--watch cannot be combined with --prom".into(),
+            ));
+        }
+        Ok(Source::Etcd(RemotePsConfig {
+            client,
+            format: match (self.json, self.prom) {
+                (true, _) => RemoteFormat::Json,
+                (_, true) => RemoteFormat::Prom,
+                _ => RemoteFormat::Table,
+            },
+            watch: self.watch,
+            layout: self.layout(),
+            agents,
+        }))
+    }
+}
+
+impl WaitArgs {
+    /// `wait` on the run dir, or with `--etcd` on the fleet in etcd.
+    pub fn into_source(mut self) -> Result<Source<WaitConfig, RemoteWaitConfig>> {
+        let agents = std::mem::take(&mut self.agents);
+        match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
+            Source::Local(agents) => {
+                self.agents = agents;
+                self.into_config().map(Source::Local)
+            }
+            Source::Etcd((client, agents)) => {
+                refuse(self.any, "--any")?;
+                refuse(self.count.is_some(), "--count")?;
+                refuse(self.exists, "--exists")?;
+                refuse(self.until == UntilChoice::Alive, "--until alive")?;
+                Ok(Source::Etcd(RemoteWaitConfig {
+                    client,
+                    timeout: self.timeout,
+                    agents,
+                }))
+            }
+        }
+    }
+}
+
+const READER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `ps`/`wait` agents: HOST/AGENT exactly when reading from etcd.
+fn check_names(agents: Vec<String>, etcd: bool) -> Result<Vec<String>> {
+    if let Some(a) = agents.iter().find(|a| a.contains('/') != etcd) {
+        return Err(Error::Usage(if etcd {
+            format!("`{a}`: with --etcd, name agents as HOST/AGENT")
+        } else {
+            format!("`{a}`: HOST/AGENT names an agent in etcd; add --etcd URLS")
+        }));
+    }
+    Ok(agents)
+}
+
+fn host_agents(agents: Vec<String>) -> Vec<Name> {
+    agents
+        .iter()
+        .filter_map(|a| crate::cluster::keys::parse_host_agent(a).ok())
+        .collect()
+}
+
+/// Where etcd is and how to log in: `publish`, `ps --etcd`, `wait --etcd`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EtcdArgs {
+    /// etcd client URLs, comma-separated (http://10.0.0.1:2379,…): read the fleet from etcd instead of the run dir
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// CA certificate (PEM) that signed the etcd members' certificates
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM), with --key
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "key"])]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM), with --cert
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "cert"])]
+    pub key: Option<PathBuf>,
+    /// etcd user; the password comes from --password-file or $PIDBEAT_ETCD_PASSWORD, never from the command line
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    pub user: Option<String>,
+    /// File holding the etcd user's password (one line)
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
+}
+
+const PASSWORD_ENV: &str = "PIDBEAT_ETCD_PASSWORD";
+
+/// What an etcd reader needs from the command line: the client and the HOST/AGENT names.
+type EtcdReader = (EtcdConfig, Vec<Name>);
+
+impl EtcdArgs {
+    /// A reader's source: without `--etcd` its AGENT names (checked: no HOST/AGENT); with
+    /// it the client config and the HOST/AGENT names (and no `--run-dir`).
+    fn split(
+        etcd: &mut EtcdArgs,
+        run_dir: &RunDirArg,
+        agents: Vec<String>,
+    ) -> Result<Source<Vec<String>, EtcdReader>> {
+        let Some(client) = std::mem::take(etcd).into_config(READER_REQUEST_TIMEOUT)? else {
+            return check_names(agents, false).map(Source::Local);
+        };
+        if run_dir.run_dir.is_some() {
+            return Err(Error::Usage(
+                "--run-dir and --etcd: read one or the other".into(),
+            ));
+        }
+        Ok(Source::Etcd((
+            client,
+            host_agents(check_names(agents, true)?),
+        )))
+    }
+
+    /// The client configuration, or `None` without `--etcd`. Each request is bounded by
+    /// `timeout`. The password is read here: from the file, else the environment (a
+    /// set-but-empty variable counts as unset, as everywhere in pidbeat).
+    fn into_config(self, timeout: Duration) -> Result<Option<EtcdConfig>> {
+        if self.etcd.is_empty() {
+            return Ok(None);
+        }
+        if self.etcd.iter().any(|u| u.trim().is_empty()) {
+            return Err(Error::Usage("--etcd: an empty URL in the list".into()));
+        }
+        let credentials = match self.user {
+            None => None,
+            Some(user) => {
+                let password = match (&self.password_file, std::env::var(PASSWORD_ENV)) {
+                    (Some(f), _) => std::fs::read_to_string(f)
+                        .map_err(|e| runtime!("cannot read --password-file {}: {e}", f.display()))?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_owned(),
+                    (None, Ok(p)) if !p.is_empty() => p,
+                    (None, _) => {
+                        return Err(Error::Usage(format!(
+                            "--user {user} needs a password: --password-file FILE or \
+                             ${PASSWORD_ENV} (never on the command line)"
+                        )));
+                    }
+                };
+                Some(Credentials { user, password })
+            }
+        };
+        Ok(Some(EtcdConfig {
+            endpoints: self.etcd,
+            tls: Tls {
+                cacert: self.cacert,
+                cert: self.cert,
+                key: self.key,
+            },
+            credentials,
+            timeout,
+        }))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub run_dir: RunDirArg,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// This host's name in etcd (/pidbeat/HOST/…) [default: the kernel's host name]
+    #[arg(long, value_name = "HOST", value_parser = parse_host)]
+    pub host: Option<String>,
+    /// The host's lease: readers call its live agents unreachable this long after the bridge, the host or its network is gone
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_ttl)]
+    pub ttl: Duration,
+}
+
+impl PublishArgs {
+    pub fn into_config(self) -> Result<PublishConfig> {
+        let ttl = self.ttl;
+        let client = self
+            .etcd
+            .into_config(crate::cluster::publish::request_timeout(ttl))?
+            .ok_or_else(|| Error::Usage("publish needs --etcd URLS".into()))?;
+        let host = match self.host {
+            Some(h) => h,
+            None => {
+                let h = rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned();
+                crate::cluster::keys::validate_host(&h).map_err(|e| {
+                    Error::Usage(format!(
+                        "the kernel's host name cannot name this host in etcd ({e}); give --host"
+                    ))
+                })?;
+                h
+            }
+        };
+        Ok(PublishConfig {
+            run_dir: self.run_dir.resolve()?,
+            host,
+            ttl,
+            client,
+        })
+    }
+}
+
+fn parse_host(s: &str) -> std::result::Result<String, String> {
+    crate::cluster::keys::validate_host(s).map(|()| s.to_owned())
+}
+
+/// Whole seconds (etcd leases are), at least 2 (etcd's shortest with default timing).
+fn parse_ttl(s: &str) -> std::result::Result<Duration, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of seconds"))?;
+    if !(2..=86_400).contains(&v) {
+        return Err(format!("--ttl must be 2 to 86400 seconds, got {v}"));
+    }
+    Ok(Duration::from_secs(v))
+}
+
+/// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
+/// known whether `--etcd` was given).
+pub(super) fn parse_agent_arg(s: &str) -> std::result::Result<String, String> {
+    if s.contains('/') {
+        crate::cluster::keys::parse_host_agent(s).map(|_| s.to_owned())
+    } else {
+        parse_agent(s)
+    }
+}
