@@ -16,6 +16,19 @@ fn stdout_of(sb: &Sandbox, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Every subcommand there is; `subcommands` checks `--help` lists each.
+const ALL: [&str; 9] = [
+    "watch",
+    "run",
+    "ps",
+    "wait",
+    "status",
+    "forget",
+    "prune",
+    "completions",
+    "man",
+];
+
 /// The subcommands `pidbeat --help` lists (clap's own `help` aside): new ones are covered by
 /// every test below without a change here.
 fn subcommands(sb: &Sandbox) -> Vec<String> {
@@ -30,7 +43,7 @@ fn subcommands(sb: &Sandbox) -> Vec<String> {
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .filter(|s| s != "help")
         .collect();
-    for known in ["watch", "run", "ps", "wait", "completions", "man"] {
+    for known in ALL {
         assert!(
             subs.iter().any(|s| s == known),
             "{known} not listed: {subs:?}"
@@ -74,7 +87,12 @@ fn every_subcommand_help_has_true_examples_and_exit_statuses() {
         );
         let long = stdout_of(&sb, &[&sub, "--help"]);
         assert!(long.contains("\nExit status:\n  "), "{sub} --help: {long}");
-        // Every flag an example uses is one of the subcommand's own (as its Options list them).
+        // Every flag an example uses, long or short, is one of the subcommand's own (as its
+        // Options list them).
+        let is_flag = |w: &&str| {
+            w.starts_with("--") && w.len() > 2
+                || w.len() == 2 && w.starts_with('-') && w.as_bytes()[1].is_ascii_alphabetic()
+        };
         let options: BTreeSet<&str> = long
             .split("\nOptions:\n")
             .nth(1)
@@ -84,30 +102,46 @@ fn every_subcommand_help_has_true_examples_and_exit_statuses() {
             .map(str::trim_start)
             .filter(|l| l.starts_with('-'))
             .flat_map(|l| l.split([' ', ',']))
-            .filter(|w| w.starts_with("--"))
+            .filter(is_flag)
             .collect();
+        let mut examples = 0;
         for example in long.lines().filter_map(|l| l.trim().strip_prefix("$ ")) {
-            let words = example.split_whitespace();
-            let own = words.skip_while(|w| *w != "pidbeat").skip(1);
-            for flag in own
-                .take_while(|w| *w != "--")
-                .filter(|w| w.starts_with("--"))
-            {
-                let flag = flag.split('=').next().unwrap();
-                assert!(
-                    options.contains(flag),
-                    "{sub}'s example `{example}` uses {flag}, which {sub} does not have"
-                );
+            // Each `pidbeat` invocation of the line, up to the next shell operator.
+            for call in example.split(['|', '&', ';']) {
+                let mut words = call
+                    .split_whitespace()
+                    .skip_while(|w| !matches!(*w, "pidbeat" | "$(pidbeat"));
+                if words.next().is_none() {
+                    continue;
+                }
+                let words: Vec<&str> = words.take_while(|w| *w != "--").collect();
+                // Another subcommand's call (`status -q a || pidbeat run …`) is its own page's.
+                if words.first().is_some_and(|w| ALL.contains(w) && *w != sub) {
+                    continue;
+                }
+                examples += 1;
+                for flag in words.iter().copied().filter(is_flag) {
+                    let flag = flag.split('=').next().unwrap().trim_end_matches([')', '"']);
+                    assert!(
+                        options.contains(flag),
+                        "{sub}'s example `{example}` uses {flag}, which {sub} does not have"
+                    );
+                }
             }
         }
-    }
-    for sub in ["watch", "run", "ps", "wait", "completions", "man"] {
-        let long = stdout_of(&sb, &[sub, "--help"]);
         assert!(
-            long.contains("\nExamples:\n  # "),
-            "{sub} --help has no examples"
+            long.contains("\nExamples:\n  # ") && examples > 0,
+            "{sub} --help has no example of `pidbeat {sub}`"
         );
     }
+}
+
+/// Whether `help` has a list item (an exit status, a state …) whose term is `term`.
+fn lists(help: &str, term: &str) -> bool {
+    help.lines().any(|l| {
+        l.strip_prefix("  ")
+            .is_some_and(|r| r.split_whitespace().next() == Some(term))
+    })
 }
 
 #[test]
@@ -115,16 +149,19 @@ fn ps_run_and_wait_help_say_what_users_ask() {
     let sb = Sandbox::new();
     let ps = stdout_of(&sb, &["ps", "--help"]);
     for state in ["alive", "stale", "dead", "lost", "unwatched", "corrupt"] {
-        let listed = ps.lines().any(|l| {
-            l.strip_prefix("  ")
-                .is_some_and(|r| r.split_whitespace().next() == Some(state))
-        });
-        assert!(listed, "ps --help lacks {state}: {ps}");
+        assert!(lists(&ps, state), "ps --help lacks {state}: {ps}");
     }
-    assert!(
-        ps.contains("cannot be combined with --json or --watch"),
-        "{ps}"
-    );
+    for needle in [
+        "AGENT, STATE, PID, UP, AGE, BACKEND, EXIT",
+        "--prom --watch --output /var/lib/prometheus/node-exporter/pidbeat.prom",
+        "needs --output FILE",
+        "are for the table: not with --json or --prom",
+        "pidbeat ps --history pi",
+    ] {
+        assert!(ps.contains(needle), "ps --help lacks {needle:?}: {ps}");
+    }
+    // The loop the page used to recommend is gone with `--output`.
+    assert!(!ps.contains("&& mv"), "{ps}");
     let run = stdout_of(&sb, &["run", "--help"]);
     for needle in [
         "SIGTERM, SIGINT, SIGHUP",
@@ -141,9 +178,28 @@ fn ps_run_and_wait_help_say_what_users_ask() {
         "AGENT dead signal N",
         "AGENT dead\n",
         "AGENT lost",
+        "AGENT alive",
+        "still no record in DIR",
+        "--exists: a named agent has no record",
     ] {
         assert!(wait.contains(line), "wait --help lacks {line:?}");
     }
+    let status = stdout_of(&sb, &["status", "--help"]);
+    for term in ["0", "3", "4", "missing"] {
+        assert!(
+            lists(&status, term),
+            "status --help lacks {term:?}: {status}"
+        );
+    }
+    let forget = stdout_of(&sb, &["forget", "--help"]);
+    for term in ["0", "1", "4", "2"] {
+        assert!(
+            lists(&forget, term),
+            "forget --help lacks {term:?}: {forget}"
+        );
+    }
+    let prune = stdout_of(&sb, &["prune", "--help"]);
+    assert!(prune.contains("would forget AGENT (STATE)"), "{prune}");
 }
 
 /// Renders `page` as a reader would (`man -l`) and checks groff has nothing to warn about.
