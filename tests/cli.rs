@@ -75,65 +75,100 @@ fn completions_cover_every_subcommand() {
     }
 }
 
+/// Whether `w` is a flag: `--long` or `-s`.
+fn is_flag(w: &&str) -> bool {
+    w.starts_with("--") && w.len() > 2
+        || w.len() == 2 && w.starts_with('-') && w.as_bytes()[1].is_ascii_alphabetic()
+}
+
+/// The flags, long and short, a `--help` lists under Options.
+fn options_of(long: &str) -> BTreeSet<String> {
+    long.split("\nOptions:\n")
+        .nth(1)
+        .expect("an Options section")
+        .lines()
+        .take_while(|l| !l.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .flat_map(|l| l.split([' ', ',']))
+        .filter(is_flag)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `pidbeat` calls of a help's examples: each as its subcommand (`default` when the
+/// call names none) and its words up to `--`, split at shell operators.
+fn example_calls<'a>(long: &'a str, default: &'a str) -> Vec<(String, Vec<&'a str>)> {
+    let mut calls = Vec::new();
+    for example in long.lines().filter_map(|l| l.trim().strip_prefix("$ ")) {
+        for call in example.split(['|', '&', ';']) {
+            let mut words = call
+                .split_whitespace()
+                .skip_while(|w| !matches!(*w, "pidbeat" | "$(pidbeat"));
+            if words.next().is_none() {
+                continue;
+            }
+            let words: Vec<&str> = words.take_while(|w| *w != "--").collect();
+            let sub = match words.first() {
+                Some(w) if ALL.contains(w) => w.to_string(),
+                _ => default.to_owned(),
+            };
+            calls.push((sub, words));
+        }
+    }
+    calls
+}
+
 #[test]
 fn every_subcommand_help_has_true_examples_and_exit_statuses() {
     let sb = Sandbox::new();
-    for sub in subcommands(&sb) {
-        let short = stdout_of(&sb, &[&sub, "-h"]);
+    let subs = subcommands(&sb);
+    let mut options = std::collections::BTreeMap::new();
+    // The top page's examples each name their subcommand.
+    let mut helps = vec![("pidbeat".to_owned(), stdout_of(&sb, &["--help"]))];
+    for sub in &subs {
+        let short = stdout_of(&sb, &[sub, "-h"]);
         let last = short.trim_end().lines().last().unwrap();
         assert!(
             last.starts_with("Exit status: "),
             "{sub} -h ends with {last:?}"
         );
-        let long = stdout_of(&sb, &[&sub, "--help"]);
+        let long = stdout_of(&sb, &[sub, "--help"]);
         assert!(long.contains("\nExit status:\n  "), "{sub} --help: {long}");
-        // Every flag an example uses, long or short, is one of the subcommand's own (as its
-        // Options list them).
-        let is_flag = |w: &&str| {
-            w.starts_with("--") && w.len() > 2
-                || w.len() == 2 && w.starts_with('-') && w.as_bytes()[1].is_ascii_alphabetic()
-        };
-        let options: BTreeSet<&str> = long
-            .split("\nOptions:\n")
-            .nth(1)
-            .expect("an Options section")
-            .lines()
-            .take_while(|l| !l.starts_with(|c: char| c.is_ascii_alphabetic()))
-            .map(str::trim_start)
-            .filter(|l| l.starts_with('-'))
-            .flat_map(|l| l.split([' ', ',']))
-            .filter(is_flag)
-            .collect();
-        let mut examples = 0;
-        for example in long.lines().filter_map(|l| l.trim().strip_prefix("$ ")) {
-            // Each `pidbeat` invocation of the line, up to the next shell operator.
-            for call in example.split(['|', '&', ';']) {
-                let mut words = call
-                    .split_whitespace()
-                    .skip_while(|w| !matches!(*w, "pidbeat" | "$(pidbeat"));
-                if words.next().is_none() {
-                    continue;
-                }
-                let words: Vec<&str> = words.take_while(|w| *w != "--").collect();
-                // Another subcommand's call (`status -q a || pidbeat run …`) is its own page's.
-                if words.first().is_some_and(|w| ALL.contains(w) && *w != sub) {
-                    continue;
-                }
-                examples += 1;
-                for flag in words.iter().copied().filter(is_flag) {
-                    let flag = flag.split('=').next().unwrap().trim_end_matches([')', '"']);
-                    assert!(
-                        options.contains(flag),
-                        "{sub}'s example `{example}` uses {flag}, which {sub} does not have"
-                    );
-                }
+        assert!(
+            long.contains("\nExamples:\n  # "),
+            "{sub} --help has no examples"
+        );
+        options.insert(sub.clone(), options_of(&long));
+        helps.push((sub.clone(), long));
+    }
+    // Every flag an example uses, long or short, is one of its subcommand's own (as that
+    // subcommand's Options list them), on the top page too; every subcommand has an example
+    // of its own.
+    let mut exemplified = BTreeSet::new();
+    for (page, long) in &helps {
+        for (sub, words) in example_calls(long, page) {
+            let own = options
+                .get(&sub)
+                .unwrap_or_else(|| panic!("{page:?} has an example of no subcommand: {words:?}"));
+            for flag in words.iter().copied().filter(is_flag) {
+                let flag = flag.split('=').next().unwrap().trim_end_matches([')', '"']);
+                assert!(
+                    own.contains(flag),
+                    "{page:?}'s example `pidbeat {}` uses {flag}, which {sub} does not have",
+                    words.join(" ")
+                );
+            }
+            if sub == *page {
+                exemplified.insert(sub);
             }
         }
-        assert!(
-            long.contains("\nExamples:\n  # ") && examples > 0,
-            "{sub} --help has no example of `pidbeat {sub}`"
-        );
     }
+    let subs: BTreeSet<String> = subs.into_iter().collect();
+    assert_eq!(
+        exemplified, subs,
+        "subcommands without an example of their own"
+    );
 }
 
 /// Whether `help` has a list item (an exit status, a state …) whose term is `term`.

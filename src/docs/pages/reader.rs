@@ -97,7 +97,7 @@ pub const PS: Page = Page {
             &[
                 ("--json, --prom", "exclude each other"),
                 (
-                    "-o, --no-header",
+                    "--fields, --no-header",
                     "are for the table: not with --json or --prom",
                 ),
                 (
