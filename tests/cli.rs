@@ -16,6 +16,20 @@ fn stdout_of(sb: &Sandbox, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Every subcommand there is; `subcommands` checks `--help` lists each.
+const ALL: [&str; 10] = [
+    "watch",
+    "run",
+    "ps",
+    "wait",
+    "status",
+    "forget",
+    "prune",
+    "completions",
+    "man",
+    "publish",
+];
+
 /// The subcommands `pidbeat --help` lists (clap's own `help` aside): new ones are covered by
 /// every test below without a change here.
 fn subcommands(sb: &Sandbox) -> Vec<String> {
@@ -30,7 +44,7 @@ fn subcommands(sb: &Sandbox) -> Vec<String> {
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .filter(|s| s != "help")
         .collect();
-    for known in ["watch", "run", "ps", "wait", "completions", "man"] {
+    for known in ALL {
         assert!(
             subs.iter().any(|s| s == known),
             "{known} not listed: {subs:?}"
@@ -62,52 +76,108 @@ fn completions_cover_every_subcommand() {
     }
 }
 
+/// Whether `w` is a flag: `--long` or `-s`.
+fn is_flag(w: &&str) -> bool {
+    w.starts_with("--") && w.len() > 2
+        || w.len() == 2 && w.starts_with('-') && w.as_bytes()[1].is_ascii_alphabetic()
+}
+
+/// The flags, long and short, a `--help` lists under Options.
+fn options_of(long: &str) -> BTreeSet<String> {
+    long.split("\nOptions:\n")
+        .nth(1)
+        .expect("an Options section")
+        .lines()
+        .take_while(|l| !l.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .flat_map(|l| l.split([' ', ',']))
+        .filter(is_flag)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `pidbeat` calls of a help's examples: each as its subcommand (`default` when the
+/// call names none) and its words up to `--`, split at shell operators.
+fn example_calls<'a>(long: &'a str, default: &'a str) -> Vec<(String, Vec<&'a str>)> {
+    let mut calls = Vec::new();
+    for example in long.lines().filter_map(|l| l.trim().strip_prefix("$ ")) {
+        for call in example.split(['|', '&', ';']) {
+            let mut words = call
+                .split_whitespace()
+                .skip_while(|w| !matches!(*w, "pidbeat" | "$(pidbeat"));
+            if words.next().is_none() {
+                continue;
+            }
+            let words: Vec<&str> = words.take_while(|w| *w != "--").collect();
+            let sub = match words.first() {
+                Some(w) if ALL.contains(w) => w.to_string(),
+                _ => default.to_owned(),
+            };
+            calls.push((sub, words));
+        }
+    }
+    calls
+}
+
 #[test]
 fn every_subcommand_help_has_true_examples_and_exit_statuses() {
     let sb = Sandbox::new();
-    for sub in subcommands(&sb) {
-        let short = stdout_of(&sb, &[&sub, "-h"]);
+    let subs = subcommands(&sb);
+    let mut options = std::collections::BTreeMap::new();
+    // The top page's examples each name their subcommand.
+    let mut helps = vec![("pidbeat".to_owned(), stdout_of(&sb, &["--help"]))];
+    for sub in &subs {
+        let short = stdout_of(&sb, &[sub, "-h"]);
         let last = short.trim_end().lines().last().unwrap();
         assert!(
             last.starts_with("Exit status: "),
             "{sub} -h ends with {last:?}"
         );
-        let long = stdout_of(&sb, &[&sub, "--help"]);
-        assert!(long.contains("\nExit status:\n  "), "{sub} --help: {long}");
-        // Every flag an example uses is one of the subcommand's own (as its Options list them).
-        let options: BTreeSet<&str> = long
-            .split("\nOptions:\n")
-            .nth(1)
-            .expect("an Options section")
-            .lines()
-            .take_while(|l| !l.starts_with(|c: char| c.is_ascii_alphabetic()))
-            .map(str::trim_start)
-            .filter(|l| l.starts_with('-'))
-            .flat_map(|l| l.split([' ', ',']))
-            .filter(|w| w.starts_with("--"))
-            .collect();
-        for example in long.lines().filter_map(|l| l.trim().strip_prefix("$ ")) {
-            let words = example.split_whitespace();
-            let own = words.skip_while(|w| *w != "pidbeat").skip(1);
-            for flag in own
-                .take_while(|w| *w != "--")
-                .filter(|w| w.starts_with("--"))
-            {
-                let flag = flag.split('=').next().unwrap();
-                assert!(
-                    options.contains(flag),
-                    "{sub}'s example `{example}` uses {flag}, which {sub} does not have"
-                );
-            }
-        }
-    }
-    for sub in ["watch", "run", "ps", "wait", "completions", "man"] {
         let long = stdout_of(&sb, &[sub, "--help"]);
+        assert!(long.contains("\nExit status:\n  "), "{sub} --help: {long}");
         assert!(
             long.contains("\nExamples:\n  # "),
             "{sub} --help has no examples"
         );
+        options.insert(sub.clone(), options_of(&long));
+        helps.push((sub.clone(), long));
     }
+    // Every flag an example uses, long or short, is one of its subcommand's own (as that
+    // subcommand's Options list them), on the top page too; every subcommand has an example
+    // of its own.
+    let mut exemplified = BTreeSet::new();
+    for (page, long) in &helps {
+        for (sub, words) in example_calls(long, page) {
+            let own = options
+                .get(&sub)
+                .unwrap_or_else(|| panic!("{page:?} has an example of no subcommand: {words:?}"));
+            for flag in words.iter().copied().filter(is_flag) {
+                let flag = flag.split('=').next().unwrap().trim_end_matches([')', '"']);
+                assert!(
+                    own.contains(flag),
+                    "{page:?}'s example `pidbeat {}` uses {flag}, which {sub} does not have",
+                    words.join(" ")
+                );
+            }
+            if sub == *page {
+                exemplified.insert(sub);
+            }
+        }
+    }
+    let subs: BTreeSet<String> = subs.into_iter().collect();
+    assert_eq!(
+        exemplified, subs,
+        "subcommands without an example of their own"
+    );
+}
+
+/// Whether `help` has a list item (an exit status, a state …) whose term is `term`.
+fn lists(help: &str, term: &str) -> bool {
+    help.lines().any(|l| {
+        l.strip_prefix("  ")
+            .is_some_and(|r| r.split_whitespace().next() == Some(term))
+    })
 }
 
 #[test]
@@ -115,16 +185,19 @@ fn ps_run_and_wait_help_say_what_users_ask() {
     let sb = Sandbox::new();
     let ps = stdout_of(&sb, &["ps", "--help"]);
     for state in ["alive", "stale", "dead", "lost", "unwatched", "corrupt"] {
-        let listed = ps.lines().any(|l| {
-            l.strip_prefix("  ")
-                .is_some_and(|r| r.split_whitespace().next() == Some(state))
-        });
-        assert!(listed, "ps --help lacks {state}: {ps}");
+        assert!(lists(&ps, state), "ps --help lacks {state}: {ps}");
     }
-    assert!(
-        ps.contains("cannot be combined with --json or --watch"),
-        "{ps}"
-    );
+    for needle in [
+        "AGENT, STATE, PID, UP, AGE, BACKEND, EXIT",
+        "--prom --watch --output /var/lib/prometheus/node-exporter/pidbeat.prom",
+        "needs --output FILE",
+        "are for the table: not with --json or --prom",
+        "pidbeat ps --history pi",
+    ] {
+        assert!(ps.contains(needle), "ps --help lacks {needle:?}: {ps}");
+    }
+    // The loop the page used to recommend is gone with `--output`.
+    assert!(!ps.contains("&& mv"), "{ps}");
     let run = stdout_of(&sb, &["run", "--help"]);
     for needle in [
         "SIGTERM, SIGINT, SIGHUP",
@@ -141,9 +214,28 @@ fn ps_run_and_wait_help_say_what_users_ask() {
         "AGENT dead signal N",
         "AGENT dead\n",
         "AGENT lost",
+        "AGENT alive",
+        "still no record in DIR",
+        "--exists: a named agent has no record",
     ] {
         assert!(wait.contains(line), "wait --help lacks {line:?}");
     }
+    let status = stdout_of(&sb, &["status", "--help"]);
+    for term in ["0", "3", "4", "missing"] {
+        assert!(
+            lists(&status, term),
+            "status --help lacks {term:?}: {status}"
+        );
+    }
+    let forget = stdout_of(&sb, &["forget", "--help"]);
+    for term in ["0", "1", "4", "2"] {
+        assert!(
+            lists(&forget, term),
+            "forget --help lacks {term:?}: {forget}"
+        );
+    }
+    let prune = stdout_of(&sb, &["prune", "--help"]);
+    assert!(prune.contains("would forget AGENT (STATE)"), "{prune}");
 }
 
 /// Renders `page` as a reader would (`man -l`) and checks groff has nothing to warn about.

@@ -54,6 +54,10 @@ fn run_to_end(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Out {
     run_with_deadline(c, 10 * SEC)
 }
 
+fn me_pid() -> i32 {
+    std::process::id() as i32
+}
+
 /// A record as a watcher writes it, for states that real processes cannot hold still for.
 fn planted(pid: i32, watcher_pid: i32, age_ms: u64) -> Record {
     let ms = now_ms() - age_ms;
@@ -125,8 +129,41 @@ fn real_records_and_ps_json_match_the_schemas() {
         "the sidecar did not exit"
     );
 
+    // dead with its status unknowable: the target reaped (by us) before the poll backend
+    // saw a zombie, so the watcher writes `exit_unknown: "reaped"`.
+    let mut t4 = spawn_sleep();
+    let t4_pid = t4.pid();
+    let mut reaped = sb.watch_alive(t4_pid, "reaped", &["--backend", "poll"]);
+    t4.kill();
+    let unknown = wait_record(&sb.record_path("reaped"), 5 * SEC, |v| {
+        v.get("exit_unknown").is_some()
+    });
+    assert_eq!(
+        (
+            &unknown["status"],
+            &unknown["exit"],
+            &unknown["exit_unknown"]
+        ),
+        (&json!("dead"), &Value::Null, &json!("reaped")),
+        "{unknown}"
+    );
+    assert!(reaped.wait_timeout(5 * SEC).is_some(), "watcher stayed");
+    // And `hidden`, which needs root and another user's zombie to happen: planted.
+    let mut hidden = planted(me_pid(), me_pid(), 0);
+    (hidden.status, hidden.pid) = (Status::Dead, exited_pid());
+    hidden.died_ms = hidden.ts_ms;
+    hidden.exit_unknown = Some("hidden".into());
+    sb.plant("hidden", &hidden);
+
     let alive = read_record(&sb.record_path("stays")).unwrap();
     assert_eq!(alive["status"], "alive");
+    // A current watcher stamps its boot and PID namespace: the schema types them.
+    for key in ["boot_id", "boottime_ms", "pidns"] {
+        assert!(
+            alive.get(key).is_some_and(|v| !v.is_null()),
+            "{key}: {alive}"
+        );
+    }
     let code7 = read_record(&sb.record_path("code7")).unwrap();
     assert_eq!(
         code7["exit"],
@@ -134,14 +171,16 @@ fn real_records_and_ps_json_match_the_schemas() {
     );
     let sig9 = read_record(&sb.record_path("sig9")).unwrap();
     assert_eq!(sig9["exit"]["signal"], 9);
-    for agent in ["stays", "stopped", "code7", "sig9", "side"] {
+    for agent in [
+        "stays", "stopped", "code7", "sig9", "side", "reaped", "hidden",
+    ] {
         let r = read_record(&sb.record_path(agent)).unwrap();
         assert_valid(&record, &r, &format!("{agent}'s record"));
     }
 
     // The states no real process holds still for: stale (an old beat, the target alive and
     // the lock held), lost (the target and the watcher gone) and corrupt.
-    let me = std::process::id() as i32;
+    let me = me_pid();
     let mut old = planted(me, me, 60_000);
     old.pid = t1.pid();
     old.start_time = Some(read_start_time(t1.pid()));
@@ -168,6 +207,33 @@ fn real_records_and_ps_json_match_the_schemas() {
         states,
         ["alive", "corrupt", "dead", "lost", "stale", "unwatched"]
     );
+    // The schema's states are exactly those `ps` prints, and `unreachable`, which only
+    // `ps --etcd` prints (tests/cluster validates those elements).
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(schema_path("ps-entry.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut in_schema: Vec<&str> = schema["oneOf"][0]["properties"]["state"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .chain([schema["oneOf"][1]["properties"]["state"]["const"]
+            .as_str()
+            .unwrap()])
+        .collect();
+    in_schema.sort();
+    let mut expected = states.clone();
+    expected.push("unreachable");
+    expected.sort();
+    assert_eq!(in_schema, expected);
+    let unknown = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("exit_unknown").is_some())
+        .count();
+    assert_eq!(unknown, 2, "{text}");
 
     // `exit` keeps the file's key order (code, signal, core) in ps --json.
     let in_file = std::fs::read_to_string(sb.record_path("sig9")).unwrap();
@@ -178,7 +244,7 @@ fn real_records_and_ps_json_match_the_schemas() {
 
     stays.kill();
     drop((t1, t2));
-    sb.assert_clean(&[]);
+    sb.assert_clean(&[t4_pid]);
 }
 
 #[test]
@@ -191,7 +257,11 @@ fn the_schemas_refuse_what_the_contract_forbids() {
     extra["some_future_key"] = json!({"nested": [1, 2]});
     assert_valid(&record, &extra, "a record with an unknown key");
 
-    let bad: [(&str, Value); 14] = [
+    let stamped = json!({"ts": 5, "pid": 9, "status": "dead", "exit": null,
+        "boot_id": "7bb9bbba-52af-478c-afcf-4b8944a5b43a", "boottime_ms": 0, "pidns": 4026531836_u64,
+        "exit_unknown": "reaped"});
+    assert_valid(&record, &stamped, "a stamped dead record with exit_unknown");
+    let bad: [(&str, Value); 24] = [
         ("no status", json!({"ts": 5, "pid": 9})),
         ("no pid", json!({"ts": 5, "status": "dead"})),
         (
@@ -239,6 +309,46 @@ fn the_schemas_refuse_what_the_contract_forbids() {
             "a key saying dead",
             json!({"ts": 5, "pid": 9, "status": "alive", "was_dead": false}),
         ),
+        (
+            "a boot_id that is not hex",
+            json!({"ts": 5, "pid": 9, "status": "alive", "boot_id": "7bb9-zz"}),
+        ),
+        (
+            "an empty boot_id",
+            json!({"ts": 5, "pid": 9, "status": "alive", "boot_id": ""}),
+        ),
+        (
+            "a boot_id as a number",
+            json!({"ts": 5, "pid": 9, "status": "alive", "boot_id": 7}),
+        ),
+        (
+            "negative boottime_ms",
+            json!({"ts": 5, "pid": 9, "status": "alive", "boottime_ms": -1}),
+        ),
+        (
+            "boottime_ms as a float",
+            json!({"ts": 5, "pid": 9, "status": "alive", "boottime_ms": 1.5}),
+        ),
+        (
+            "pidns 0",
+            json!({"ts": 5, "pid": 9, "status": "alive", "pidns": 0}),
+        ),
+        (
+            "an unknown exit_unknown",
+            json!({"ts": 5, "pid": 9, "status": "dead", "exit": null, "exit_unknown": "lost"}),
+        ),
+        (
+            "exit_unknown on an alive record",
+            json!({"ts": 5, "pid": 9, "status": "alive", "exit": null, "exit_unknown": "reaped"}),
+        ),
+        (
+            "exit_unknown with a known exit",
+            json!({"ts": 5, "pid": 9, "status": "dead", "exit": {"code": 0, "signal": null, "core": false}, "exit_unknown": "hidden"}),
+        ),
+        (
+            "exit_unknown without exit",
+            json!({"ts": 5, "pid": 9, "status": "dead", "exit_unknown": "reaped"}),
+        ),
     ];
     for (what, doc) in bad {
         assert!(
@@ -247,12 +357,38 @@ fn the_schemas_refuse_what_the_contract_forbids() {
         );
     }
 
-    let ok =
-        json!({"agent": "a", "state": "lost", "age_ms": 3, "ts": 5, "pid": 9, "status": "alive"});
-    assert_valid(&entry, &ok, "a lost element");
+    let element = |extra: Value| {
+        let mut e = json!({"agent": "a", "state": "lost", "age_ms": 3, "started_ms": 1000,
+            "foreign_pids": false, "ts": 5, "pid": 9, "status": "alive"});
+        for (k, v) in extra.as_object().unwrap() {
+            match v {
+                Value::String(s) if s == "(absent)" => e.as_object_mut().unwrap().remove(k),
+                _ => e.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        e
+    };
+    assert_valid(&entry, &element(json!({})), "a lost element");
+    let unknowable = element(json!({"age_ms": null, "started_ms": null, "foreign_pids": true}));
+    assert_valid(&entry, &unknowable, "an element without age or start");
     let corrupt = json!({"agent": "a", "state": "corrupt", "error": "EOF"});
     assert_valid(&entry, &corrupt, "a corrupt element");
-    let bad: [(&str, Value); 5] = [
+    let bad: [(&str, Value); 11] = [
+        ("negative age_ms", element(json!({"age_ms": -1}))),
+        ("age_ms as a string", element(json!({"age_ms": "3"}))),
+        (
+            "started_ms as a string",
+            element(json!({"started_ms": "1000"})),
+        ),
+        ("no started_ms", element(json!({"started_ms": "(absent)"}))),
+        (
+            "foreign_pids as a string",
+            element(json!({"foreign_pids": "no"})),
+        ),
+        (
+            "no foreign_pids",
+            element(json!({"foreign_pids": "(absent)"})),
+        ),
         (
             "a hidden agent",
             json!({"agent": ".a", "state": "lost", "age_ms": 3, "ts": 5, "pid": 9, "status": "alive"}),

@@ -111,7 +111,7 @@ fn host_agents(agents: Vec<String>) -> Vec<Name> {
 /// Where etcd is and how to log in: `publish`, `ps --etcd`, `wait --etcd`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct EtcdArgs {
-    /// etcd client URLs, comma-separated (http://10.0.0.1:2379,…): read the fleet from etcd instead of the run dir
+    /// etcd client URLs, comma-separated (http://10.0.0.1:2379,…), tried in turn: `publish` writes there; `ps` and `wait` read the fleet from there instead of the run dir
     #[arg(long, value_name = "URLS", value_delimiter = ',')]
     pub etcd: Vec<String>,
     /// CA certificate (PEM) that signed the etcd members' certificates
