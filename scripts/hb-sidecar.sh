@@ -71,7 +71,8 @@ int=${BASH_REMATCH[1]} frac=${BASH_REMATCH[3]}
 while [[ $int == 0* ]]; do int=${int#0}; done
 ((${#int} <= 6)) || usage_error "invalid interval '$interval': at most one day (86400)"
 int=${int:-0}
-[[ $int -gt 0 || $frac =~ [1-9] ]] || usage_error "invalid interval '$interval': must be more than 0"
+[[ $int -gt 0 || ${frac:0:3} =~ [1-9] ]] ||
+	usage_error "invalid interval '$interval': at least 0.001 (what pidbeat accepts)"
 [[ $int -lt 86400 || ($int -eq 86400 && ! $frac =~ [1-9]) ]] ||
 	usage_error "invalid interval '$interval': at most one day (86400)"
 interval=$int.${frac:-0} # written as a JSON float, like pidbeat

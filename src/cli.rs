@@ -365,9 +365,10 @@ fn parse_pid(s: &str) -> std::result::Result<i32, String> {
     if v <= 0 {
         return Err(format!("PID must be positive, got {v}"));
     }
-    let max = crate::procfs::pid_max();
-    if v > max {
-        return Err(format!("PID {v} is above pid_max ({max})"));
+    // PIDs run from 1 to pid_max - 1.
+    let max = i64::from(crate::pidns::pid_max());
+    if v >= max {
+        return Err(format!("PID {v} is not below pid_max ({max})"));
     }
     Ok(v as i32)
 }

@@ -272,8 +272,11 @@ pub fn lock_exclusive_at(
         // O_NOFOLLOW stops symlinks, not hard links (a planted link to a file outside the run
         // dir).
         let st = rfs::fstat(&fd).map_err(LockRefusal::Io)?;
-        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
-            || st.st_nlink != 1
+        if st.st_nlink == 0 {
+            // A `forget` unlinked it between our open and fstat: lock the current file.
+            continue;
+        }
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink > 1
         {
             return Err(LockRefusal::NotPlain);
         }
@@ -327,6 +330,22 @@ pub fn lock_exclusive(dir: &Path, agent: &str) -> std::result::Result<Option<Own
         )),
         Err(LockRefusal::Io(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
+}
+
+/// The PID the lock's holder wrote into the lock file (`watcher::lock`), to name it in a
+/// refusal. Opened like a record (no symlink followed, a FIFO never waited on), and only its
+/// first bytes are read.
+pub fn lock_holder(lock_path: &Path) -> Option<i32> {
+    let fd = rfs::open(
+        lock_path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 64];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// For readers: is some live process holding the agent's lock? `None` if there is no lock

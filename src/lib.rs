@@ -4,7 +4,8 @@
 //! record true; the readers (`reader/`: `ps`, `wait`) judge records they do not trust. They
 //! meet only in the contract modules, never in each other's code.
 //!
-//! Nothing is public but [`main`] and the [`testing`] surface, so the dead-code lint sees
+//! Nothing is public but [`main`], `etcd_main` (the `pidbeat-etcd` executable's entry) and the
+//! [`testing`] surface, so the dead-code lint sees
 //! every unused item. `unsafe` is denied everywhere but in `sys.rs`.
 #![deny(unsafe_code)]
 

@@ -185,14 +185,6 @@ pub fn kernel_version() -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// The kernel's PID ceiling; 2^22 (the hard maximum) if /proc does not say.
-pub fn pid_max() -> i64 {
-    std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1 << 22)
-}
-
 pub fn self_start_time() -> u64 {
     read_stat(std::process::id() as i32)
         .map(|s| s.start_time)

@@ -48,13 +48,14 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         }
         // Worth waiting for only if the holder is the record's own watcher finishing (it
         // waits for the exit status); a new watcher of the name keeps the lock for its life.
-        let holder = lock_holder(dir, agent);
+        let holder = layout::lock_holder(&dir.join(layout::lock_name(agent)));
         let ending = verdict.as_ref().is_some_and(|v| {
             let own = holder.is_some() && v.record.as_ref().and_then(|r| r.watcher_pid) == holder;
             (v.state == State::Dead && own) || v.unsettled.is_some()
         });
         let Some(_lock) = lock(dir, agent, ending)? else {
-            let holder = lock_holder(dir, agent).map_or("?".into(), |p| p.to_string());
+            let holder = layout::lock_holder(&dir.join(layout::lock_name(agent)))
+                .map_or("?".into(), |p| p.to_string());
             let state = verdict.map_or("no record".into(), |v| v.state.name().to_owned());
             return Ok(Removed::Busy(format!(
                 "its watcher (pid {holder}) still holds the lock and the agent is {state}; \
@@ -73,7 +74,7 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
             any |= unlink(&dir.join(n))?;
         }
         // Last, while we hold it: a watcher waiting on this inode then finds it unlinked and
-        // locks a new lock file (`layout::lock_exclusive`). An empty lock file that we
+        // locks a new lock file (`layout::lock_exclusive_at`). An empty lock file that we
         // created ourselves does not count as something that was there.
         let lock_path = dir.join(layout::lock_name(agent));
         let had_holder = std::fs::metadata(&lock_path).is_ok_and(|m| m.len() > 0);
@@ -132,12 +133,6 @@ fn lock(dir: &Path, agent: &str, ending: bool) -> io::Result<Option<std::os::fd:
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
-}
-
-/// The PID the lock's holder wrote into the lock file (`watcher::lock`).
-fn lock_holder(dir: &Path, agent: &str) -> Option<i32> {
-    let text = std::fs::read_to_string(dir.join(layout::lock_name(agent))).ok()?;
-    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Is anything of the agent's there to remove? (Checked before the lock is taken, which

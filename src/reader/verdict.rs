@@ -282,8 +282,13 @@ fn writer_state(
     procs: &mut impl ProcStats,
 ) -> WriterState {
     let lock = layout::lock_held(dir, agent);
-    // `watcher_start_time` is pidbeat's own key: such a writer always held this lock.
-    if lock == Some(false) && record.watcher_start_time.is_some() {
+    // A pidbeat watcher holds this lock for its whole life, so a free lock proves it gone.
+    // The shell sidecar takes no lock: a free lock file beside its record is an earlier
+    // watcher's, and its own `watcher_pid` + `watcher_start_time` decide below.
+    if lock == Some(false)
+        && record.watcher_start_time.is_some()
+        && record.backend.as_deref() != Some("shell")
+    {
         return WriterState::Gone;
     }
     let writer = record

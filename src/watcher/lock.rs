@@ -22,7 +22,9 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::exit::{Result, runtime};
-use crate::layout::{LockHold, LockRefusal, lock_exclusive_at, lock_name, record_name};
+use crate::layout::{
+    LockHold, LockRefusal, lock_exclusive_at, lock_holder, lock_name, record_name,
+};
 use crate::procfs::{self, Liveness};
 use crate::record::{self, Status};
 
@@ -69,7 +71,7 @@ impl AgentLock {
             Mode::empty(),
         )
         .map_err(|e| runtime!("cannot open run dir {}: {e}", dir.display()))?;
-        match take(dirfd.as_fd(), agent) {
+        match take(dirfd.as_fd(), agent, &path) {
             Ok(LockHold { fd, dev, ino }) => Ok(AgentLock {
                 fd,
                 dev,
@@ -97,7 +99,7 @@ impl AgentLock {
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
-        match take(dirfd, &self.agent) {
+        match take(dirfd, &self.agent, &self.path) {
             Ok(LockHold { fd, dev, ino }) => {
                 (self.fd, self.dev, self.ino) = (fd, dev, ino);
                 eprintln!(
@@ -137,9 +139,11 @@ fn held(agent: &str, holder: &str, path: &Path) -> crate::exit::Error {
 
 /// Locks the agent's lock file in `dirfd` and writes our PID and start time into it, so a
 /// refused watcher can name us.
-fn take(dirfd: BorrowedFd<'_>, agent: &str) -> std::result::Result<LockHold, Refused> {
+fn take(dirfd: BorrowedFd<'_>, agent: &str, path: &Path) -> std::result::Result<LockHold, Refused> {
     let hold = lock_exclusive_at(dirfd, agent).map_err(|e| match e {
-        LockRefusal::Held => Refused::Held(holder(dirfd, agent)),
+        LockRefusal::Held => {
+            Refused::Held(lock_holder(path).map_or_else(|| "?".to_owned(), |p| p.to_string()))
+        }
         LockRefusal::NotPlain => Refused::NotPlain,
         LockRefusal::Io(e) => Refused::Io(e),
     })?;
@@ -155,20 +159,6 @@ enum Refused {
     Held(String),
     NotPlain,
     Io(Errno),
-}
-
-/// The PID the lock's holder wrote into the lock file, or `?`.
-fn holder(dirfd: BorrowedFd<'_>, agent: &str) -> String {
-    let mut text = String::new();
-    if let Ok(fd) = rfs::openat(
-        dirfd,
-        lock_name(agent),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
-        let _ = std::fs::File::from(fd).read_to_string(&mut text);
-    }
-    text.split_whitespace().next().unwrap_or("?").to_owned()
 }
 
 /// The PID of a live watcher, not us, that the agent's record says is writing it (`alive`,

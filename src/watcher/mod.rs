@@ -1,10 +1,12 @@
 //! The writer side: `watch` and `run`. One watcher per agent, one epoll set (mio) holding the
 //! target (pidfd, or a 100 ms check timer for the poll backend), the heartbeat timerfd and the
 //! signals. Death is an event: the `dead` record is written the moment the pidfd becomes
-//! readable (`death.rs`). How the target is pinned is `target.rs`; how records reach the disk
-//! and the lock is taken, `store.rs`; keeping the replaced record's death, `history.rs`;
-//! `--detach`, `detach.rs`; `pidbeat run`, `run.rs`. This
-//! side reads nothing a reader writes: it shares only `layout.rs` and `record.rs` with them.
+//! readable (`death.rs`). How the target is pinned is `target.rs`; how records reach the disk,
+//! `store.rs`; the lock that follows the path, `lock.rs`; keeping the replaced record's
+//! death, `history.rs`; `--detach`, `detach.rs`; `pidbeat run`,
+//! `run.rs`. This side reads nothing a reader writes and imports nothing of `reader/`: it
+//! shares the contract (`layout.rs`, `record.rs`) and the plumbing (`clock`, `pidns`,
+//! `procfs`, `eventloop`, `timer`, `atomic`) with the readers.
 
 use std::io;
 use std::os::fd::AsRawFd;

@@ -146,3 +146,58 @@ fn sidecar_usage_errors() {
     assert!(!run_dir.exists(), "a usage error writes nothing");
     h.finish();
 }
+
+/// A free lock file is an earlier pidbeat watcher's, not the sidecar's (it takes none): an
+/// agent that moved from pidbeat to the sidecar is judged by the sidecar's own identity and
+/// stays `alive`, and `prune` leaves it alone.
+#[test]
+fn sidecar_after_a_pidbeat_watcher_is_alive_not_lost() {
+    let h = TmuxSandbox::new();
+    let first = spawn_sleep();
+    let mut w = h.sb.watch_alive(first.pid(), "moved", &[]);
+    signal(w.pid(), rustix::process::Signal::TERM);
+    assert!(
+        w.wait_timeout(Duration::from_secs(5)).is_some(),
+        "watcher stops on TERM"
+    );
+    assert!(
+        h.run_dir().join(".moved.lock").exists(),
+        "the lock file stays"
+    );
+
+    let mut target = spawn_sleep();
+    let run_dir = h.run_dir();
+    let mut side = Guard::spawn(&mut sidecar_cmd(
+        &h,
+        &[
+            "--pid",
+            &target.pid().to_string(),
+            "--agent",
+            "moved",
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+            "--interval",
+            "0.2",
+        ],
+    ));
+    wait_record(&h.record_path("moved"), Duration::from_secs(5), |v| {
+        v["backend"] == "shell" && v["pid"] == target.pid()
+    });
+    let o = h.sb.ps(&["--json"]);
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(all[0]["state"], "alive", "{all}");
+    let o =
+        h.sb.cmd()
+            .args(["prune", "--run-dir", run_dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        h.record_path("moved").exists(),
+        "prune removed a live agent"
+    );
+    target.kill();
+    side.wait_timeout(Duration::from_secs(2))
+        .expect("sidecar exits after dead");
+    h.finish();
+}
