@@ -136,3 +136,36 @@ fn as_pid_1_it_reaps_orphans() {
     assert_eq!(v["exit"]["code"], 0);
     assert_eq!(v["watcher_pid"], 1);
 }
+
+/// `run` whose lock is taken over (its lock file and record deleted, another watcher started
+/// for the agent) stops writing but still supervises CMD and exits with its status.
+#[test]
+fn superseded_run_still_returns_its_childs_status() {
+    let sb = Sandbox::new();
+    let mut r = Guard::spawn(
+        run_cmd(
+            &sb,
+            "over",
+            &["--interval", "30"],
+            &["sh", "-c", "sleep 1.5; exit 7"],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped()),
+    );
+    sb.wait_status("over", "alive", Duration::from_secs(5));
+    std::fs::remove_file(sb.run_dir().join(".over.lock")).unwrap();
+    std::fs::remove_file(sb.record_path("over")).unwrap();
+    let target = spawn_sleep();
+    let newcomer = sb.watch_alive(target.pid(), "over", &[]);
+    let st = r
+        .wait_timeout(Duration::from_secs(10))
+        .expect("run exits once CMD has");
+    assert_eq!(st.code(), Some(7), "the child's status");
+    let mut err = String::new();
+    std::io::Read::read_to_string(r.child().stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("stops writing it"), "{err}");
+    let rec = read_record(&sb.record_path("over")).unwrap();
+    assert_eq!(rec["watcher_pid"], newcomer.pid(), "{rec}");
+    assert_eq!(rec["status"], "alive", "{rec}");
+}

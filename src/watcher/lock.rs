@@ -33,6 +33,8 @@ pub struct AgentLock {
     dev: u64,
     ino: u64,
     agent: String,
+    /// `.<agent>.lock`, kept so that the check before every write allocates nothing.
+    name: String,
     path: PathBuf,
 }
 
@@ -77,6 +79,7 @@ impl AgentLock {
                 dev,
                 ino,
                 agent: agent.to_owned(),
+                name: lock_name(agent),
                 path,
             }),
             Err(Refused::Held(holder)) => Err(held(agent, &holder, &path)),
@@ -92,8 +95,7 @@ impl AgentLock {
     /// there still the one we hold? If not, take the lock there again. `Err` with a
     /// [`Superseded`] payload when another watcher holds it: write nothing, stop.
     pub fn verify(&mut self, dirfd: BorrowedFd<'_>) -> io::Result<()> {
-        let name = lock_name(&self.agent);
-        match rfs::statat(dirfd, &name, AtFlags::SYMLINK_NOFOLLOW) {
+        match rfs::statat(dirfd, self.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             // Our fd keeps the inode alive, so its number cannot name another file meanwhile.
             Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => return Ok(()),
             Ok(_) | Err(Errno::NOENT) => {}
@@ -111,7 +113,7 @@ impl AgentLock {
             }
             Err(Refused::Held(holder)) => Err(io::Error::other(Superseded(format!(
                 "agent {}: the lock file {} was deleted or replaced, and pid {holder} now holds \
-                 it; that watcher writes the record, this one (pid {}) stops",
+                 it; that watcher writes the record, this one (pid {}) stops writing it",
                 self.agent,
                 self.path.display(),
                 std::process::id()

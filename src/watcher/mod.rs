@@ -97,6 +97,9 @@ pub struct Watcher {
     boot_id: Option<&'static str>,
     /// Set while writes fail, so a persistent fault warns once, not once per beat.
     failing: bool,
+    /// `run` only: another watcher took the agent's lock at the path. This one writes no
+    /// more records but keeps supervising its child, whose status it must still return.
+    superseded: bool,
     /// Our child's status when the orphan reaper collected it before the pidfd event.
     child_exit: Option<ExitInfo>,
     /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
@@ -121,6 +124,7 @@ impl Watcher {
             watcher_start_time: crate::procfs::self_start_time(),
             boot_id: crate::clock::boot_id(),
             failing: false,
+            superseded: false,
             child_exit: None,
             exit_unknown: None,
         }
@@ -160,6 +164,9 @@ impl Watcher {
         died_ms: Option<u64>,
         durable: bool,
     ) -> Result<io::Result<()>> {
+        if self.superseded {
+            return Ok(Ok(()));
+        }
         self.seq += 1;
         let line = self.record(status, exit, died_ms).to_line();
         Ok(match self.writer.write(&line, durable) {
@@ -176,6 +183,11 @@ impl Watcher {
             Err(e) => {
                 self.seq -= 1;
                 if let Some(s) = e.get_ref().and_then(|r| r.downcast_ref::<Superseded>()) {
+                    if self.mode == Mode::Run {
+                        eprintln!("pidbeat: {s}; CMD keeps running under this pidbeat, unrecorded");
+                        self.superseded = true;
+                        return Ok(Ok(()));
+                    }
                     return Err(runtime!("{s}"));
                 }
                 if !self.failing {
