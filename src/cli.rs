@@ -1,5 +1,5 @@
-//! The command line, as DESIGN.md fixes it. Value parsers (`values.rs`) make every bad flag or
-//! env value is a clap usage error (exit 2) that names the flag. Each command's arguments
+//! The command line, as DESIGN.md fixes it. The value parsers (`values.rs`) make every bad
+//! flag or env value a clap usage error (exit 2) that names the flag. Each command's arguments
 //! become that command's plain config (flags resolved against the environment), so no code
 //! past this file sees clap; only `lib.rs` imports this module.
 
