@@ -256,7 +256,8 @@ impl Follower {
                 loop {
                     let r = watch.recv();
                     let failed = r.is_err();
-                    // A superseded watch (its member was given up on) stops at its next answer.
+                    // A superseded watch (its member was given up on) stops at its next answer,
+                    // which a hung member gives too: the stream's silence is bounded (client.rs).
                     if current.load(Ordering::SeqCst) != generation
                         || tx.send((generation, r)).is_err()
                         || failed
