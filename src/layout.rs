@@ -205,12 +205,16 @@ pub fn tmp_name(agent: &str, watcher_pid: u32) -> String {
     format!(".{agent}.hb.{watcher_pid}.tmp")
 }
 
-/// Is `name` what [`tmp_name`] gives for `agent` and some watcher? Exact shape only:
-/// `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
+/// Is `name` a temp file of `agent`'s: what [`tmp_name`] gives for some watcher, or the temp
+/// file of its death history (`.<agent>.deaths.<N>.tmp`, from `atomic::replace`)? Exact
+/// shape only: `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
 pub fn is_tmp_name(agent: &str, name: &str) -> bool {
     name.strip_prefix('.')
         .and_then(|r| r.strip_prefix(agent))
-        .and_then(|r| r.strip_prefix(".hb."))
+        .and_then(|r| {
+            r.strip_prefix(".hb.")
+                .or_else(|| r.strip_prefix(".deaths."))
+        })
         .and_then(|r| r.strip_suffix(".tmp"))
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -400,6 +404,19 @@ mod tests {
         assert!(is_fleet_file(os("x.hb")));
         assert!(is_fleet_file(os(".x.lock")));
         assert!(!is_fleet_file(os(".x.hb.7.tmp")));
+        assert!(!is_fleet_file(os(".x.deaths.7.tmp")));
+        for (agent, name, is) in [
+            ("a", ".a.hb.12.tmp", true),
+            ("a", ".a.deaths.12.tmp", true),
+            ("a", ".a.deaths.tmp", false),
+            ("a", ".a.deaths.1x.tmp", false),
+            ("a", ".a.deaths.x.deaths.5.tmp", false),
+            ("a.deaths.x", ".a.deaths.x.deaths.5.tmp", true),
+            ("a", ".a.deaths.hb.5.tmp", false),
+            ("a", ".ab.deaths.5.tmp", false),
+        ] {
+            assert_eq!(is_tmp_name(agent, name), is, "{agent} {name}");
+        }
     }
 
     #[test]

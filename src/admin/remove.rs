@@ -69,6 +69,8 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         if filter.logs {
             names.push(layout::log_name(agent));
         }
+        // Temp files a crashed watcher left (we hold the lock: no watcher of it lives).
+        names.extend(tmps(dir, agent));
         let mut any = false;
         for n in names {
             any |= unlink(&dir.join(n))?;
@@ -149,6 +151,19 @@ fn any_file(dir: &Path, agent: &str, logs: bool) -> bool {
     names
         .iter()
         .any(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
+        || !tmps(dir, agent).is_empty()
+}
+
+/// The agent's temp file names in `dir` (see [`layout::is_tmp_name`]).
+fn tmps(dir: &Path, agent: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| layout::is_tmp_name(agent, n))
+        .collect()
 }
 
 /// Removes `path`; false if it was not there. unlink never follows a symlink.

@@ -501,7 +501,13 @@ mod tests {
         let ttl = Duration::from_secs(3);
         assert_eq!(keepalive_every(ttl), Duration::from_millis(600));
         assert_eq!(request_timeout(ttl), Duration::from_millis(500));
-        assert_eq!(request_timeout(Duration::from_secs(30)), REQUEST_TIMEOUT_MAX);
-        assert_eq!(request_timeout(Duration::from_secs(3600)), REQUEST_TIMEOUT_MAX);
+        assert_eq!(
+            request_timeout(Duration::from_secs(30)),
+            REQUEST_TIMEOUT_MAX
+        );
+        assert_eq!(
+            request_timeout(Duration::from_secs(3600)),
+            REQUEST_TIMEOUT_MAX
+        );
     }
 }
