@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::layout::{self, EXIT_GRACE};
 use crate::reader::{AgentVerdict, Look, State, read_record};
@@ -122,19 +122,11 @@ fn refuse(dir: &Path, v: &AgentVerdict, filter: &Filter) -> Option<String> {
 }
 
 fn lock(dir: &Path, agent: &str, ending: bool) -> io::Result<Option<std::os::fd::OwnedFd>> {
-    let give_up = Instant::now()
-        + if ending {
-            BUSY_WAIT.max(EXIT_GRACE)
-        } else {
-            Duration::ZERO
-        };
-    loop {
-        match layout::lock_exclusive(dir, agent).map_err(io::Error::other)? {
-            Some(fd) => return Ok(Some(fd)),
-            None if Instant::now() >= give_up => return Ok(None),
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    let wait = match ending {
+        true => BUSY_WAIT.max(EXIT_GRACE),
+        false => layout::LOCK_CONTENTION_WAIT,
+    };
+    layout::lock_exclusive(dir, agent, wait).map_err(io::Error::other)
 }
 
 /// Is anything of the agent's there to remove? (Checked before the lock is taken, which

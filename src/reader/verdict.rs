@@ -361,7 +361,9 @@ mod tests {
     #[test]
     fn exit_unknown_is_not_pending() {
         let dir = tempfile::tempdir().unwrap();
-        let _hold = layout::lock_exclusive(dir.path(), "a").unwrap().unwrap();
+        let _hold = layout::lock_exclusive(dir.path(), "a", Duration::ZERO)
+            .unwrap()
+            .unwrap();
         let line = br#"{"ts":1,"pid":2,"status":"dead","exit":null}"#;
         let (mut r, _) = record::parse(line).unwrap();
         let pending = |r: &Record| exit_pending(dir.path(), "a", r, true, &mut NoProcs);
