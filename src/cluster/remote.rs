@@ -29,6 +29,7 @@ use super::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exit::{Error as CliError, ExitCode, Result as CliResult, runtime};
 use crate::reader::ps::{self, json, live, prom, table};
 use crate::reader::verdict::{AgentVerdict as Entry, State};
+use crate::reader::wait::dead_line;
 use crate::record::{self, ExitInfo, now_ms};
 
 /// `HOST/AGENT`.
@@ -671,9 +672,8 @@ fn ended(view: &View, name: &Name, state: &str) -> Option<String> {
             }
             let exit = serde_json::from_slice::<Exit>(&view.get(name)?.bytes)
                 .ok()
-                .and_then(|e| e.exit)
-                .filter(|x| x.code.is_some() || x.signal.is_some());
-            Some(exit.map_or_else(|| "dead".to_owned(), |x| format!("dead {x}")))
+                .and_then(|e| e.exit);
+            Some(dead_line(exit))
         }
         "lost" => Some("lost".into()),
         _ => None,
