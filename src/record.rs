@@ -299,6 +299,12 @@ mod tests {
     }
 
     #[test]
+    fn size_is_checked_before_utf8() {
+        let e = parse(&vec![0xff; MAX_RECORD_BYTES + 1]).unwrap_err();
+        assert!(e.contains("over"), "{e}");
+    }
+
+    #[test]
     fn seed_records_parse() {
         let (r, _) = parse(br#"{"ts":5,"pid":9,"status":"alive"}"#).unwrap();
         assert_eq!(r.written_ms(), 5000);
