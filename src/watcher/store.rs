@@ -54,9 +54,11 @@ impl RecordWriter {
         self.dir.join(&self.record_name)
     }
 
-    /// Unlinks `.<agent>.hb.<digits>.tmp` names other than our own. Only for a holder of the
-    /// agent's lock. Exact shape only: `.<agent>.hb.x.hb.<N>.tmp` belongs to agent
-    /// `<agent>.hb.x` and is left alone. unlink never follows a planted symlink.
+    /// Unlinks the agent's temp names (`.<agent>.hb.<digits>.tmp` other than our own, and
+    /// `.<agent>.deaths.<digits>.tmp`, see `layout::is_tmp_name`) that a killed writer left.
+    /// Only for a holder of the agent's lock, before the history is written. Exact shape only:
+    /// `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x` and is left alone. unlink
+    /// never follows a planted symlink.
     pub fn sweep_stale_tmps(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
