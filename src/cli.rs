@@ -1,5 +1,5 @@
-//! The command line, as DESIGN.md fixes it. Value parsers live here so that every bad flag or
-//! env value is a clap usage error (exit 2) that names the flag. Each command's arguments
+//! The command line, as DESIGN.md fixes it. The value parsers (`values.rs`) make every bad
+//! flag or env value a clap usage error (exit 2) that names the flag. Each command's arguments
 //! become that command's plain config (flags resolved against the environment), so no code
 //! past this file sees clap; only `lib.rs` imports this module.
 
@@ -10,16 +10,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod etcd;
 mod lifecycle;
+mod values;
 pub use etcd::{PublishArgs, Source};
 pub use lifecycle::{ForgetArgs, PruneArgs, StatusArgs};
 
-use crate::duration;
 use crate::exit::{Error, Result};
 use crate::layout::{self, Interval};
 use crate::reader::ps::{Column, Format, Layout, PsConfig, View};
 use crate::reader::wait::{Until, WaitConfig};
 use crate::watcher::run::RunConfig;
 use crate::watcher::{BackendPref, WatchConfig, WriterConfig};
+use values::{parse_agent, parse_duration, parse_interval, parse_pid};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -336,69 +337,6 @@ impl From<BackendChoice> for BackendPref {
             BackendChoice::Auto => BackendPref::Auto,
             BackendChoice::Pidfd => BackendPref::Pidfd,
             BackendChoice::Poll => BackendPref::Poll,
-        }
-    }
-}
-
-fn parse_secs(s: &str) -> std::result::Result<f64, String> {
-    duration::parse_secs(s)
-}
-
-fn parse_interval(s: &str) -> std::result::Result<Interval, String> {
-    Interval::new(parse_secs(s)?, s)
-}
-
-/// `--timeout`, `--older-than`: humane, not negative.
-fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let v = parse_secs(s)?;
-    if v < 0.0 {
-        return Err(format!("a duration must not be negative, got {s}"));
-    }
-    Duration::try_from_secs_f64(v).map_err(|e| format!("{s}: {e}"))
-}
-
-fn parse_pid(s: &str) -> std::result::Result<i32, String> {
-    let v: i64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a PID (a positive integer)"))?;
-    if v <= 0 {
-        return Err(format!("PID must be positive, got {v}"));
-    }
-    // PIDs run from 1 to pid_max - 1.
-    let max = i64::from(crate::pidns::pid_max());
-    if v >= max {
-        return Err(format!("PID {v} is not below pid_max ({max})"));
-    }
-    Ok(v as i32)
-}
-
-fn parse_agent(s: &str) -> std::result::Result<String, String> {
-    layout::validate_agent(s).map(|()| s.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals() {
-        assert_eq!(parse_interval("0.05").unwrap().secs, 0.05);
-        assert_eq!(parse_interval("2m").unwrap().secs, 120.0);
-        assert_eq!(parse_interval("1d").unwrap().secs, 86400.0);
-        assert_eq!(parse_interval("86400").unwrap().secs, 86400.0);
-        for bad in [
-            "0", "-1", "NaN", "inf", "-inf", "86400.5", "", "abc", "0.0001",
-        ] {
-            assert!(parse_interval(bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn pids() {
-        assert_eq!(parse_pid("1").unwrap(), 1);
-        for bad in ["0", "-5", "x", "1.5", "99999999999"] {
-            assert!(parse_pid(bad).is_err(), "{bad} accepted");
         }
     }
 }

@@ -205,12 +205,16 @@ pub fn tmp_name(agent: &str, watcher_pid: u32) -> String {
     format!(".{agent}.hb.{watcher_pid}.tmp")
 }
 
-/// Is `name` what [`tmp_name`] gives for `agent` and some watcher? Exact shape only:
-/// `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
+/// Is `name` a temp file of `agent`'s: what [`tmp_name`] gives for some watcher, or the temp
+/// file of its death history (`.<agent>.deaths.<N>.tmp`, from `atomic::replace`)? Exact
+/// shape only: `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
 pub fn is_tmp_name(agent: &str, name: &str) -> bool {
     name.strip_prefix('.')
         .and_then(|r| r.strip_prefix(agent))
-        .and_then(|r| r.strip_prefix(".hb."))
+        .and_then(|r| {
+            r.strip_prefix(".hb.")
+                .or_else(|| r.strip_prefix(".deaths."))
+        })
         .and_then(|r| r.strip_suffix(".tmp"))
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -255,10 +259,25 @@ pub enum LockRefusal {
 /// lock file while holding it, so after locking, the path must still name the locked inode,
 /// else the lock is on a file nobody else will find and it is taken again on the new one.
 /// Readers test the lock by taking it shared for microseconds; a real holder keeps it, so
-/// contention is retried for 100 ms.
+/// contention is retried for [`LOCK_CONTENTION_WAIT`].
 pub fn lock_exclusive_at(
     dirfd: BorrowedFd<'_>,
     agent: &str,
+) -> std::result::Result<LockHold, LockRefusal> {
+    lock_exclusive_within(dirfd, agent, LOCK_CONTENTION_WAIT)
+}
+
+/// How long a lock held by a reader's shared test is retried: readers hold it for
+/// microseconds.
+pub const LOCK_CONTENTION_WAIT: Duration = Duration::from_millis(100);
+
+/// [`lock_exclusive_at`], retrying contention for `wait`: every millisecond for the first
+/// [`LOCK_CONTENTION_WAIT`] (a reader's test ends within it), then every 50 ms (a holder
+/// still there by then is a watcher, which lets go on its own time).
+fn lock_exclusive_within(
+    dirfd: BorrowedFd<'_>,
+    agent: &str,
+    wait: Duration,
 ) -> std::result::Result<LockHold, LockRefusal> {
     let name = lock_name(agent);
     loop {
@@ -285,12 +304,16 @@ pub fn lock_exclusive_at(
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(LockRefusal::Io(e)),
         };
-        let deadline = std::time::Instant::now() + Duration::from_millis(100);
+        let start = std::time::Instant::now();
         let locked = loop {
             match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => break current()?,
-                Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
+                Err(Errno::WOULDBLOCK) if start.elapsed() < wait => {
+                    let step = match start.elapsed() < LOCK_CONTENTION_WAIT {
+                        true => Duration::from_millis(1),
+                        false => Duration::from_millis(50),
+                    };
+                    std::thread::sleep(step.min(wait.saturating_sub(start.elapsed())));
                     // Its holder was a `forget` that is done: no use waiting on this inode.
                     if !current()? {
                         break false;
@@ -311,9 +334,13 @@ pub fn lock_exclusive_at(
     }
 }
 
-/// [`lock_exclusive_at`] by path, for `forget`/`prune`: `Ok(None)` while another process
-/// holds the lock.
-pub fn lock_exclusive(dir: &Path, agent: &str) -> std::result::Result<Option<OwnedFd>, String> {
+/// [`lock_exclusive_at`] by path, for `forget`/`prune`, retrying contention for `wait`:
+/// `Ok(None)` if another process still holds the lock then.
+pub fn lock_exclusive(
+    dir: &Path,
+    agent: &str,
+    wait: Duration,
+) -> std::result::Result<Option<OwnedFd>, String> {
     let path = dir.join(lock_name(agent));
     let dirfd = rfs::open(
         dir,
@@ -321,7 +348,7 @@ pub fn lock_exclusive(dir: &Path, agent: &str) -> std::result::Result<Option<Own
         Mode::empty(),
     )
     .map_err(|e| format!("cannot open run dir {}: {e}", dir.display()))?;
-    match lock_exclusive_at(dirfd.as_fd(), agent) {
+    match lock_exclusive_within(dirfd.as_fd(), agent, wait) {
         Ok(hold) => Ok(Some(hold.fd)),
         Err(LockRefusal::Held) => Ok(None),
         Err(LockRefusal::NotPlain) => Err(format!(
@@ -366,52 +393,4 @@ pub fn lock_held(dir: &Path, agent: &str) -> Option<bool> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agents() {
-        for ok in ["pi", "claude-1", "a.b", "x@host", "c++", "A_9"] {
-            validate_agent(ok).unwrap();
-        }
-        let long = "a".repeat(129);
-        for bad in [
-            "",
-            ".hidden",
-            "..",
-            "a/b",
-            "a\0b",
-            "a b",
-            "é",
-            long.as_str(),
-        ] {
-            assert!(validate_agent(bad).is_err(), "{bad:?} accepted");
-        }
-        validate_agent(&"a".repeat(128)).unwrap();
-    }
-
-    #[test]
-    fn names() {
-        let os = OsStr::new;
-        assert!(is_agent_file(os("a.hb"), "a"));
-        assert!(is_agent_file(os(".a.lock"), "a"));
-        assert!(!is_agent_file(os(".a.hb.12.tmp"), "a"));
-        assert!(!is_agent_file(os("ab.hb"), "a"));
-        assert!(is_fleet_file(os("x.hb")));
-        assert!(is_fleet_file(os(".x.lock")));
-        assert!(!is_fleet_file(os(".x.hb.7.tmp")));
-    }
-
-    #[test]
-    fn unsafe_dirs_refused() {
-        let t = tempfile::tempdir().unwrap();
-        let d = t.path().join("run");
-        prepare(&d).unwrap();
-        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
-        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        assert!(matches!(prepare(&d), Err(Error::Runtime(_))));
-        let f = t.path().join("file");
-        std::fs::write(&f, b"").unwrap();
-        assert!(matches!(prepare(&f), Err(Error::Usage(_))));
-    }
-}
+mod tests;

@@ -12,8 +12,6 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::layout::Interval;
-
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -100,6 +98,8 @@ pub struct Record {
     pub exit_unknown: Option<String>,
 }
 
+mod check;
+
 /// Records larger than this are not records: readers refuse them without reading them all.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
@@ -108,48 +108,6 @@ impl Record {
         let mut v = serde_json::to_vec(self).expect("record serializes");
         v.push(b'\n');
         v
-    }
-
-    /// Refuses values no honest writer can write: a record is untrusted input, and a value
-    /// out of range would otherwise be judged as if it meant something. `pid_max` bounds the
-    /// PIDs (the reader's `/proc/sys/kernel/pid_max`, or the kernel's limit for a record from
-    /// another PID namespace). Types (integers, no negatives) were already checked by serde.
-    pub fn check(&self, pid_max: i32) -> Result<(), String> {
-        // PIDs wrap before `pid_max`: the highest is one less.
-        for (what, pid) in [("pid", Some(self.pid)), ("watcher_pid", self.watcher_pid)] {
-            if let Some(pid) = pid.filter(|p| !(1..pid_max).contains(p)) {
-                return Err(format!("{what} {pid} is outside 1..{pid_max} (pid_max)"));
-            }
-        }
-        if self.seq == Some(0) {
-            return Err("seq is 0 (a watcher's beats count from 1)".into());
-        }
-        if let Some(i) = self.interval {
-            Interval::new(i, &i.to_string()).map_err(|e| format!("record's {e}"))?;
-        }
-        if let Some(x) = self.exit {
-            match (x.code, x.signal) {
-                (Some(c), _) if !(0..=255).contains(&c) => {
-                    return Err(format!("exit code {c} is outside 0..=255"));
-                }
-                (_, Some(s)) if !(1..=64).contains(&s) => {
-                    return Err(format!("exit signal {s} is outside 1..=64"));
-                }
-                (Some(_), Some(_)) => return Err("exit has both a code and a signal".into()),
-                _ => {}
-            }
-        }
-        if let Some(id) = &self.boot_id {
-            let ok = (1..=64).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-            if !ok {
-                return Err("boot_id is not a boot id (hex digits and dashes)".into());
-            }
-        }
-        if self.pidns == Some(0) {
-            return Err("pidns is 0 (no namespace has inode 0)".into());
-        }
-        Ok(())
     }
 
     /// Milliseconds of the last write: `ts_ms`, or `ts` for seed-format records.
@@ -162,10 +120,10 @@ impl Record {
 /// through), from one pass over the bytes: the typed record is read from the parsed keys, not
 /// parsed again.
 pub fn parse(bytes: &[u8]) -> Result<(Record, Vec<(Key, Value)>), String> {
-    std::str::from_utf8(bytes).map_err(|e| format!("record is not UTF-8: {e}"))?;
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(format!("record is over {MAX_RECORD_BYTES} bytes"));
     }
+    std::str::from_utf8(bytes).map_err(|e| format!("record is not UTF-8: {e}"))?;
     // serde_json's default recursion limit (128) bounds deep nesting.
     let fields = serde_json::from_slice::<Ordered>(bytes)
         .map_err(|e| e.to_string())?
@@ -338,6 +296,12 @@ mod tests {
         assert_eq!(parsed, r);
         let keys: Vec<&str> = fields.iter().map(|(k, _)| &**k).collect();
         assert_eq!(keys, RECORD_KEYS, "RECORD_KEYS is the order to_line writes");
+    }
+
+    #[test]
+    fn size_is_checked_before_utf8() {
+        let e = parse(&vec![0xff; MAX_RECORD_BYTES + 1]).unwrap_err();
+        assert!(e.contains("over"), "{e}");
     }
 
     #[test]

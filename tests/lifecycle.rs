@@ -43,6 +43,10 @@ fn forget_removes_ended_agents_and_refuses_live_ones() {
     );
     assert!(sb.record_path("live").exists());
 
+    // Temp files a crashed watcher left (record and history) go with the agent.
+    for tmp in [".gone.hb.4194303.tmp", ".gone.deaths.4194303.tmp"] {
+        std::fs::write(sb.run_dir().join(tmp), "partial").unwrap();
+    }
     let o = run(&sb, &["forget", "gone"]);
     assert_eq!(
         (o.code(), o.stdout.as_str()),
@@ -257,6 +261,10 @@ fn the_history_is_bounded() {
     let target = spawn_sleep();
     for i in 0..12 {
         sb.plant("b", &record_at(Status::Dead, 100_000 + i, now_ms()));
+        if i == 0 {
+            // A history temp file a crashed watcher left: the next watcher sweeps it.
+            std::fs::write(sb.run_dir().join(".b.deaths.4194303.tmp"), "partial").unwrap();
+        }
         let w = sb.watch_alive(target.pid(), "b", &["--interval", "15"]);
         signal(w.pid(), Signal::TERM);
         sb.wait_status("b", "unwatched", 5 * SEC);
@@ -265,6 +273,6 @@ fn the_history_is_bounded() {
     let h = history(&sb, "b");
     let pids: Vec<i64> = h.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
     assert_eq!(pids, (100_002..100_012).collect::<Vec<i64>>());
-    // The file holds only complete lines; no temp file is left.
+    // The file holds only complete lines; no temp file is left, nor the crashed one's.
     assert_eq!(names(&sb), [".b.lock", "b.deaths", "b.hb"]);
 }

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::layout::{self, EXIT_GRACE};
 use crate::reader::{AgentVerdict, Look, State, read_record};
@@ -69,6 +69,8 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         if filter.logs {
             names.push(layout::log_name(agent));
         }
+        // Temp files a crashed watcher left (we hold the lock: no watcher of it lives).
+        names.extend(tmps(dir, agent));
         let mut any = false;
         for n in names {
             any |= unlink(&dir.join(n))?;
@@ -120,19 +122,11 @@ fn refuse(dir: &Path, v: &AgentVerdict, filter: &Filter) -> Option<String> {
 }
 
 fn lock(dir: &Path, agent: &str, ending: bool) -> io::Result<Option<std::os::fd::OwnedFd>> {
-    let give_up = Instant::now()
-        + if ending {
-            BUSY_WAIT.max(EXIT_GRACE)
-        } else {
-            Duration::ZERO
-        };
-    loop {
-        match layout::lock_exclusive(dir, agent).map_err(io::Error::other)? {
-            Some(fd) => return Ok(Some(fd)),
-            None if Instant::now() >= give_up => return Ok(None),
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    let wait = match ending {
+        true => BUSY_WAIT.max(EXIT_GRACE),
+        false => layout::LOCK_CONTENTION_WAIT,
+    };
+    layout::lock_exclusive(dir, agent, wait).map_err(io::Error::other)
 }
 
 /// Is anything of the agent's there to remove? (Checked before the lock is taken, which
@@ -149,6 +143,19 @@ fn any_file(dir: &Path, agent: &str, logs: bool) -> bool {
     names
         .iter()
         .any(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
+        || !tmps(dir, agent).is_empty()
+}
+
+/// The agent's temp file names in `dir` (see [`layout::is_tmp_name`]).
+fn tmps(dir: &Path, agent: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| layout::is_tmp_name(agent, n))
+        .collect()
 }
 
 /// Removes `path`; false if it was not there. unlink never follows a symlink.

@@ -156,10 +156,14 @@ pub fn keepalive_every(ttl: Duration) -> Duration {
 }
 
 /// Each request may take at most TTL/6, so that one hung member cannot cost the lease: a
-/// keep-alive that times out still leaves time for the next member within the TTL.
+/// keep-alive that times out still leaves time for the next member within the TTL. And at
+/// most [`REQUEST_TIMEOUT_MAX`]: with a long TTL, a hung member would otherwise hold every
+/// put back for minutes.
 pub fn request_timeout(ttl: Duration) -> Duration {
-    ttl / 6
+    (ttl / 6).min(REQUEST_TIMEOUT_MAX)
 }
+
+pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// Puts verdicts and keeps the lease; see the module doc.
 pub struct Writer<'a> {
@@ -497,5 +501,13 @@ mod tests {
         let ttl = Duration::from_secs(3);
         assert_eq!(keepalive_every(ttl), Duration::from_millis(600));
         assert_eq!(request_timeout(ttl), Duration::from_millis(500));
+        assert_eq!(
+            request_timeout(Duration::from_secs(30)),
+            REQUEST_TIMEOUT_MAX
+        );
+        assert_eq!(
+            request_timeout(Duration::from_secs(3600)),
+            REQUEST_TIMEOUT_MAX
+        );
     }
 }

@@ -29,6 +29,7 @@ use super::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exit::{Error as CliError, ExitCode, Result as CliResult, runtime};
 use crate::reader::ps::{self, json, live, prom, table};
 use crate::reader::verdict::{AgentVerdict as Entry, State};
+use crate::reader::wait::dead_line;
 use crate::record::{self, ExitInfo, now_ms};
 
 /// `HOST/AGENT`.
@@ -256,7 +257,8 @@ impl Follower {
                 loop {
                     let r = watch.recv();
                     let failed = r.is_err();
-                    // A superseded watch (its member was given up on) stops at its next answer.
+                    // A superseded watch (its member was given up on) stops at its next answer,
+                    // which a hung member gives too: the stream's silence is bounded (client.rs).
                     if current.load(Ordering::SeqCst) != generation
                         || tx.send((generation, r)).is_err()
                         || failed
@@ -670,9 +672,8 @@ fn ended(view: &View, name: &Name, state: &str) -> Option<String> {
             }
             let exit = serde_json::from_slice::<Exit>(&view.get(name)?.bytes)
                 .ok()
-                .and_then(|e| e.exit)
-                .filter(|x| x.code.is_some() || x.signal.is_some());
-            Some(exit.map_or_else(|| "dead".to_owned(), |x| format!("dead {x}")))
+                .and_then(|e| e.exit);
+            Some(dead_line(exit))
         }
         "lost" => Some("lost".into()),
         _ => None,

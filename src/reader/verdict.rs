@@ -309,7 +309,8 @@ fn writer_state(
 }
 
 /// Only a `dead` record without its exit status can still change (the watcher rewrites
-/// it within its grace); the cheap checks come first.
+/// it within its grace); the cheap checks come first. `exit_unknown` is the watcher's final
+/// word: the status will never come, so there is nothing to wait for.
 fn exit_pending(
     dir: &Path,
     agent: &str,
@@ -317,7 +318,7 @@ fn exit_pending(
     foreign: bool,
     procs: &mut impl ProcStats,
 ) -> Option<Unsettled> {
-    if record.exit.is_some() {
+    if record.exit.is_some() || record.exit_unknown.is_some() {
         return None;
     }
     let held = || layout::lock_held(dir, agent) == Some(true);
@@ -346,5 +347,28 @@ mod tests {
         assert!(!written_on_time(&r, 1_201));
         r.interval = Some(-3.0);
         assert!(written_on_time(&r, 31_000));
+    }
+
+    struct NoProcs;
+    impl ProcStats for NoProcs {
+        fn stat(&mut self, _: i32) -> Option<Stat> {
+            None
+        }
+    }
+
+    /// While the lock is held a dead record without `exit` waits for it, unless the watcher
+    /// said the status will never come.
+    #[test]
+    fn exit_unknown_is_not_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let _hold = layout::lock_exclusive(dir.path(), "a", Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let line = br#"{"ts":1,"pid":2,"status":"dead","exit":null}"#;
+        let (mut r, _) = record::parse(line).unwrap();
+        let pending = |r: &Record| exit_pending(dir.path(), "a", r, true, &mut NoProcs);
+        assert_eq!(pending(&r), Some(Unsettled::ExitPending));
+        r.exit_unknown = Some("reaped".into());
+        assert_eq!(pending(&r), None);
     }
 }

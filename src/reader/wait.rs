@@ -28,7 +28,7 @@ use super::verdict::{AgentVerdict, State};
 use crate::exit::{ExitCode, Result};
 use crate::layout;
 use crate::procfs;
-use crate::record::{Record, Status};
+use crate::record::{ExitInfo, Record, Status};
 
 /// How long a named agent may have no record before `wait` says so.
 pub const NO_RECORD_NOTE: Duration = Duration::from_secs(3);
@@ -149,16 +149,22 @@ fn ended(v: &AgentVerdict, unsettled: bool) -> Option<String> {
     let r = v.record.as_ref()?;
     match v.state {
         // A dying agent is shown as alive/stale while unsettled, so it falls through below.
-        State::Dead if !unsettled => Some(match r.exit {
-            Some(x) if x.code.is_some() || x.signal.is_some() => format!("dead {x}"),
-            _ => "dead".into(),
-        }),
+        State::Dead if !unsettled => Some(dead_line(r.exit)),
         State::Lost => Some("lost".into()),
         // A container's PID names nothing here: such a target's end cannot be seen.
         State::Unwatched if !v.foreign_pids && !procfs::still_running(r.pid, r.start_time) => {
             Some("lost".into())
         }
         _ => None,
+    }
+}
+
+/// `wait`'s line for a dead agent: `dead code N` or `dead signal N` when the record says,
+/// else `dead` (local and `--etcd` alike).
+pub(crate) fn dead_line(exit: Option<ExitInfo>) -> String {
+    match exit {
+        Some(x) if x.code.is_some() || x.signal.is_some() => format!("dead {x}"),
+        _ => "dead".into(),
     }
 }
 
@@ -178,4 +184,28 @@ fn pins_for(r: &Record) -> Vec<Pin> {
         });
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_line_names_the_exit_when_known() {
+        assert_eq!(
+            dead_line(Some(ExitInfo::from_wait_status(7 << 8))),
+            "dead code 7"
+        );
+        assert_eq!(
+            dead_line(Some(ExitInfo::from_wait_status(9))),
+            "dead signal 9"
+        );
+        let unknown = ExitInfo {
+            code: None,
+            signal: None,
+            core: false,
+        };
+        assert_eq!(dead_line(Some(unknown)), "dead");
+        assert_eq!(dead_line(None), "dead");
+    }
 }

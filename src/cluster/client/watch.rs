@@ -1,6 +1,7 @@
 //! The streaming watch: one open stream on one member, read a line (one answer) at a time.
 
 use std::io::{BufRead, BufReader};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -41,6 +42,7 @@ impl Client {
             "range_end": b64(range_end),
             "start_revision": start_revision.to_string(),
             "prev_kv": true,
+            "progress_notify": true,
         }});
         let mut last = None;
         for _ in 0..self.endpoints.len() {
@@ -62,6 +64,9 @@ impl Client {
         let member = self.member().to_owned();
         let resp = self
             .request(&self.stream, "/v3/watch")
+            .config()
+            .timeout_per_read(Some(WATCH_SILENCE_MAX))
+            .build()
             .send(body.to_string())
             .map_err(|e| Error::Unavailable(format!("{member}: {e}")))?;
         if resp.status().as_u16() != 200 {
@@ -87,6 +92,12 @@ impl Client {
         }
     }
 }
+
+/// How long a watch stream may stay silent before it counts as failed. The watch asks for
+/// progress notices, which etcd sends an idle watch every 10 minutes (its default
+/// `--experimental-watch-progress-notify-interval`); without a bound, a thread blocked on a
+/// member that hangs would never return.
+const WATCH_SILENCE_MAX: Duration = Duration::from_secs(10 * 60 + 30);
 
 /// An open watch stream on one member.
 pub struct Watch {
