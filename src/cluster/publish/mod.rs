@@ -8,8 +8,8 @@
 //! reconnect (as the latest verdict) rather than lost.
 //!
 //! Writes happen only on change. A beat rewrites the record (`ts`, `ts_ms`, `seq`) and moves
-//! the age, which are [`VOLATILE`]: verdicts are compared without them, so an idle fleet does
-//! not move etcd's revision at all.
+//! the age, which are [`VOLATILE`](outbox::VOLATILE): verdicts are compared without them, so
+//! an idle fleet does not move etcd's revision at all.
 //!
 //! One lease per host (`--ttl`), carried by `/pidbeat/<host>/.bridge` only; agent keys carry
 //! none. Readers call an agent whose published state is `alive`/`stale` `unreachable` while
@@ -17,131 +17,17 @@
 //! knows which agents the host had (they were leased, they would simply be gone), and
 //! `dead`/`lost`/`unwatched` survive the bridge as the proven verdicts they are.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+mod lease;
+mod outbox;
 
-use serde_json::Value;
+use std::time::{Duration, Instant};
 
 use super::client::{Client, Error, MAX_TXN_OPS, Op};
 use super::keys;
+use lease::keepalive_every;
 
-/// Fields of a verdict that change with every beat or every moment; two verdicts that differ
-/// only in these are the same news. `started_ms` is derived anew by each look (from the start
-/// time in clock ticks and the boot time) and can move by a millisecond; `pid` and
-/// `start_time`, which it derives from, are compared. (A new per-write key in the record
-/// belongs here, or every beat becomes an etcd write: `tests/cluster` counts them.)
-pub const VOLATILE: [&str; 6] = ["age_ms", "ts", "ts_ms", "seq", "boottime_ms", "started_ms"];
-
-/// One agent's verdict as published: the bytes put to etcd, and what is compared (the same
-/// object without the volatile fields, serialized with its keys sorted). Both are kept as
-/// bytes, not as parsed maps: a thousand agents' verdicts are the bridge's memory.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    pub value: Box<[u8]>,
-    stable: Box<[u8]>,
-}
-
-impl Verdict {
-    /// From `ps --json`'s object for the agent, as `ps` writes it (its key order kept):
-    /// `host` goes first, then the object's keys.
-    pub fn new(host: &str, object: &[u8]) -> Result<Verdict, String> {
-        let mut stable = match serde_json::from_slice(object) {
-            Ok(Value::Object(m)) => m,
-            _ => return Err("a verdict is a JSON object".into()),
-        };
-        let mut value = Vec::with_capacity(object.len() + host.len() + 12);
-        value.extend_from_slice(b"{\"host\":");
-        serde_json::to_writer(&mut value, host).expect("a string serializes");
-        let rest = &object[object.iter().position(|&c| c == b'{').expect("an object") + 1..];
-        if !rest.iter().all(|c| c.is_ascii_whitespace() || *c == b'}') {
-            value.push(b',');
-        }
-        value.extend_from_slice(rest);
-        for k in VOLATILE {
-            stable.remove(k);
-        }
-        // serde_json's Map is sorted: equal objects serialize to equal bytes.
-        let stable = serde_json::to_vec(&stable).expect("a map serializes");
-        Ok(Verdict {
-            value: value.into_boxed_slice(),
-            stable: stable.into_boxed_slice(),
-        })
-    }
-
-    /// Same news as `other`?
-    pub fn same_as(&self, other: &Verdict) -> bool {
-        self.stable == other.stable
-    }
-}
-
-#[derive(Default)]
-struct Board {
-    /// The latest verdict of every agent with a local record.
-    latest: BTreeMap<String, Verdict>,
-    /// Agents whose latest verdict is not in etcd yet.
-    dirty: BTreeSet<String>,
-    /// Agents whose record is gone: their keys go too.
-    gone: BTreeSet<String>,
-    quit: bool,
-}
-
-/// The verdicts between the follower and the writer.
-#[derive(Default)]
-pub struct Outbox {
-    board: Mutex<Board>,
-    wake: Condvar,
-}
-
-impl Outbox {
-    fn lock(&self) -> MutexGuard<'_, Board> {
-        self.board.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The agent's verdict now. Returns whether it is news (and will be put).
-    pub fn offer(&self, agent: &str, v: Verdict) -> bool {
-        let mut b = self.lock();
-        if b.latest.get(agent).is_some_and(|old| old.same_as(&v)) {
-            return false;
-        }
-        b.gone.remove(agent);
-        b.dirty.insert(agent.to_owned());
-        b.latest.insert(agent.to_owned(), v);
-        drop(b);
-        self.wake.notify_one();
-        true
-    }
-
-    /// The agent's record is gone (removed by its operator): its key goes too.
-    pub fn remove(&self, agent: &str) {
-        let mut b = self.lock();
-        if b.latest.remove(agent).is_none() {
-            return;
-        }
-        b.dirty.remove(agent);
-        b.gone.insert(agent.to_owned());
-        drop(b);
-        self.wake.notify_one();
-    }
-
-    /// The agents with a verdict, for the follower to notice removals.
-    pub fn agents(&self) -> Vec<String> {
-        self.lock().latest.keys().cloned().collect()
-    }
-
-    /// Tells the writer to stop.
-    pub fn close(&self) {
-        self.lock().quit = true;
-        self.wake.notify_all();
-    }
-
-    /// Agents waiting to be written, and how many verdicts are held.
-    #[cfg(test)]
-    pub fn backlog(&self) -> (usize, usize) {
-        let b = self.lock();
-        (b.dirty.len() + b.gone.len(), b.latest.len())
-    }
-}
+pub use lease::request_timeout;
+pub use outbox::{Outbox, Verdict};
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -149,21 +35,6 @@ pub struct WriterOptions {
     /// The lease's TTL.
     pub ttl: Duration,
 }
-
-/// Keep-alives go out every TTL/5: four can be lost before the lease is.
-pub fn keepalive_every(ttl: Duration) -> Duration {
-    ttl / 5
-}
-
-/// Each request may take at most TTL/6, so that one hung member cannot cost the lease: a
-/// keep-alive that times out still leaves time for the next member within the TTL. And at
-/// most [`REQUEST_TIMEOUT_MAX`]: with a long TTL, a hung member would otherwise hold every
-/// put back for minutes.
-pub fn request_timeout(ttl: Duration) -> Duration {
-    (ttl / 6).min(REQUEST_TIMEOUT_MAX)
-}
-
-pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// Puts verdicts and keeps the lease; see the module doc.
 pub struct Writer<'a> {
@@ -302,64 +173,6 @@ impl<'a> Writer<'a> {
         self.flush()
     }
 
-    /// Grants a lease, puts the bridge key on it, and marks every verdict for putting again
-    /// (if the old lease expired, readers may have marked this host unreachable meanwhile; and
-    /// at start, etcd may hold anything).
-    fn new_lease(&mut self) -> Result<(), Error> {
-        let ttl = self.opts.ttl.as_secs().max(1) as i64;
-        let lease = self.client.grant(ttl)?;
-        self.next_keepalive = Instant::now() + keepalive_every(self.opts.ttl);
-        if !self.cleaned {
-            self.clean_up()?;
-            self.cleaned = true;
-        }
-        let bridge = serde_json::json!({
-            "host": self.opts.host,
-            "pid": std::process::id(),
-            "ttl": ttl,
-            "ts_ms": crate::record::now_ms(),
-        });
-        self.client.put(
-            keys::bridge_key(&self.opts.host).as_bytes(),
-            bridge.to_string().as_bytes(),
-            lease,
-        )?;
-        self.lease = lease;
-        let mut b = self.outbox.lock();
-        let all: Vec<String> = b.latest.keys().cloned().collect();
-        b.dirty.extend(all);
-        Ok(())
-    }
-
-    /// At start: deletes this host's agent keys that have no local record (agents forgotten
-    /// while the bridge was down).
-    fn clean_up(&mut self) -> Result<(), Error> {
-        let prefix = keys::host_prefix(&self.opts.host);
-        let end = keys::prefix_end(prefix.as_bytes());
-        // Keys only: the values of a thousand agents would be the bridge's peak memory.
-        let existing = self
-            .client
-            .range_with(prefix.as_bytes(), Some(&end), 0, true)?;
-        let stale: Vec<Op> = {
-            let b = self.outbox.lock();
-            existing
-                .kvs
-                .iter()
-                .filter(|kv| match keys::parse(&kv.key) {
-                    Some(keys::Key::Agent { agent, .. }) => !b.latest.contains_key(agent),
-                    _ => false,
-                })
-                .map(|kv| Op::Delete {
-                    key: kv.key.clone(),
-                })
-                .collect()
-        };
-        for chunk in stale.chunks(MAX_TXN_OPS) {
-            self.client.txn(chunk)?;
-        }
-        Ok(())
-    }
-
     /// Puts the dirty verdicts and deletes the gone keys, a transaction per batch. What
     /// fails stays dirty (unless a newer verdict replaced it meanwhile, which is then put).
     fn flush(&mut self) -> Result<(), Error> {
@@ -446,68 +259,4 @@ pub fn command(cfg: super::PublishConfig) -> crate::exit::Result<crate::exit::Ex
         let _ = writer.join();
         followed.map(|()| crate::exit::ExitCode::Success)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obj(json: &str) -> &[u8] {
-        json.as_bytes()
-    }
-
-    #[test]
-    fn beats_are_not_news() {
-        let a = Verdict::new(
-            "h1",
-            obj(r#"{"agent":"a","state":"alive","age_ms":5,"ts":1,"pid":7,"ts_ms":1000,"seq":1,"boottime_ms":10}"#),
-        )
-        .unwrap();
-        let b = Verdict::new(
-            "h1",
-            obj(
-                r#"{"agent":"a","state":"alive","age_ms":900,"ts":2,"pid":7,"ts_ms":2000,"seq":2}"#,
-            ),
-        )
-        .unwrap();
-        assert!(a.same_as(&b));
-        let dead =
-            Verdict::new("h1", obj(r#"{"agent":"a","state":"dead","pid":7,"seq":3}"#)).unwrap();
-        assert_eq!(
-            &*Verdict::new("h", b"{}").unwrap().value,
-            br#"{"host":"h"}"#
-        );
-        assert!(Verdict::new("h", b"[1]").is_err());
-        assert!(!a.same_as(&dead));
-        assert!(
-            String::from_utf8(a.value.to_vec())
-                .unwrap()
-                .starts_with(r#"{"host":"h1","agent":"a","#)
-        );
-
-        let out = Outbox::default();
-        assert!(out.offer("a", a));
-        assert!(!out.offer("a", b));
-        assert!(out.offer("a", dead));
-        assert_eq!(out.backlog(), (1, 1));
-        out.remove("a");
-        assert_eq!(out.backlog(), (1, 0));
-        out.remove("never-seen");
-        assert_eq!(out.backlog(), (1, 0));
-    }
-
-    #[test]
-    fn lease_timing_follows_the_ttl() {
-        let ttl = Duration::from_secs(3);
-        assert_eq!(keepalive_every(ttl), Duration::from_millis(600));
-        assert_eq!(request_timeout(ttl), Duration::from_millis(500));
-        assert_eq!(
-            request_timeout(Duration::from_secs(30)),
-            REQUEST_TIMEOUT_MAX
-        );
-        assert_eq!(
-            request_timeout(Duration::from_secs(3600)),
-            REQUEST_TIMEOUT_MAX
-        );
-    }
 }

@@ -1,0 +1,120 @@
+//! Keys and values: range, put, delete, and transactions of those.
+
+use serde_json::{Value, json};
+
+use super::wire::{self, b64, parse};
+use super::{Client, Error};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// 0: no lease.
+    pub lease: i64,
+    pub mod_revision: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    /// The store's revision the range was read at: watch from `revision + 1`.
+    pub revision: i64,
+    pub kvs: Vec<KeyValue>,
+}
+
+/// One operation of a [`Client::txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: i64,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+/// Most operations per transaction we send (etcd's default limit is 128).
+pub const MAX_TXN_OPS: usize = 100;
+
+impl Client {
+    /// Keys from `key` to `range_end` (just `key` without one), at `revision` (0: latest).
+    pub fn range(
+        &mut self,
+        key: &[u8],
+        range_end: Option<&[u8]>,
+        revision: i64,
+    ) -> Result<Range, Error> {
+        self.range_with(key, range_end, revision, false)
+    }
+
+    /// [`Client::range`], with `keys_only` leaving the values out (empty).
+    pub fn range_with(
+        &mut self,
+        key: &[u8],
+        range_end: Option<&[u8]>,
+        revision: i64,
+        keys_only: bool,
+    ) -> Result<Range, Error> {
+        let mut body = json!({
+            "key": b64(key),
+            "revision": revision.to_string(),
+            "keys_only": keys_only,
+        });
+        if let Some(end) = range_end {
+            body["range_end"] = b64(end).into();
+        }
+        let r: wire::RangeResponse = parse(&self.call("/v3/kv/range", &body)?)?;
+        Ok(Range {
+            revision: r.header.revision,
+            kvs: r
+                .kvs
+                .into_iter()
+                .map(wire::Kv::decode)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Puts `value` (attached to `lease` unless 0); returns the new revision.
+    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, Error> {
+        let mut body = json!({"key": b64(key), "value": b64(value)});
+        if lease != 0 {
+            body["lease"] = lease.to_string().into();
+        }
+        let r: wire::Revisioned = parse(&self.call("/v3/kv/put", &body)?)?;
+        Ok(r.header.revision)
+    }
+
+    /// Deletes `key` (to `range_end` when given); returns the revision after it.
+    pub fn delete(&mut self, key: &[u8], range_end: Option<&[u8]>) -> Result<i64, Error> {
+        let mut body = json!({"key": b64(key)});
+        if let Some(end) = range_end {
+            body["range_end"] = b64(end).into();
+        }
+        let r: wire::Revisioned = parse(&self.call("/v3/kv/deleterange", &body)?)?;
+        Ok(r.header.revision)
+    }
+
+    /// Applies `ops` atomically in one request (a transaction without conditions); returns
+    /// the revision after it. etcd allows 128 operations per transaction by default
+    /// (`--max-txn-ops`): callers batch below that.
+    pub fn txn(&mut self, ops: &[Op]) -> Result<i64, Error> {
+        let ops: Vec<Value> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, lease } => {
+                    let mut put = json!({"key": b64(key.as_bytes()), "value": b64(value)});
+                    if *lease != 0 {
+                        put["lease"] = lease.to_string().into();
+                    }
+                    json!({ "request_put": put })
+                }
+                Op::Delete { key } => {
+                    json!({"request_delete_range": {"key": b64(key.as_bytes())}})
+                }
+            })
+            .collect();
+        let r: wire::Revisioned = parse(&self.call("/v3/kv/txn", &json!({ "success": ops }))?)?;
+        Ok(r.header.revision)
+    }
+}

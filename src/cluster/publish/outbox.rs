@@ -1,0 +1,173 @@
+//! The latest verdict per agent, between the follower and the writer; a verdict is news
+//! only when it differs in more than its volatile fields.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use serde_json::Value;
+
+/// Fields of a verdict that change with every beat or every moment; two verdicts that differ
+/// only in these are the same news. `started_ms` is derived anew by each look (from the start
+/// time in clock ticks and the boot time) and can move by a millisecond; `pid` and
+/// `start_time`, which it derives from, are compared. (A new per-write key in the record
+/// belongs here, or every beat becomes an etcd write: `tests/cluster` counts them.)
+pub const VOLATILE: [&str; 6] = ["age_ms", "ts", "ts_ms", "seq", "boottime_ms", "started_ms"];
+
+/// One agent's verdict as published: the bytes put to etcd, and what is compared (the same
+/// object without the volatile fields, serialized with its keys sorted). Both are kept as
+/// bytes, not as parsed maps: a thousand agents' verdicts are the bridge's memory.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub value: Box<[u8]>,
+    stable: Box<[u8]>,
+}
+
+impl Verdict {
+    /// From `ps --json`'s object for the agent, as `ps` writes it (its key order kept):
+    /// `host` goes first, then the object's keys.
+    pub fn new(host: &str, object: &[u8]) -> Result<Verdict, String> {
+        let mut stable = match serde_json::from_slice(object) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err("a verdict is a JSON object".into()),
+        };
+        let mut value = Vec::with_capacity(object.len() + host.len() + 12);
+        value.extend_from_slice(b"{\"host\":");
+        serde_json::to_writer(&mut value, host).expect("a string serializes");
+        let rest = &object[object.iter().position(|&c| c == b'{').expect("an object") + 1..];
+        if !rest.iter().all(|c| c.is_ascii_whitespace() || *c == b'}') {
+            value.push(b',');
+        }
+        value.extend_from_slice(rest);
+        for k in VOLATILE {
+            stable.remove(k);
+        }
+        // serde_json's Map is sorted: equal objects serialize to equal bytes.
+        let stable = serde_json::to_vec(&stable).expect("a map serializes");
+        Ok(Verdict {
+            value: value.into_boxed_slice(),
+            stable: stable.into_boxed_slice(),
+        })
+    }
+
+    /// Same news as `other`?
+    pub fn same_as(&self, other: &Verdict) -> bool {
+        self.stable == other.stable
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Board {
+    /// The latest verdict of every agent with a local record.
+    pub(super) latest: BTreeMap<String, Verdict>,
+    /// Agents whose latest verdict is not in etcd yet.
+    pub(super) dirty: BTreeSet<String>,
+    /// Agents whose record is gone: their keys go too.
+    pub(super) gone: BTreeSet<String>,
+    pub(super) quit: bool,
+}
+
+/// The verdicts between the follower and the writer.
+#[derive(Default)]
+pub struct Outbox {
+    board: Mutex<Board>,
+    pub(super) wake: Condvar,
+}
+
+impl Outbox {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The agent's verdict now. Returns whether it is news (and will be put).
+    pub fn offer(&self, agent: &str, v: Verdict) -> bool {
+        let mut b = self.lock();
+        if b.latest.get(agent).is_some_and(|old| old.same_as(&v)) {
+            return false;
+        }
+        b.gone.remove(agent);
+        b.dirty.insert(agent.to_owned());
+        b.latest.insert(agent.to_owned(), v);
+        drop(b);
+        self.wake.notify_one();
+        true
+    }
+
+    /// The agent's record is gone (removed by its operator): its key goes too.
+    pub fn remove(&self, agent: &str) {
+        let mut b = self.lock();
+        if b.latest.remove(agent).is_none() {
+            return;
+        }
+        b.dirty.remove(agent);
+        b.gone.insert(agent.to_owned());
+        drop(b);
+        self.wake.notify_one();
+    }
+
+    /// The agents with a verdict, for the follower to notice removals.
+    pub fn agents(&self) -> Vec<String> {
+        self.lock().latest.keys().cloned().collect()
+    }
+
+    /// Tells the writer to stop.
+    pub fn close(&self) {
+        self.lock().quit = true;
+        self.wake.notify_all();
+    }
+
+    /// Agents waiting to be written, and how many verdicts are held.
+    #[cfg(test)]
+    pub fn backlog(&self) -> (usize, usize) {
+        let b = self.lock();
+        (b.dirty.len() + b.gone.len(), b.latest.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(json: &str) -> &[u8] {
+        json.as_bytes()
+    }
+
+    #[test]
+    fn beats_are_not_news() {
+        let a = Verdict::new(
+            "h1",
+            obj(r#"{"agent":"a","state":"alive","age_ms":5,"ts":1,"pid":7,"ts_ms":1000,"seq":1,"boottime_ms":10}"#),
+        )
+        .unwrap();
+        let b = Verdict::new(
+            "h1",
+            obj(
+                r#"{"agent":"a","state":"alive","age_ms":900,"ts":2,"pid":7,"ts_ms":2000,"seq":2}"#,
+            ),
+        )
+        .unwrap();
+        assert!(a.same_as(&b));
+        let dead =
+            Verdict::new("h1", obj(r#"{"agent":"a","state":"dead","pid":7,"seq":3}"#)).unwrap();
+        assert_eq!(
+            &*Verdict::new("h", b"{}").unwrap().value,
+            br#"{"host":"h"}"#
+        );
+        assert!(Verdict::new("h", b"[1]").is_err());
+        assert!(!a.same_as(&dead));
+        assert!(
+            String::from_utf8(a.value.to_vec())
+                .unwrap()
+                .starts_with(r#"{"host":"h1","agent":"a","#)
+        );
+
+        let out = Outbox::default();
+        assert!(out.offer("a", a));
+        assert!(!out.offer("a", b));
+        assert!(out.offer("a", dead));
+        assert_eq!(out.backlog(), (1, 1));
+        out.remove("a");
+        assert_eq!(out.backlog(), (1, 0));
+        out.remove("never-seen");
+        assert_eq!(out.backlog(), (1, 0));
+    }
+}

@@ -1,0 +1,191 @@
+//! `pidbeat ps --etcd` and `ps --etcd --watch`: the view's agents through the local
+//! renderers.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Name;
+use super::follow::{Change, Follower};
+use super::view::{View, snapshot};
+use crate::cluster::client::Client;
+use crate::cluster::keys;
+use crate::cluster::{RemoteFormat, RemotePsConfig};
+use crate::exit::{Error as CliError, ExitCode, Result as CliResult, runtime};
+use crate::reader::ps::{self, json, live, prom, table};
+use crate::reader::verdict::{AgentVerdict as Entry, State};
+use crate::record::{self, now_ms};
+
+/// How a remote agent is named in an [`Entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    /// `HOST/AGENT` as the agent (table, Prometheus).
+    Qualified,
+    /// The agent's own name, `host` as the first field (`--json`: `ps --json`'s object plus
+    /// `host`, as published).
+    Plain,
+}
+
+/// One remote agent as the local renderers take it: the published record and fields, the
+/// effective state, the age now.
+fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
+    let remote = view.get(name)?;
+    let state = view.state(name)?;
+    let agent = match label {
+        Label::Qualified => format!("{}/{}", name.0, name.1),
+        Label::Plain => name.1.clone(),
+    };
+    let host_field = || (Cow::Borrowed("host"), Value::from(name.0.as_str()));
+    let (record, fields) = match record::parse(&remote.bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            let error = serde_json::from_slice::<Value>(&remote.bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or(e);
+            let mut corrupt = Entry::corrupt(&agent, error);
+            corrupt.fields = (label == Label::Plain)
+                .then(host_field)
+                .into_iter()
+                .collect();
+            return Some(corrupt);
+        }
+    };
+    // The renderer writes these from the verdict itself: the state and age as this reader
+    // sees them now, `foreign_pids` as the bridge judged it (PID namespaces are the host's).
+    let ours = ["host", "agent", "state", "age_ms", "foreign_pids"];
+    let foreign_pids = fields
+        .iter()
+        .any(|(k, v)| k == "foreign_pids" && *v == Value::Bool(true));
+    let fields = (label == Label::Plain)
+        .then(host_field)
+        .into_iter()
+        .chain(fields.into_iter().filter(|(k, _)| !ours.contains(&&**k)))
+        .collect();
+    Some(Entry {
+        agent,
+        state: State::from_name(state).unwrap_or(State::Corrupt),
+        age_ms: Some(now_ms().saturating_sub(record.written_ms())),
+        record: Some(record),
+        fields,
+        error: None,
+        unreadable: false,
+        foreign_pids,
+        unsettled: None,
+    })
+}
+
+/// The rows for `format`, in name order.
+fn entries(view: &View, named: &[Name], format: RemoteFormat) -> Vec<Entry> {
+    let label = match format {
+        RemoteFormat::Json => Label::Plain,
+        _ => Label::Qualified,
+    };
+    view.agents(named)
+        .filter_map(|(n, _)| entry(view, n, label))
+        .collect()
+}
+
+fn render(entries: &[Entry], cfg: &RemotePsConfig, pretty: bool, color: bool) -> String {
+    match cfg.format {
+        RemoteFormat::Table if entries.is_empty() => String::new(),
+        RemoteFormat::Table => table::render(entries, &[], &cfg.layout, color),
+        RemoteFormat::Json => json::render(entries, pretty),
+        RemoteFormat::Prom => prom::render(entries, true),
+    }
+}
+
+/// Named agents etcd has no key for.
+fn missing<'a>(view: &View, named: &'a [Name]) -> Vec<&'a Name> {
+    named.iter().filter(|n| view.get(n).is_none()).collect()
+}
+
+/// `pidbeat ps --etcd`: one linearizable read of the prefix (through the first member that
+/// answers), or with `--watch` a frame per change.
+pub fn ps_command(cfg: RemotePsConfig) -> CliResult<ExitCode> {
+    let mut named = cfg.agents.clone();
+    named.sort();
+    named.dedup();
+    if cfg.watch {
+        if cfg.format == RemoteFormat::Prom {
+            return Err(CliError::Usage(
+                "--watch cannot be combined with --prom: the textfile collector wants one \
+                 snapshot per file; run `pidbeat ps --etcd … --prom` from a timer instead"
+                    .into(),
+            ));
+        }
+        return ps_watch(&cfg, &named);
+    }
+    let mut client = Client::new(&cfg.client).map_err(|e| runtime!("{e}"))?;
+    let view =
+        snapshot(&mut client).map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
+    let rows = entries(&view, &named, cfg.format);
+    let text = render(&rows, &cfg, true, ps::color_wanted());
+    if let Err(e) = ps::write_stdout(text.as_bytes()) {
+        return ps::quiet_on_broken_pipe(e);
+    }
+    if cfg.format == RemoteFormat::Table && named.is_empty() && view.agents(&[]).next().is_none() {
+        eprintln!(
+            "pidbeat: no agents in etcd under {} (start `pidbeat publish` on a host)",
+            keys::ROOT
+        );
+    }
+    let missing = missing(&view, &named);
+    for (h, a) in &missing {
+        eprintln!("pidbeat: {h}/{a}: no key in etcd");
+    }
+    Ok(if missing.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}
+
+/// `ps --etcd --watch`: `ps --watch`'s screen (redrawn in place on a TTY, every second for
+/// the ages; else a frame per change), fed from etcd, until SIGINT/SIGTERM (exit 0).
+fn ps_watch(cfg: &RemotePsConfig, named: &[Name]) -> CliResult<ExitCode> {
+    let quit = quit_flag()?;
+    let mut follower = Follower::start(&cfg.client)
+        .map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
+    let mut screen = live::Screen::new(cfg.format == RemoteFormat::Json, &cfg.layout);
+    let header = format!(
+        "pidbeat ps --etcd --watch: {} (every 1s and on change; Ctrl-C quits)",
+        keys::ROOT
+    );
+    loop {
+        let rows = entries(follower.view(), named, cfg.format);
+        let frame = match render(&rows, cfg, false, screen.color) {
+            empty if empty.is_empty() => format!("no agents in etcd under {}\n", keys::ROOT),
+            frame => frame,
+        };
+        if let Err(e) = screen.show_frame(&header, frame, live::entries_signature(&rows)) {
+            return ps::quiet_on_broken_pipe(e);
+        }
+        // Short waits, so that SIGINT/SIGTERM end us promptly and cleanly.
+        let redraw = Instant::now() + Duration::from_secs(1);
+        while follower.next(Some(Instant::now() + QUIT_CHECK)) == Change::Timeout {
+            if quit.load(Ordering::SeqCst) {
+                return Ok(ExitCode::Success);
+            }
+            if Instant::now() >= redraw {
+                break;
+            }
+        }
+    }
+}
+
+const QUIT_CHECK: Duration = Duration::from_millis(250);
+
+/// SIGINT/SIGTERM set the flag instead of killing us, so the readers exit 0 as `ps --watch`
+/// does.
+fn quit_flag() -> CliResult<Arc<std::sync::atomic::AtomicBool>> {
+    let quit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&quit))
+            .map_err(|e| runtime!("cannot handle signals: {e}"))?;
+    }
+    Ok(quit)
+}
