@@ -8,7 +8,6 @@
 
 pub mod client;
 pub mod keys;
-mod local;
 pub mod publish;
 pub mod remote;
 

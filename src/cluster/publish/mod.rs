@@ -18,6 +18,7 @@
 //! `dead`/`lost`/`unwatched` survive the bridge as the proven verdicts they are.
 
 mod lease;
+mod local;
 mod outbox;
 
 use std::time::{Duration, Instant};
@@ -230,7 +231,7 @@ impl<'a> Writer<'a> {
 pub fn command(cfg: super::PublishConfig) -> crate::exit::Result<crate::exit::ExitCode> {
     let client = Client::new(&cfg.client).map_err(|e| crate::exit::runtime!("{e}"))?;
     let outbox = Outbox::default();
-    let mut local = super::local::Local::new(&cfg.run_dir, &cfg.host)?;
+    let mut local = local::Local::new(&cfg.run_dir, &cfg.host)?;
     // The first look completes before the writer starts, so that the writer's clean-up at
     // start knows every agent that has a record.
     local.look_all(&outbox);

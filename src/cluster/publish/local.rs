@@ -15,7 +15,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::publish::{Outbox, Verdict};
+use super::{Outbox, Verdict};
 use crate::exit::Result;
 use crate::layout;
 use crate::reader::file::list_agents;
