@@ -2,11 +2,12 @@
 //! temp file in the same dir (`.NAME.<pid>.tmp`: hidden, and not `*.prom`, so node_exporter's
 //! textfile collector never reads it), which is then renamed over NAME. A failed write
 //! removes the temp file. For `ps --output` and the death history; records have their own,
-//! faster path (`watcher/store.rs`).
+//! faster path (`watcher/store.rs`). And reading such a file back without trusting it.
 
 use std::ffi::OsString;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -47,6 +48,29 @@ fn write_new(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
     };
     f.write_all(bytes)?;
     f.flush()
+}
+
+/// The file's bytes if it is a regular file of at most `max` bytes; `None` if it does not
+/// exist. Never follows a symlink or blocks on a FIFO.
+pub fn read_small(path: &Path, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let f = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        r => r?,
+    };
+    let m = f.metadata()?;
+    if !m.is_file() || m.size() > max as u64 {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file of at most {max} bytes",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    f.take(max as u64).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]

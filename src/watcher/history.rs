@@ -9,9 +9,7 @@
 //! most [`HISTORY_LINE_MAX`] bytes each, replaced atomically like the record (a temp file,
 //! then rename). Any failure is a warning: history never stops a watcher.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io;
 use std::path::Path;
 
 use crate::atomic;
@@ -27,7 +25,7 @@ pub fn archive_previous(dir: &Path, agent: &str) {
 }
 
 fn archive(dir: &Path, agent: &str) -> io::Result<()> {
-    let Some(line) = read_small(&dir.join(record_name(agent)), HISTORY_LINE_MAX)? else {
+    let Some(line) = atomic::read_small(&dir.join(record_name(agent)), HISTORY_LINE_MAX)? else {
         return Ok(());
     };
     let Ok((rec, _)) = record::parse(&line) else {
@@ -46,7 +44,7 @@ fn archive(dir: &Path, agent: &str) -> io::Result<()> {
         return Ok(());
     }
     let path = dir.join(deaths_name(agent));
-    let old = read_small(&path, HISTORY_LEN * (HISTORY_LINE_MAX + 1))?.unwrap_or_default();
+    let old = atomic::read_small(&path, HISTORY_LEN * (HISTORY_LINE_MAX + 1))?.unwrap_or_default();
     let line = String::from_utf8_lossy(&line).trim_end().to_owned();
     let mut lines: Vec<&str> = std::str::from_utf8(&old)
         .unwrap_or_default()
@@ -61,29 +59,6 @@ fn archive(dir: &Path, agent: &str) -> io::Result<()> {
     let keep = &lines[lines.len().saturating_sub(HISTORY_LEN)..];
     let text = keep.join("\n") + "\n";
     atomic::replace(&path, text.as_bytes())
-}
-
-/// The file's bytes if it is a regular file of at most `max` bytes; `None` if it does not
-/// exist. Never follows a symlink or blocks on a FIFO.
-fn read_small(path: &Path, max: usize) -> io::Result<Option<Vec<u8>>> {
-    let f = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        r => r?,
-    };
-    let m = f.metadata()?;
-    if !m.is_file() || m.size() > max as u64 {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file of at most {max} bytes",
-            path.display()
-        )));
-    }
-    let mut bytes = Vec::new();
-    f.take(max as u64).read_to_end(&mut bytes)?;
-    Ok(Some(bytes))
 }
 
 #[cfg(test)]

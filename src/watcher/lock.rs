@@ -13,14 +13,14 @@
 //! next beat. Together: exactly one watcher goes on, and no record is written by a watcher
 //! that does not hold the lock at the path at the moment it checks.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::atomic;
 use crate::exit::{Result, runtime};
 use crate::layout::{
     LockHold, LockRefusal, lock_exclusive_at, lock_holder, lock_name, record_name,
@@ -167,15 +167,8 @@ enum Refused {
 /// with `watcher_pid` and `watcher_start_time` naming a running process). Anything else
 /// (no record, unreadable, corrupt, older format) names nobody: the lock alone decides.
 fn live_writer_in_record(dir: &Path, agent: &str) -> Option<i32> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(dir.join(record_name(agent)))
-        .ok()?;
-    let mut bytes = Vec::new();
-    file.take(record::MAX_RECORD_BYTES as u64)
-        .read_to_end(&mut bytes)
-        .ok()?;
+    let bytes =
+        atomic::read_small(&dir.join(record_name(agent)), record::MAX_RECORD_BYTES).ok()??;
     let (r, _) = record::parse(&bytes).ok()?;
     let pid = r.watcher_pid?;
     let alive = r.status == Status::Alive
