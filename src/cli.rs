@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod doc;
 mod etcd;
 mod lifecycle;
 mod values;
 pub use etcd::{PublishArgs, Source};
 pub use lifecycle::{ForgetArgs, PruneArgs, StatusArgs};
 
-use crate::exit::{Error, Result};
-use crate::layout::{self, Interval};
+use crate::exitcode::{Error, Result};
 use crate::reader::ps::{Column, Format, Layout, PsConfig, View};
 use crate::reader::wait::{Until, WaitConfig};
+use crate::rundir::{self, Interval};
 use crate::watcher::run::RunConfig;
 use crate::watcher::{BackendPref, WatchConfig, WriterConfig};
 use values::{parse_agent, parse_duration, parse_interval, parse_pid};
@@ -69,14 +70,14 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct RunDirArg {
     /// Directory holding the records [env: MOSAIC_HEARTBEAT_RUN_DIR] [default: $XDG_CONFIG_HOME/mosaic/fleet/run or ~/.config/mosaic/fleet/run]
-    #[arg(short = 'd', long, value_name = "DIR", value_parser = layout::parse_run_dir)]
+    #[arg(short = 'd', long, value_name = "DIR", value_parser = rundir::parse_run_dir)]
     pub run_dir: Option<PathBuf>,
 }
 
 impl RunDirArg {
-    /// The flag, else the environment (see `layout::resolve`).
+    /// The flag, else the environment (see `rundir::resolve`).
     fn resolve(&self) -> Result<PathBuf> {
-        layout::resolve(self.run_dir.as_deref())
+        rundir::resolve(self.run_dir.as_deref())
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mio::{Events, Poll};
 
-use crate::exit::{Result, runtime};
+use crate::exitcode::{Result, runtime};
 
 /// Waits for events. `Ok(false)` when a signal interrupted the wait: the caller loops, so that
 /// it recomputes its timeout and sees the signal through its own source.

@@ -10,13 +10,12 @@
 #![deny(unsafe_code)]
 
 // The contract both sides obey: the record, the run dir's names and rules, the exit codes.
-mod exit;
-mod layout;
+mod exitcode;
 mod record;
+mod rundir;
 
 // What both sides stand on: /proc, the clocks, PID namespaces, the few unsafe syscalls,
 // epoll helpers, timerfds, whole-file replacement, durations as people write them.
-mod atomic;
 mod clock;
 mod duration;
 mod eventloop;
@@ -24,6 +23,7 @@ mod pidns;
 mod procfs;
 mod sys;
 mod timer;
+mod wholefile;
 
 // The writer.
 mod watcher;
@@ -39,10 +39,9 @@ mod admin;
 mod cluster;
 
 // The command line, turned into each command's plain config; no other module sees the clap
-// types. `docs` adds help texts and completers to the command clap derives from them, and
+// types. `cli::doc` adds help texts and completers to the command clap derives from them, and
 // renders the man pages and completion scripts.
 mod cli;
-mod docs;
 
 /// What the integration tests build on: planting records, reading /proc, watching the run
 /// dir. Not an API.
@@ -65,12 +64,12 @@ pub mod testing {
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use cli::{Cli, Command, Source};
-use exit::{ExitCode, runtime};
+use exitcode::{ExitCode, runtime};
 
 /// The command line as users see it: the derived definition with the docs' help texts and
 /// completers.
 fn command() -> clap::Command {
-    docs::decorate(Cli::command())
+    cli::doc::decorate(Cli::command())
 }
 
 /// Parses argv with the bare derived definition, which is all a valid invocation needs. Only
@@ -109,7 +108,7 @@ pub fn etcd_main() -> i32 {
 const ETCD_HELPER: &str = "pidbeat-etcd";
 
 /// Replaces this process with the etcd helper, on the same argv (it parses it again).
-fn exec_etcd_helper(_: cluster::Command) -> exit::Result<ExitCode> {
+fn exec_etcd_helper(_: cluster::Command) -> exitcode::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let beside = std::env::current_exe()
         .ok()
@@ -131,8 +130,8 @@ fn exec_etcd_helper(_: cluster::Command) -> exit::Result<ExitCode> {
 /// Parses argv, runs the subcommand (the etcd ones through `etcd`), and returns the process
 /// exit code. The one place that prints `pidbeat: error: …`. A shell asking for completions
 /// is answered before anything else.
-fn run(etcd: fn(cluster::Command) -> exit::Result<ExitCode>) -> i32 {
-    docs::complete_if_asked(command);
+fn run(etcd: fn(cluster::Command) -> exitcode::Result<ExitCode>) -> i32 {
+    cli::doc::complete_if_asked(command);
     let cli = parse();
     let result = match cli.command {
         Command::Watch(a) => a.into_config().and_then(|c| {
@@ -156,8 +155,8 @@ fn run(etcd: fn(cluster::Command) -> exit::Result<ExitCode>) -> i32 {
         Command::Status(a) => a.into_config().and_then(reader::status::command),
         Command::Forget(a) => a.into_config().and_then(admin::forget::command),
         Command::Prune(a) => a.into_config().and_then(admin::prune::command),
-        Command::Completions { shell } => docs::completions(&command(), shell),
-        Command::Man { dir } => docs::man(command(), dir.as_deref()),
+        Command::Completions { shell } => cli::doc::completions(&command(), shell),
+        Command::Man { dir } => cli::doc::man(command(), dir.as_deref()),
     };
     match result {
         Ok(code) => code.code(),

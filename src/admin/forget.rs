@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use super::remove::{Filter, Removed, remove};
-use crate::exit::{ExitCode, Result, runtime};
+use crate::exitcode::{ExitCode, Result, runtime};
 use crate::reader::State;
 
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::forget::state_word;
 use super::remove::{Filter, Removed, remove};
-use crate::exit::{ExitCode, Result, runtime};
+use crate::exitcode::{ExitCode, Result, runtime};
 use crate::reader::{Look, State, list_agents};
 
 #[derive(Debug)]

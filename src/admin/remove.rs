@@ -4,8 +4,8 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::layout::{self, EXIT_GRACE};
 use crate::reader::{AgentVerdict, Look, State, read_record};
+use crate::rundir::{self, EXIT_GRACE};
 
 /// Which agents a removal may take.
 pub struct Filter<'a> {
@@ -48,13 +48,13 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         }
         // Worth waiting for only if the holder is the record's own watcher finishing (it
         // waits for the exit status); a new watcher of the name keeps the lock for its life.
-        let holder = layout::lock_holder(&dir.join(layout::lock_name(agent)));
+        let holder = rundir::lock_holder(&dir.join(rundir::lock_name(agent)));
         let ending = verdict.as_ref().is_some_and(|v| {
             let own = holder.is_some() && v.record.as_ref().and_then(|r| r.watcher_pid) == holder;
             (v.state == State::Dead && own) || v.unsettled.is_some()
         });
         let Some(_lock) = lock(dir, agent, ending)? else {
-            let holder = layout::lock_holder(&dir.join(layout::lock_name(agent)))
+            let holder = rundir::lock_holder(&dir.join(rundir::lock_name(agent)))
                 .map_or("?".into(), |p| p.to_string());
             let state = verdict.map_or("no record".into(), |v| v.state.name().to_owned());
             return Ok(Removed::Busy(format!(
@@ -65,9 +65,9 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         if read_record(dir, agent) != before {
             continue;
         }
-        let mut names = vec![layout::record_name(agent), layout::deaths_name(agent)];
+        let mut names = vec![rundir::record_name(agent), rundir::deaths_name(agent)];
         if filter.logs {
-            names.push(layout::log_name(agent));
+            names.push(rundir::log_name(agent));
         }
         // Temp files a crashed watcher left (we hold the lock: no watcher of it lives).
         names.extend(tmps(dir, agent));
@@ -76,9 +76,9 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
             any |= unlink(&dir.join(n))?;
         }
         // Last, while we hold it: a watcher waiting on this inode then finds it unlinked and
-        // locks a new lock file (`layout::lock_exclusive_at`). An empty lock file that we
+        // locks a new lock file (`rundir::lock_exclusive_at`). An empty lock file that we
         // created ourselves does not count as something that was there.
-        let lock_path = dir.join(layout::lock_name(agent));
+        let lock_path = dir.join(rundir::lock_name(agent));
         let had_holder = std::fs::metadata(&lock_path).is_ok_and(|m| m.len() > 0);
         unlink(&lock_path)?;
         return Ok(match verdict {
@@ -110,7 +110,7 @@ fn refuse(dir: &Path, v: &AgentVerdict, filter: &Filter) -> Option<String> {
     }
     // A corrupt record has no time of its own: the file's is used.
     let age = v.age_ms.map(Duration::from_millis).or_else(|| {
-        let m = std::fs::symlink_metadata(dir.join(layout::record_name(&v.agent))).ok()?;
+        let m = std::fs::symlink_metadata(dir.join(rundir::record_name(&v.agent))).ok()?;
         m.modified().ok()?.elapsed().ok()
     });
     match (filter.older_than, age) {
@@ -124,21 +124,21 @@ fn refuse(dir: &Path, v: &AgentVerdict, filter: &Filter) -> Option<String> {
 fn lock(dir: &Path, agent: &str, ending: bool) -> io::Result<Option<std::os::fd::OwnedFd>> {
     let wait = match ending {
         true => BUSY_WAIT.max(EXIT_GRACE),
-        false => layout::LOCK_CONTENTION_WAIT,
+        false => rundir::LOCK_CONTENTION_WAIT,
     };
-    layout::lock_exclusive(dir, agent, wait).map_err(io::Error::other)
+    rundir::lock_exclusive(dir, agent, wait).map_err(io::Error::other)
 }
 
 /// Is anything of the agent's there to remove? (Checked before the lock is taken, which
 /// would create the lock file, or fail in a missing run dir.)
 fn any_file(dir: &Path, agent: &str, logs: bool) -> bool {
     let mut names = vec![
-        layout::record_name(agent),
-        layout::deaths_name(agent),
-        layout::lock_name(agent),
+        rundir::record_name(agent),
+        rundir::deaths_name(agent),
+        rundir::lock_name(agent),
     ];
     if logs {
-        names.push(layout::log_name(agent));
+        names.push(rundir::log_name(agent));
     }
     names
         .iter()
@@ -146,7 +146,7 @@ fn any_file(dir: &Path, agent: &str, logs: bool) -> bool {
         || !tmps(dir, agent).is_empty()
 }
 
-/// The agent's temp file names in `dir` (see [`layout::is_tmp_name`]).
+/// The agent's temp file names in `dir` (see [`rundir::is_tmp_name`]).
 fn tmps(dir: &Path, agent: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -154,7 +154,7 @@ fn tmps(dir: &Path, agent: &str) -> Vec<String> {
     entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| layout::is_tmp_name(agent, n))
+        .filter(|n| rundir::is_tmp_name(agent, n))
         .collect()
 }
 

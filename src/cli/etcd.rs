@@ -10,7 +10,7 @@ use super::{PsArgs, RunDirArg, UntilChoice, WaitArgs, parse_agent};
 use crate::cluster::client::{Config as EtcdConfig, Credentials, Tls};
 use crate::cluster::remote::Name;
 use crate::cluster::{PublishConfig, RemoteFormat, RemotePsConfig, RemoteWaitConfig};
-use crate::exit::{Error, Result, runtime};
+use crate::exitcode::{Error, Result, runtime};
 use crate::reader::ps::PsConfig;
 use crate::reader::wait::WaitConfig;
 

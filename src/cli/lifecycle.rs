@@ -9,7 +9,7 @@ use clap::Args;
 use super::{RunDirArg, parse_agent, parse_duration};
 use crate::admin::forget::ForgetConfig;
 use crate::admin::prune::PruneConfig;
-use crate::exit::Result;
+use crate::exitcode::Result;
 use crate::reader::State;
 use crate::reader::status::StatusConfig;
 

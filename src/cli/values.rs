@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::duration;
-use crate::layout::{self, Interval};
+use crate::rundir::{self, Interval};
 
 pub fn parse_secs(s: &str) -> std::result::Result<f64, String> {
     duration::parse_secs(s)
@@ -40,7 +40,7 @@ pub fn parse_pid(s: &str) -> std::result::Result<i32, String> {
 }
 
 pub fn parse_agent(s: &str) -> std::result::Result<String, String> {
-    layout::validate_agent(s).map(|()| s.to_owned())
+    rundir::validate_agent(s).map(|()| s.to_owned())
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub fn parse(key: &str) -> Option<Key<'_>> {
     if name == BRIDGE {
         return Some(Key::Bridge { host });
     }
-    crate::layout::validate_agent(name).ok()?;
+    crate::rundir::validate_agent(name).ok()?;
     Some(Key::Agent { host, agent: name })
 }
 
@@ -59,7 +59,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 /// A host name is a path component of the key: the agent-name rule keeps it one.
 pub fn validate_host(s: &str) -> Result<(), String> {
-    crate::layout::validate_agent(s).map_err(|e| e.replacen("agent name", "host name", 1))
+    crate::rundir::validate_agent(s).map_err(|e| e.replacen("agent name", "host name", 1))
 }
 
 /// `HOST/AGENT` as readers take it on the command line.
@@ -68,7 +68,7 @@ pub fn parse_host_agent(s: &str) -> Result<(String, String), String> {
         .split_once('/')
         .ok_or_else(|| format!("`{s}` is not HOST/AGENT"))?;
     validate_host(host)?;
-    crate::layout::validate_agent(agent)?;
+    crate::rundir::validate_agent(agent)?;
     Ok((host.to_owned(), agent.to_owned()))
 }
 

@@ -23,7 +23,7 @@ pub enum Command {
 }
 
 /// Runs an etcd command (in `pidbeat-etcd`).
-pub fn run(cmd: Command) -> crate::exit::Result<crate::exit::ExitCode> {
+pub fn run(cmd: Command) -> crate::exitcode::Result<crate::exitcode::ExitCode> {
     match cmd {
         Command::Publish(c) => publish::command(c),
         Command::Ps(c) => remote::ps_command(c),

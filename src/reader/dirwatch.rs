@@ -187,7 +187,7 @@ mod tests {
         assert!(w.on_dir());
         std::fs::write(dir.join("x.hb"), b"{}").unwrap();
         assert!(w.wait(Duration::from_secs(2)).unwrap());
-        assert!(w.drain(crate::layout::is_fleet_file).unwrap());
+        assert!(w.drain(crate::rundir::is_fleet_file).unwrap());
         std::fs::remove_dir_all(t.path().join("a")).unwrap();
         assert!(w.wait(Duration::from_secs(2)).unwrap());
         assert!(w.drain(|_| false).unwrap());

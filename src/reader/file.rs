@@ -9,8 +9,8 @@ use std::path::Path;
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::layout;
 use crate::record::MAX_RECORD_BYTES;
+use crate::rundir;
 
 /// The agents with a record in `dir`, sorted. Files whose stem is not a valid agent name are
 /// not records of ours and are skipped. NotFound means the run dir itself is missing.
@@ -18,10 +18,10 @@ pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
     let mut agents = Vec::new();
     for ent in std::fs::read_dir(dir)? {
         let name = ent?.file_name();
-        let Some(agent) = name.to_str().and_then(layout::agent_of_record) else {
+        let Some(agent) = name.to_str().and_then(rundir::agent_of_record) else {
             continue;
         };
-        if layout::validate_agent(agent).is_ok() {
+        if rundir::validate_agent(agent).is_ok() {
             agents.push(agent.to_owned());
         }
     }
@@ -33,7 +33,7 @@ pub fn list_agents(dir: &Path) -> io::Result<Vec<String>> {
 /// cannot be read).
 pub fn read_record(dir: &Path, agent: &str) -> Result<Option<Vec<u8>>, String> {
     let mut buf = vec![0; MAX_RECORD_BYTES + 1];
-    let len = read_record_at(None, &dir.join(layout::record_name(agent)), &mut buf)
+    let len = read_record_at(None, &dir.join(rundir::record_name(agent)), &mut buf)
         .map_err(Unread::into_message)?;
     Ok(len.map(|n| buf[..n].to_vec()))
 }

@@ -23,7 +23,7 @@ use signal_hook_mio::v1_0::Signals;
 use super::dirwatch::DirWatch;
 use super::pins::{Pin, Pins};
 use crate::eventloop;
-use crate::exit::{Result, runtime};
+use crate::exitcode::{Result, runtime};
 use crate::timer::Timer;
 
 const SIG: Token = Token(0);

@@ -3,7 +3,7 @@
 //! read as hostile files.
 //!
 //! - `file.rs` reads the run dir without trusting it; `verdict.rs` judges one agent's record;
-//!   `look.rs` judges many at once (a `/proc` cache, threads) and confirms the verdicts that
+//!   `batch.rs` judges many at once (a `/proc` cache, threads) and confirms the verdicts that
 //!   must not rest on it; `settle.rs` gives unsettled verdicts their grace.
 //! - `follow.rs` is the one loop readers block in, over `dirwatch.rs` (inotify on the run dir)
 //!   and `pins.rs` (pidfds on the processes verdicts rest on).
@@ -12,10 +12,10 @@
 //!
 //! `admin/` (`forget`, `prune`) judges agents through what is re-exported here.
 
+pub(crate) mod batch;
 pub mod dirwatch;
 pub(crate) mod file;
 pub(crate) mod follow;
-pub(crate) mod look;
 mod pins;
 pub mod ps;
 pub(crate) mod settle;
@@ -24,6 +24,6 @@ mod text;
 pub(crate) mod verdict;
 pub mod wait;
 
+pub use batch::Look;
 pub use file::{list_agents, read_record};
-pub use look::Look;
 pub use verdict::{AgentVerdict, State};

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::ps::settled_snapshot;
 use super::verdict::State;
-use crate::exit::{ExitCode, Result};
+use crate::exitcode::{ExitCode, Result};
 
 #[derive(Debug)]
 pub struct StatusConfig {

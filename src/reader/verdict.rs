@@ -7,7 +7,7 @@
 //! under a running watcher is not yet lost: that watcher is about to write `dead`, so the
 //! verdict is marked [`Unsettled::Dying`] and the caller gives it a short grace (see
 //! `settle.rs`). Which `/proc` lines a judgement rests on, and when it is confirmed, is
-//! `look.rs`'s business.
+//! `batch.rs`'s business.
 
 use std::fmt;
 use std::path::Path;
@@ -16,10 +16,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::clock::{self, Age};
-use crate::layout::{self, EXIT_GRACE, Interval};
 use crate::pidns;
 use crate::procfs::{self, Liveness, Stat};
 use crate::record::{self, Key, Record, Status};
+use crate::rundir::{self, EXIT_GRACE, Interval};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -75,7 +75,7 @@ pub enum Unsettled {
     /// record says (alive/stale) until the grace runs out, then `lost`.
     Dying,
     /// `dead` without an exit status while its watcher still lives: the watcher may rewrite
-    /// the record with the status within its grace (`layout::EXIT_GRACE`).
+    /// the record with the status within its grace (`rundir::EXIT_GRACE`).
     ExitPending,
 }
 
@@ -210,7 +210,7 @@ fn judge_alive(
     procs: &mut impl ProcStats,
 ) -> (State, Option<Unsettled>) {
     let writer = match foreign {
-        true => match layout::lock_held(dir, agent) {
+        true => match rundir::lock_held(dir, agent) {
             Some(true) => WriterState::Running,
             Some(false) => WriterState::Gone,
             None => WriterState::Unknown,
@@ -281,7 +281,7 @@ fn writer_state(
     record: &Record,
     procs: &mut impl ProcStats,
 ) -> WriterState {
-    let lock = layout::lock_held(dir, agent);
+    let lock = rundir::lock_held(dir, agent);
     // A pidbeat watcher holds this lock for its whole life, so a free lock proves it gone.
     // The shell sidecar takes no lock: a free lock file beside its record is an earlier
     // watcher's, and its own `watcher_pid` + `watcher_start_time` decide below.
@@ -321,7 +321,7 @@ fn exit_pending(
     if record.exit.is_some() || record.exit_unknown.is_some() {
         return None;
     }
-    let held = || layout::lock_held(dir, agent) == Some(true);
+    let held = || rundir::lock_held(dir, agent) == Some(true);
     let pending = match foreign {
         // Only the lock crosses namespaces: while it is held, the watcher may still write.
         true => held(),
@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn exit_unknown_is_not_pending() {
         let dir = tempfile::tempdir().unwrap();
-        let _hold = layout::lock_exclusive(dir.path(), "a", Duration::ZERO)
+        let _hold = rundir::lock_exclusive(dir.path(), "a", Duration::ZERO)
             .unwrap()
             .unwrap();
         let line = br#"{"ts":1,"pid":2,"status":"dead","exit":null}"#;

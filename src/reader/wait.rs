@@ -19,16 +19,16 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::batch::Look;
 use super::follow::{Follow, Wakeups};
-use super::look::Look;
 use super::pins::Pin;
 use super::settle::Settler;
 use super::text::printable;
 use super::verdict::{AgentVerdict, State};
-use crate::exit::{ExitCode, Result};
-use crate::layout;
+use crate::exitcode::{ExitCode, Result};
 use crate::procfs;
 use crate::record::{ExitInfo, Record, Status};
+use crate::rundir;
 
 /// How long a named agent may have no record before `wait` says so.
 pub const NO_RECORD_NOTE: Duration = Duration::from_secs(3);
@@ -139,7 +139,7 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
             return Ok(ExitCode::TimedOut);
         }
         let wake = deadline.into_iter().chain(next_settle).min();
-        let relevant = |n: &std::ffi::OsStr| waiting.iter().any(|a| layout::is_agent_file(n, a));
+        let relevant = |n: &std::ffi::OsStr| waiting.iter().any(|a| rundir::is_agent_file(n, a));
         follow.next(relevant, wake)?;
     }
 }

@@ -1,7 +1,7 @@
 //! [`Record::check`]: the range checks a parsed record passes before any verdict is judged.
 
 use super::{Record, Status};
-use crate::layout::Interval;
+use crate::rundir::Interval;
 
 impl Record {
     /// Refuses values no honest writer can write: a record is untrusted input, and a value

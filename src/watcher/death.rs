@@ -11,9 +11,9 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::target::ExitQuery;
 use super::{FINAL_WRITE_GRACE, Mode, Outcome, Watcher, retry_period};
-use crate::exit::Result;
-use crate::layout::EXIT_GRACE;
+use crate::exitcode::Result;
 use crate::record::{ExitInfo, Status, now_ms};
+use crate::rundir::EXIT_GRACE;
 
 impl Watcher {
     /// As a container's PID 1 we inherit every orphan; reap them all so none stays a zombie.

@@ -12,7 +12,7 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::eventloop;
-use crate::exit::{ExitCode, Result, runtime};
+use crate::exitcode::{ExitCode, Result, runtime};
 use crate::sys::{self, Fork};
 
 const READY: u8 = b'R';

@@ -12,9 +12,9 @@
 use std::io;
 use std::path::Path;
 
-use crate::atomic;
-use crate::layout::{HISTORY_LEN, HISTORY_LINE_MAX, deaths_name, record_name};
 use crate::record::{self, Status};
+use crate::rundir::{HISTORY_LEN, HISTORY_LINE_MAX, deaths_name, record_name};
+use crate::wholefile;
 use crate::{pidns, procfs};
 
 /// Call with the agent's lock held, before the first write of the new record.
@@ -25,7 +25,7 @@ pub fn archive_previous(dir: &Path, agent: &str) {
 }
 
 fn archive(dir: &Path, agent: &str) -> io::Result<()> {
-    let Some(line) = atomic::read_small(&dir.join(record_name(agent)), HISTORY_LINE_MAX)? else {
+    let Some(line) = wholefile::read_small(&dir.join(record_name(agent)), HISTORY_LINE_MAX)? else {
         return Ok(());
     };
     let Ok((rec, _)) = record::parse(&line) else {
@@ -44,7 +44,8 @@ fn archive(dir: &Path, agent: &str) -> io::Result<()> {
         return Ok(());
     }
     let path = dir.join(deaths_name(agent));
-    let old = atomic::read_small(&path, HISTORY_LEN * (HISTORY_LINE_MAX + 1))?.unwrap_or_default();
+    let old =
+        wholefile::read_small(&path, HISTORY_LEN * (HISTORY_LINE_MAX + 1))?.unwrap_or_default();
     let line = String::from_utf8_lossy(&line).trim_end().to_owned();
     let mut lines: Vec<&str> = std::str::from_utf8(&old)
         .unwrap_or_default()
@@ -58,7 +59,7 @@ fn archive(dir: &Path, agent: &str) -> io::Result<()> {
     lines.push(&line);
     let keep = &lines[lines.len().saturating_sub(HISTORY_LEN)..];
     let text = keep.join("\n") + "\n";
-    atomic::replace(&path, text.as_bytes())
+    wholefile::replace(&path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -20,13 +20,13 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::atomic;
-use crate::exit::{Result, runtime};
-use crate::layout::{
-    LockHold, LockRefusal, lock_exclusive_at, lock_holder, lock_name, record_name,
-};
+use crate::exitcode::{Result, runtime};
 use crate::procfs::{self, Liveness};
 use crate::record::{self, Status};
+use crate::rundir::{
+    LockHold, LockRefusal, lock_exclusive_at, lock_holder, lock_name, record_name,
+};
+use crate::wholefile;
 
 pub struct AgentLock {
     fd: OwnedFd,
@@ -57,7 +57,7 @@ impl AgentLock {
         let path = dir.join(lock_name(agent));
         if let Some(pid) = live_writer_in_record(dir, agent) {
             // Usually that watcher simply holds the lock: say so plainly.
-            if crate::layout::lock_held(dir, agent) == Some(true) {
+            if crate::rundir::lock_held(dir, agent) == Some(true) {
                 return Err(held(agent, &pid.to_string(), &path));
             }
             return Err(runtime!(
@@ -132,7 +132,7 @@ impl AgentLock {
     }
 }
 
-fn held(agent: &str, holder: &str, path: &Path) -> crate::exit::Error {
+fn held(agent: &str, holder: &str, path: &Path) -> crate::exitcode::Error {
     runtime!(
         "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
         path.display()
@@ -168,7 +168,7 @@ enum Refused {
 /// (no record, unreadable, corrupt, older format) names nobody: the lock alone decides.
 fn live_writer_in_record(dir: &Path, agent: &str) -> Option<i32> {
     let bytes =
-        atomic::read_small(&dir.join(record_name(agent)), record::MAX_RECORD_BYTES).ok()??;
+        wholefile::read_small(&dir.join(record_name(agent)), record::MAX_RECORD_BYTES).ok()??;
     let (r, _) = record::parse(&bytes).ok()?;
     let pid = r.watcher_pid?;
     let alive = r.status == Status::Alive
@@ -180,7 +180,7 @@ fn live_writer_in_record(dir: &Path, agent: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::lock_held;
+    use crate::rundir::lock_held;
 
     #[test]
     fn lock_is_exclusive_and_visible() {

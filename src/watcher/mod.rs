@@ -5,8 +5,8 @@
 //! `store.rs`; the lock that follows the path, `lock.rs`; keeping the replaced record's
 //! death, `history.rs`; `--detach`, `detach.rs`; `pidbeat run`,
 //! `run.rs`. This side reads nothing a reader writes and imports nothing of `reader/`: it
-//! shares the contract (`layout.rs`, `record.rs`) and the plumbing (`clock`, `pidns`,
-//! `procfs`, `eventloop`, `timer`, `atomic`) with the readers.
+//! shares the contract (`rundir.rs`, `record.rs`) and the plumbing (`clock`, `pidns`,
+//! `procfs`, `eventloop`, `timer`, `wholefile`) with the readers.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -29,9 +29,9 @@ mod target;
 
 pub use target::BackendPref;
 
-use crate::exit::{ExitCode, Result, runtime};
-use crate::layout::Interval;
+use crate::exitcode::{ExitCode, Result, runtime};
 use crate::record::{ExitInfo, Record, Status, now_ms};
+use crate::rundir::Interval;
 use crate::timer::Timer;
 use detach::Detach;
 use lock::{AgentLock, Superseded};
@@ -355,7 +355,7 @@ pub fn command(config: WatchConfig) -> Result<ExitCode> {
         None
     };
     let w = &config.writer;
-    crate::layout::prepare(&w.run_dir)?;
+    crate::rundir::prepare(&w.run_dir)?;
     let lock = AgentLock::acquire(&w.run_dir, &w.agent)?;
     let target = Target::open(config.pid, config.backend, false)?;
     let signals = signals(Mode::Watch)?;

@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use super::lock::AgentLock;
 use super::target::{BackendPref, Target};
 use super::{Mode, Outcome, Watcher, WriterConfig, signals};
-use crate::exit::{Error, ExitCode, Result, runtime};
-use crate::layout;
+use crate::exitcode::{Error, ExitCode, Result, runtime};
+use crate::rundir;
 
 #[derive(Debug)]
 pub struct RunConfig {
@@ -19,7 +19,7 @@ pub struct RunConfig {
 
 pub fn command(config: RunConfig) -> Result<ExitCode> {
     let w = &config.writer;
-    layout::prepare(&w.run_dir)?;
+    rundir::prepare(&w.run_dir)?;
     let lock = AgentLock::acquire(&w.run_dir, &w.agent)?;
     let signals = signals(Mode::Run)?;
 

@@ -10,7 +10,7 @@ use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::lock::AgentLock;
-use crate::layout::{agent_of_record, is_tmp_name, record_name, tmp_name};
+use crate::rundir::{agent_of_record, is_tmp_name, record_name, tmp_name};
 
 /// Writes one agent's record.
 ///
@@ -55,7 +55,7 @@ impl RecordWriter {
     }
 
     /// Unlinks the agent's temp names (`.<agent>.hb.<digits>.tmp` other than our own, and
-    /// `.<agent>.deaths.<digits>.tmp`, see `layout::is_tmp_name`) that a killed writer left.
+    /// `.<agent>.deaths.<digits>.tmp`, see `rundir::is_tmp_name`) that a killed writer left.
     /// Only for a holder of the agent's lock, before the history is written. Exact shape only:
     /// `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x` and is left alone. unlink
     /// never follows a planted symlink.

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
 
-use crate::exit::{Error, Result, runtime};
+use crate::exitcode::{Error, Result, runtime};
 use crate::procfs::{self, Liveness};
 use crate::record::ExitInfo;
 use crate::sys::{self, PidfdExit};

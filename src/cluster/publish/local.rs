@@ -16,14 +16,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Outbox, Verdict};
-use crate::exit::Result;
-use crate::layout;
+use crate::exitcode::Result;
+use crate::reader::batch::Look;
 use crate::reader::file::list_agents;
 use crate::reader::follow::{Follow, Wakeups, Woken};
-use crate::reader::look::Look;
 use crate::reader::ps::json;
 use crate::reader::settle::Settler;
 use crate::reader::verdict::Unsettled;
+use crate::rundir;
 
 /// How often every agent is judged again, for changes no file shows (the follow loop's
 /// tick is the clock).
@@ -111,9 +111,9 @@ impl<'a> Local<'a> {
             let relevant = |name: &std::ffi::OsStr| {
                 let agent = name
                     .to_str()
-                    .filter(|_| layout::is_fleet_file(name))
-                    .and_then(|n| layout::agent_of_record(n).or_else(|| layout::agent_of_lock(n)))
-                    .filter(|a| layout::validate_agent(a).is_ok());
+                    .filter(|_| rundir::is_fleet_file(name))
+                    .and_then(|n| rundir::agent_of_record(n).or_else(|| rundir::agent_of_lock(n)))
+                    .filter(|a| rundir::validate_agent(a).is_ok());
                 if let Some(a) = agent {
                     changed.borrow_mut().insert(a.to_owned());
                 }

@@ -228,8 +228,8 @@ impl<'a> Writer<'a> {
 /// `pidbeat publish`: follows the run dir and keeps etcd's `/pidbeat/<host>/` equal to it
 /// until SIGINT/SIGTERM; then revokes the lease (the host shows unreachable at once) and
 /// exits 0.
-pub fn command(cfg: super::PublishConfig) -> crate::exit::Result<crate::exit::ExitCode> {
-    let client = Client::new(&cfg.client).map_err(|e| crate::exit::runtime!("{e}"))?;
+pub fn command(cfg: super::PublishConfig) -> crate::exitcode::Result<crate::exitcode::ExitCode> {
+    let client = Client::new(&cfg.client).map_err(|e| crate::exitcode::runtime!("{e}"))?;
     let outbox = Outbox::default();
     let mut local = local::Local::new(&cfg.run_dir, &cfg.host)?;
     // The first look completes before the writer starts, so that the writer's clean-up at
@@ -244,7 +244,7 @@ pub fn command(cfg: super::PublishConfig) -> crate::exit::Result<crate::exit::Ex
     // a mistake in the invocation: said at once, not retried forever. An etcd that does not
     // answer is not: the writer keeps trying, and local records do not care.
     if let Err(e @ Error::Refused { .. }) = writer.first_round() {
-        return Err(crate::exit::runtime!(
+        return Err(crate::exitcode::runtime!(
             "{e}; check --user and --password-file, and that this host's etcd role may write \
              {}",
             super::keys::host_prefix(&cfg.host)
@@ -254,10 +254,10 @@ pub fn command(cfg: super::PublishConfig) -> crate::exit::Result<crate::exit::Ex
         let writer = std::thread::Builder::new()
             .name("etcd-writer".into())
             .spawn_scoped(s, move || writer.run())
-            .map_err(|e| crate::exit::runtime!("cannot start the etcd writer thread: {e}"))?;
+            .map_err(|e| crate::exitcode::runtime!("cannot start the etcd writer thread: {e}"))?;
         let followed = local.run(&outbox);
         outbox.close();
         let _ = writer.join();
-        followed.map(|()| crate::exit::ExitCode::Success)
+        followed.map(|()| crate::exitcode::ExitCode::Success)
     })
 }

@@ -14,7 +14,7 @@ use super::view::{View, snapshot};
 use crate::cluster::client::Client;
 use crate::cluster::keys;
 use crate::cluster::{RemoteFormat, RemotePsConfig};
-use crate::exit::{Error as CliError, ExitCode, Result as CliResult, runtime};
+use crate::exitcode::{Error as CliError, ExitCode, Result as CliResult, runtime};
 use crate::reader::ps::{self, json, live, prom, table};
 use crate::reader::verdict::{AgentVerdict as Entry, State};
 use crate::record::{self, now_ms};

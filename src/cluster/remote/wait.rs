@@ -7,7 +7,7 @@ use super::Name;
 use super::follow::Follower;
 use super::view::{UNREACHABLE, View};
 use crate::cluster::RemoteWaitConfig;
-use crate::exit::{ExitCode, Result as CliResult, runtime};
+use crate::exitcode::{ExitCode, Result as CliResult, runtime};
 use crate::reader::wait::dead_line;
 use crate::record::ExitInfo;
 

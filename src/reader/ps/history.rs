@@ -8,11 +8,11 @@ use std::path::Path;
 
 use super::{json, quiet_on_broken_pipe, started_ms, table::exit_text, write_stdout};
 use crate::duration::short;
-use crate::exit::{ExitCode, Result, runtime};
-use crate::layout::{self, HISTORY_LEN};
+use crate::exitcode::{ExitCode, Result, runtime};
 use crate::reader::file::read_record_at;
 use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::{self, MAX_RECORD_BYTES, Status, now_ms};
+use crate::rundir::{self, HISTORY_LEN};
 
 pub fn command(dir: &Path, agent: &str, as_json: bool) -> Result<ExitCode> {
     let mut buf = vec![0; MAX_RECORD_BYTES + 1];
@@ -21,8 +21,8 @@ pub fn command(dir: &Path, agent: &str, as_json: bool) -> Result<ExitCode> {
             .map(|len| len.map(|n| buf[..n].to_vec()))
             .map_err(|e| runtime!("{}: {}", dir.join(&name).display(), e.into_message()))
     };
-    let deaths = read(layout::deaths_name(agent))?;
-    let current = read(layout::record_name(agent))?;
+    let deaths = read(rundir::deaths_name(agent))?;
+    let current = read(rundir::record_name(agent))?;
     if deaths.is_none() && current.is_none() {
         eprintln!(
             "pidbeat: {agent}: no record or history in {}",

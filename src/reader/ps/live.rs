@@ -1,7 +1,7 @@
 //! `ps --watch`: redraws when a record or lock changes (inotify) and every second for the
 //! ages, until Ctrl-C or SIGTERM (exit 0).
 //!
-//! With `--output FILE` each frame replaces FILE (see `atomic.rs`) instead: at once when a
+//! With `--output FILE` each frame replaces FILE (see `wholefile.rs`) instead: at once when a
 //! verdict changes, and at least every [`REFRESH`] so beats' timestamps stay current
 //! (rewriting on every beat of a large fleet would be a write per beat for nothing). The
 //! no-agents hint and a broken run dir are said once on stderr when they begin. This is
@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use super::{
     Format, Layout, Snapshot, collect, color_wanted, hint, quiet_on_broken_pipe, settle, table,
 };
-use crate::exit::{ExitCode, Result};
-use crate::layout;
+use crate::exitcode::{ExitCode, Result};
 use crate::reader::follow::{Follow, Wakeups, Woken};
 use crate::reader::settle::Settler;
 use crate::reader::verdict::AgentVerdict;
+use crate::rundir;
 
 /// The longest an `--output` file goes without being rewritten.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -43,9 +43,9 @@ pub fn run(
     let mut follow = Follow::new(dir, wakeups)?;
     let relevant = |name: &std::ffi::OsStr| {
         if named.is_empty() {
-            layout::is_fleet_file(name)
+            rundir::is_fleet_file(name)
         } else {
-            named.iter().any(|a| layout::is_agent_file(name, a))
+            named.iter().any(|a| rundir::is_agent_file(name, a))
         }
     };
     let mut settler = Settler::default();
@@ -109,7 +109,7 @@ impl File<'_> {
             return;
         }
         let text = snap.render(self.format, self.layout, false, false);
-        match crate::atomic::replace(self.path, text.as_bytes()) {
+        match crate::wholefile::replace(self.path, text.as_bytes()) {
             Ok(()) => self.last = Some((sig, Instant::now())),
             // Tried again on the next wakeup (a second at most, with the tick).
             Err(e) => {

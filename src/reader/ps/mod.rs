@@ -23,13 +23,13 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::batch::judge_all;
 use super::follow::{Follow, Wakeups};
-use super::look::judge_all;
 use super::settle::Settler;
 use super::text::printable;
 use super::verdict::{AgentVerdict, Unsettled};
 use crate::clock;
-use crate::exit::{ExitCode, Result, runtime};
+use crate::exitcode::{ExitCode, Result, runtime};
 
 #[derive(Debug)]
 pub struct PsConfig {
@@ -125,7 +125,7 @@ pub fn command(config: PsConfig) -> Result<ExitCode> {
     let color = config.output.is_none() && color_wanted();
     let text = snap.render(format, &config.layout, color, true);
     match &config.output {
-        Some(path) => crate::atomic::replace(path, text.as_bytes())
+        Some(path) => crate::wholefile::replace(path, text.as_bytes())
             .map_err(|e| runtime!("cannot write {}: {e}", path.display()))?,
         None => {
             if let Err(e) = write_stdout(text.as_bytes()) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::exit::{Error, Result, runtime};
+use crate::exitcode::{Error, Result, runtime};
 
 pub const RUN_DIR_ENV: &str = "MOSAIC_HEARTBEAT_RUN_DIR";
 
@@ -206,7 +206,7 @@ pub fn tmp_name(agent: &str, watcher_pid: u32) -> String {
 }
 
 /// Is `name` a temp file of `agent`'s: what [`tmp_name`] gives for some watcher, or the temp
-/// file of its death history (`.<agent>.deaths.<N>.tmp`, from `atomic::replace`)? Exact
+/// file of its death history (`.<agent>.deaths.<N>.tmp`, from `wholefile::replace`)? Exact
 /// shape only: `.<agent>.hb.x.hb.<N>.tmp` belongs to agent `<agent>.hb.x`.
 pub fn is_tmp_name(agent: &str, name: &str) -> bool {
     name.strip_prefix('.')

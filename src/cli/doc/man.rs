@@ -13,7 +13,7 @@ use clap_mangen::Man;
 use roff::{Roff, bold, roman};
 
 use super::pages::{self, Item, Page};
-use crate::exit::{Result, runtime};
+use crate::exitcode::{Result, runtime};
 
 /// pidbeat(1), to `out`.
 pub fn write_top(cmd: Command, out: &mut dyn Write) -> std::io::Result<()> {

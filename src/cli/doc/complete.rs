@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
 
-use crate::layout;
 use crate::reader;
+use crate::rundir;
 
 /// The agents with a record in the run dir the line names (`--run-dir`), else in the one the
 /// environment resolves to.
 pub fn agents() -> Vec<CompletionCandidate> {
-    let Ok(dir) = layout::resolve(run_dir_on_line(std::env::args_os()).as_deref()) else {
+    let Ok(dir) = rundir::resolve(run_dir_on_line(std::env::args_os()).as_deref()) else {
         return Vec::new();
     };
     reader::list_agents(&dir)

@@ -10,9 +10,9 @@ use rustix::fs::{self as rfs, Mode, OFlags};
 
 use super::file::{Unread, read_record_at};
 use super::verdict::{self, AgentVerdict, ProcStats};
-use crate::layout;
 use crate::procfs::{self, Stat};
 use crate::record::MAX_RECORD_BYTES;
+use crate::rundir;
 
 /// The verdicts on `agents` now, in their order (`None`: no record).
 pub fn judge_all(dir: &Path, agents: &[String]) -> Vec<Option<AgentVerdict>> {
@@ -125,7 +125,7 @@ impl<'a> Look<'a> {
     }
 
     fn judge_into(&mut self, agent: &str, buf: &mut [u8]) -> Option<AgentVerdict> {
-        let name = layout::record_name(agent);
+        let name = rundir::record_name(agent);
         let n = match self.read(&name, buf) {
             Ok(Some(n)) => n,
             Ok(None) => return None,

@@ -1,6 +1,6 @@
 //! The documentation that ships with the binary: `--help` examples and exit statuses, the man
 //! pages, and shell completion. Everything is added to the command that clap derives from
-//! `cli.rs` by [`decorate`], by subcommand name (texts, `pages.rs`) and by value name
+//! `cli.rs` by [`decorate`], by subcommand name (texts, `pages/`) and by value name
 //! (completers for `AGENT`, `PID`, `CMD`; directories for `DIR`), so a new subcommand gets
 //! all of it without a change here.
 
@@ -16,7 +16,7 @@ use clap::builder::StyledStr;
 use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter};
 use clap_complete::env::{CompleteEnv, Shells};
 
-use crate::exit::{ExitCode, Result, runtime};
+use crate::exitcode::{ExitCode, Result, runtime};
 use pages::Page;
 
 /// `cmd` with every subcommand's help texts and completers added.

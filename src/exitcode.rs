@@ -75,6 +75,6 @@ impl fmt::Display for Error {
 
 /// Shorthand for a runtime error with a formatted message.
 macro_rules! runtime {
-    ($($t:tt)*) => { $crate::exit::Error::Runtime(format!($($t)*)) };
+    ($($t:tt)*) => { $crate::exitcode::Error::Runtime(format!($($t)*)) };
 }
 pub(crate) use runtime;
