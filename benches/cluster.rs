@@ -26,7 +26,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use etcd_fixture::Cluster;
-use pidbeat::testing::cluster::{Client, Config, Tls};
+use etcd_gateway::{Client, Config, Tls};
 
 const PIDBEAT: &str = env!("CARGO_BIN_EXE_pidbeat");
 const SEC: Duration = Duration::from_secs(1);

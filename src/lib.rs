@@ -52,13 +52,6 @@ pub mod testing {
     pub use crate::record::{ExitInfo, Record, Status, now_ms};
     pub use crate::watcher::lock::AgentLock;
     pub use crate::watcher::store::RecordWriter;
-    /// The etcd gateway client and key layout, for the multi-host tests.
-    pub mod cluster {
-        pub use crate::cluster::client::{
-            Client, Config, Credentials, Error, EventKind, Tls, http_agent,
-        };
-        pub use crate::cluster::keys;
-    }
 }
 
 use clap::{CommandFactory, FromArgMatches, Parser};

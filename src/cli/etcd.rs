@@ -7,12 +7,12 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{PsArgs, RunDirArg, UntilChoice, WaitArgs, parse_agent};
-use crate::cluster::client::{Config as EtcdConfig, Credentials, Tls};
 use crate::cluster::remote::Name;
 use crate::cluster::{PublishConfig, RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exitcode::{Error, Result, runtime};
 use crate::reader::ps::PsConfig;
 use crate::reader::wait::WaitConfig;
+use etcd_gateway::{Config as EtcdConfig, Credentials, Tls};
 
 /// Where a reader reads: the run dir, or etcd (`--etcd`).
 #[derive(Debug)]

@@ -43,20 +43,6 @@ pub fn parse(key: &str) -> Option<Key<'_>> {
     Some(Key::Agent { host, agent: name })
 }
 
-/// etcd's `range_end` for "every key starting with `prefix`": the prefix with its last byte
-/// that is not 0xff incremented (what `etcdctl --prefix` sends).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // All 0xff (or empty): to the end of the keyspace.
-    vec![0]
-}
-
 /// A host name is a path component of the key: the agent-name rule keeps it one.
 pub fn validate_host(s: &str) -> Result<(), String> {
     crate::rundir::validate_agent(s).map_err(|e| e.replacen("agent name", "host name", 1))
@@ -96,13 +82,6 @@ mod tests {
         ] {
             assert_eq!(parse(junk), None, "{junk}");
         }
-    }
-
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end(b"/pidbeat/"), b"/pidbeat0");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff"), b"\0");
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! etcd does. Nor is it linked into `pidbeat` at all: `pidbeat` execs `pidbeat-etcd` for these
 //! commands (see `lib.rs`), so no watcher pays for this code's relocations.
 
-pub mod client;
 pub mod keys;
 pub mod publish;
 pub mod remote;
@@ -37,7 +36,7 @@ pub struct PublishConfig {
     pub run_dir: PathBuf,
     pub host: String,
     pub ttl: Duration,
-    pub client: client::Config,
+    pub client: etcd_gateway::Config,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +49,7 @@ pub enum RemoteFormat {
 /// `pidbeat ps --etcd`.
 #[derive(Debug, Clone)]
 pub struct RemotePsConfig {
-    pub client: client::Config,
+    pub client: etcd_gateway::Config,
     pub format: RemoteFormat,
     pub watch: bool,
     /// The table's columns and header (`-o`, `--no-header`).
@@ -62,7 +61,7 @@ pub struct RemotePsConfig {
 /// `pidbeat wait --etcd`.
 #[derive(Debug, Clone)]
 pub struct RemoteWaitConfig {
-    pub client: client::Config,
+    pub client: etcd_gateway::Config,
     pub timeout: Option<Duration>,
     pub agents: Vec<remote::Name>,
 }

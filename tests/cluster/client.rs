@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use pidbeat::testing::cluster::{Client, Config, Error, EventKind, Tls};
+use etcd_gateway::{Client, Config, Error, EventKind, Tls};
 
 use crate::etcd_fixture::{Cluster, MEMBERS};
 use crate::{require_etcd, serial};
@@ -68,7 +68,7 @@ fn put_range_delete_and_revisions() {
     // Read through another member: the store is the cluster's, not the member's.
     let mut other = client(&c, 2, T);
     let prefix = b"/pidbeat/h1/";
-    let end = pidbeat::testing::cluster::keys::prefix_end(prefix);
+    let end = etcd_gateway::prefix_end(prefix);
     let r = other.range(prefix, Some(&end), 0).unwrap();
     let got: Vec<_> = r
         .kvs
@@ -139,7 +139,7 @@ fn a_watch_resumes_on_another_member_without_losing_an_event() {
     let _s = serial();
     let mut c = Cluster::start();
     let prefix = b"/pidbeat/";
-    let end = pidbeat::testing::cluster::keys::prefix_end(prefix);
+    let end = etcd_gateway::prefix_end(prefix);
     let mut writer = client(&c, 1, T);
     let mut reader = client(&c, 0, T);
     let start = reader.range(prefix, Some(&end), 0).unwrap().revision;
@@ -186,7 +186,7 @@ fn hasleader_makes_a_member_without_quorum_answer_at_once() {
     let _s = serial();
     let mut c = Cluster::start();
     let prefix = b"/pidbeat/";
-    let end = pidbeat::testing::cluster::keys::prefix_end(prefix);
+    let end = etcd_gateway::prefix_end(prefix);
     let mut only0 = Client::new(&Config {
         endpoints: vec![c.url(0)],
         tls: Tls::default(),
@@ -267,7 +267,7 @@ fn a_watch_from_compacted_history_says_so() {
     let r2 = cl.put(b"/pidbeat/h1/a", b"2", 0).unwrap();
     let o = c.etcdctl(&["compact", &r2.to_string()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let end = pidbeat::testing::cluster::keys::prefix_end(b"/pidbeat/");
+    let end = etcd_gateway::prefix_end(b"/pidbeat/");
     // etcd creates the watch, then cancels it with the compaction revision.
     let err = match cl.watch(b"/pidbeat/", &end, r1) {
         Err(e) => e,
@@ -347,7 +347,7 @@ pub fn as_user(c: &Cluster, user: &str, password: &str) -> Client {
     Client::new(&Config {
         endpoints: c.urls_from(0).split(',').map(str::to_owned).collect(),
         tls: Tls::default(),
-        credentials: Some(pidbeat::testing::cluster::Credentials {
+        credentials: Some(etcd_gateway::Credentials {
             user: user.into(),
             password: password.into(),
         }),
@@ -382,14 +382,14 @@ fn a_host_role_cannot_write_another_hosts_prefix() {
             ),
         }
     }
-    let end = pidbeat::testing::cluster::keys::prefix_end(b"/pidbeat/h2/");
+    let end = etcd_gateway::prefix_end(b"/pidbeat/h2/");
     assert!(matches!(
         h1.delete(b"/pidbeat/h2/", Some(&end)),
         Err(Error::Refused { code: 7, .. })
     ));
     // Every host may read the fleet; a reader may only read.
     let mut reader = as_user(&c, "reader", "pw-reader");
-    let all = pidbeat::testing::cluster::keys::prefix_end(b"/pidbeat/");
+    let all = etcd_gateway::prefix_end(b"/pidbeat/");
     assert_eq!(
         reader.range(b"/pidbeat/", Some(&all), 0).unwrap().kvs.len(),
         2
@@ -470,7 +470,7 @@ fn tls_with_client_certificates() {
     };
     let mut cl = Client::new(&cfg(tls.clone())).unwrap();
     cl.put(b"/pidbeat/h1/a", b"1", 0).unwrap();
-    let end = pidbeat::testing::cluster::keys::prefix_end(b"/pidbeat/");
+    let end = etcd_gateway::prefix_end(b"/pidbeat/");
     let rev = cl.range(b"/pidbeat/", Some(&end), 0).unwrap().revision;
     let mut w = cl.watch(b"/pidbeat/", &end, rev + 1).unwrap();
     cl.put(b"/pidbeat/h1/a", b"2", 0).unwrap();

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pidbeat::testing::cluster::{Tls, http_agent};
+use etcd_gateway::{Tls, http_agent};
 use rustix::process::{Pid, Signal};
 
 pub const MEMBERS: usize = 3;

@@ -467,8 +467,8 @@ fn publish_with_1000_agents_stays_under_8_mib() {
     }
     h.publish(&c.urls_from(0), 10);
     let mut cl = crate::client::client(&c, 1, SEC);
-    let prefix = pidbeat::testing::cluster::keys::host_prefix("h1");
-    let end = pidbeat::testing::cluster::keys::prefix_end(prefix.as_bytes());
+    let prefix = String::from("/pidbeat/h1/");
+    let end = etcd_gateway::prefix_end(prefix.as_bytes());
     let t = Instant::now();
     poll(
         20 * SEC,

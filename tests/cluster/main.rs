@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod etcd_fixture;
+mod keys;
 
 mod client;
 mod faults;

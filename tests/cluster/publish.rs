@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use pidbeat::testing::cluster::keys;
 use serde_json::Value;
 
 use crate::client::client;
 use crate::common::*;
 use crate::etcd_fixture::Cluster;
 use crate::hosts::*;
+use crate::keys;
 use crate::{require_etcd, serial};
 
 const SEC: Duration = Duration::from_secs(1);

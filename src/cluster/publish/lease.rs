@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::Writer;
-use crate::cluster::client::{Error, MAX_TXN_OPS, Op};
 use crate::cluster::keys;
+use etcd_gateway::{Error, MAX_TXN_OPS, Op};
 
 /// Keep-alives go out every TTL/5: four can be lost before the lease is.
 pub fn keepalive_every(ttl: Duration) -> Duration {
@@ -56,7 +56,7 @@ impl<'a> Writer<'a> {
     /// while the bridge was down).
     fn clean_up(&mut self) -> Result<(), Error> {
         let prefix = keys::host_prefix(&self.opts.host);
-        let end = keys::prefix_end(prefix.as_bytes());
+        let end = etcd_gateway::prefix_end(prefix.as_bytes());
         // Keys only: the values of a thousand agents would be the bridge's peak memory.
         let existing = self
             .client

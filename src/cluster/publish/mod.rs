@@ -23,8 +23,8 @@ mod outbox;
 
 use std::time::{Duration, Instant};
 
-use super::client::{Client, Error, MAX_TXN_OPS, Op};
 use super::keys;
+use etcd_gateway::{Client, Error, MAX_TXN_OPS, Op};
 use lease::keepalive_every;
 
 pub use lease::request_timeout;

@@ -8,8 +8,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use super::view::{View, prefix, snapshot};
-use crate::cluster::client::{Client, Config, Error, WatchResponse};
 use crate::cluster::keys;
+use etcd_gateway::{Client, Config, Error, WatchResponse};
 
 /// What woke a [`Follower`].
 #[derive(Debug, Clone, PartialEq, Eq)]

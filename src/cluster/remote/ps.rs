@@ -11,13 +11,13 @@ use serde_json::Value;
 use super::Name;
 use super::follow::{Change, Follower};
 use super::view::{View, snapshot};
-use crate::cluster::client::Client;
 use crate::cluster::keys;
 use crate::cluster::{RemoteFormat, RemotePsConfig};
 use crate::exitcode::{Error as CliError, ExitCode, Result as CliResult, runtime};
 use crate::reader::ps::{self, json, live, prom, table};
 use crate::reader::verdict::{AgentVerdict as Entry, State};
 use crate::record::{self, now_ms};
+use etcd_gateway::Client;
 
 /// How a remote agent is named in an [`Entry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::Name;
-use crate::cluster::client::{Client, Error, EventKind, KeyValue, Range, WatchResponse};
 use crate::cluster::keys::{self, Key};
+use etcd_gateway::{Client, Error, EventKind, KeyValue, Range, WatchResponse};
 
 /// What the view knows of one agent.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +134,7 @@ impl View {
 /// The range of every key of ours.
 pub fn prefix() -> (Vec<u8>, Vec<u8>) {
     let p = keys::ROOT.as_bytes().to_vec();
-    let end = keys::prefix_end(&p);
+    let end = etcd_gateway::prefix_end(&p);
     (p, end)
 }
 
@@ -147,7 +147,7 @@ pub fn snapshot(client: &mut Client) -> Result<View, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::client::Event;
+    use etcd_gateway::Event;
 
     fn kv(key: &str, value: &str, lease: i64, rev: i64) -> KeyValue {
         KeyValue {

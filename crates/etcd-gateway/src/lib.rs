@@ -28,13 +28,9 @@ use serde_json::Value;
 use tls::tls_config;
 
 pub use auth::Credentials;
-pub use kv::{KeyValue, MAX_TXN_OPS, Op, Range};
+pub use kv::{KeyValue, MAX_TXN_OPS, Op, Range, prefix_end};
 pub use tls::Tls;
-pub use watch::{EventKind, WatchResponse};
-// Only the remote view's tests build events by hand; the rest of the crate takes them as
-// `WatchResponse::events`.
-#[cfg(test)]
-pub use watch::Event;
+pub use watch::{Event, EventKind, WatchResponse};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -150,7 +150,7 @@ pub(super) fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Err
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::client::{from_status, wire};
+    use crate::{from_status, wire};
 
     #[test]
     fn gateway_json_decodes() {

@@ -118,3 +118,29 @@ impl Client {
         Ok(r.header.revision)
     }
 }
+
+/// etcd's `range_end` for "every key starting with `prefix`": the prefix with its last byte
+/// that is not 0xff incremented (what `etcdctl --prefix` sends).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): to the end of the keyspace.
+    vec![0]
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"/pidbeat/"), b"/pidbeat0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), b"\0");
+    }
+}
