@@ -14,11 +14,13 @@ mod exitcode;
 mod record;
 mod rundir;
 
-// What both sides stand on: /proc, the clocks, PID namespaces, the few unsafe syscalls,
-// epoll helpers, timerfds, whole-file replacement, durations as people write them.
+// What both sides stand on: /proc, process identity, the clocks, PID namespaces, the few
+// unsafe syscalls, epoll helpers, timerfds, whole-file replacement, durations as people write
+// them.
 mod clock;
 mod duration;
 mod eventloop;
+mod incarnation;
 mod pidns;
 mod procfs;
 mod sys;

@@ -44,7 +44,7 @@ impl Record {
             return Err("pidns is 0 (no namespace has inode 0)".into());
         }
         if let Some(why) = &self.exit_unknown {
-            if !matches!(why.as_str(), "reaped" | "hidden") {
+            if !matches!(why.as_ref(), "reaped" | "hidden") {
                 return Err(format!("exit_unknown {why:?} is not reaped or hidden"));
             }
             if self.status != Status::Dead || self.exit.is_some() {

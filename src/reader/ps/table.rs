@@ -8,7 +8,7 @@ use anstyle::{AnsiColor, Style};
 
 use super::started_ms;
 use crate::duration::short;
-use crate::procfs;
+use crate::incarnation::Incarnation;
 use crate::reader::text::printable;
 use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::{ExitInfo, Status, now_ms};
@@ -135,7 +135,7 @@ fn up(e: &AgentVerdict, now: u64) -> Option<String> {
         State::Alive | State::Stale => true,
         // Another PID namespace's PID names some other process here.
         State::Lost | State::Unwatched => {
-            !e.foreign_pids && procfs::still_running(r.pid, r.start_time)
+            !e.foreign_pids && Incarnation::named(r.pid, r.start_time).is_running()
         }
         // Only from etcd: nothing is known of it now.
         State::Dead | State::Corrupt | State::Unreachable => false,
