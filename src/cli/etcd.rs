@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{PsArgs, RunDirArg, UntilChoice, WaitArgs, parse_agent};
+use super::RunDirArg;
+use super::reader::{PsArgs, UntilChoice, WaitArgs};
+use super::values::{ValueError, parse_agent};
 use crate::cluster::remote::Name;
 use crate::cluster::{PublishConfig, RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exitcode::{Error, Result, runtime};
@@ -245,27 +247,31 @@ impl PublishArgs {
     }
 }
 
-fn parse_host(s: &str) -> std::result::Result<String, String> {
-    crate::cluster::keys::validate_host(s).map(|()| s.to_owned())
+fn parse_host(s: &str) -> std::result::Result<String, ValueError> {
+    crate::cluster::keys::validate_host(s)
+        .map(|()| s.to_owned())
+        .map_err(ValueError::KeyName)
 }
 
 /// Whole seconds (etcd leases are), at least 2 (etcd's shortest with default timing).
-fn parse_ttl(s: &str) -> std::result::Result<Duration, String> {
+fn parse_ttl(s: &str) -> std::result::Result<Duration, ValueError> {
     let v: u64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a whole number of seconds"))?;
+        .map_err(|_| ValueError::TtlNotWhole(s.to_owned()))?;
     if !(2..=86_400).contains(&v) {
-        return Err(format!("--ttl must be 2 to 86400 seconds, got {v}"));
+        return Err(ValueError::TtlRange(v));
     }
     Ok(Duration::from_secs(v))
 }
 
 /// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
 /// known whether `--etcd` was given).
-pub(super) fn parse_agent_arg(s: &str) -> std::result::Result<String, String> {
+pub(super) fn parse_agent_arg(s: &str) -> std::result::Result<String, ValueError> {
     if s.contains('/') {
-        crate::cluster::keys::parse_host_agent(s).map(|_| s.to_owned())
+        crate::cluster::keys::parse_host_agent(s)
+            .map(|_| s.to_owned())
+            .map_err(ValueError::KeyName)
     } else {
         parse_agent(s)
     }

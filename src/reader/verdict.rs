@@ -172,7 +172,8 @@ pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) 
         true => pidns::PID_MAX_LIMIT,
         false => pidns::pid_max(),
     };
-    let age = match record.check(pid_max).and_then(|()| clock::age(&record)) {
+    let checked = record.check(pid_max).map_err(|e| e.to_string());
+    let age = match checked.and_then(|()| clock::age(&record)) {
         Ok(age) => age,
         Err(e) => return AgentVerdict::corrupt(agent, e),
     };
