@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::RunDirArg;
-use super::etcd;
-use super::values::{ValueError, parse_agent, parse_duration};
+use super::etcd::{EtcdArgs, Source};
+use super::values::{ValueError, parse_agent, parse_agent_arg, parse_duration};
+use crate::cluster::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exitcode::{Error, Result};
 use crate::reader::ps::{Column, Format, Layout, PsConfig, View};
 use crate::reader::status::StatusConfig;
@@ -39,9 +40,9 @@ pub struct PsArgs {
     #[arg(long, value_name = "AGENT", value_parser = parse_agent, conflicts_with_all = ["prom", "watch", "agents", "fields", "no_header", "output"])]
     pub history: Option<String>,
     #[command(flatten)]
-    pub etcd: etcd::EtcdArgs,
+    pub etcd: EtcdArgs,
     /// Only these agents (HOST/AGENT with --etcd)
-    #[arg(value_name = "AGENT", value_parser = etcd::parse_agent_arg)]
+    #[arg(value_name = "AGENT", value_parser = parse_agent_arg)]
     pub agents: Vec<String>,
 }
 
@@ -110,9 +111,9 @@ pub struct WaitArgs {
     #[arg(long)]
     pub exists: bool,
     #[command(flatten)]
-    pub etcd: etcd::EtcdArgs,
+    pub etcd: EtcdArgs,
     /// Agents to wait for (HOST/AGENT with --etcd)
-    #[arg(required = true, value_name = "AGENT", value_parser = etcd::parse_agent_arg)]
+    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent_arg)]
     pub agents: Vec<String>,
 }
 
@@ -179,5 +180,71 @@ impl StatusArgs {
             agents: self.agents,
             quiet: self.quiet,
         })
+    }
+}
+
+/// A flag the etcd readers do not take, if it was given.
+fn refuse(given: bool, flag: &str) -> Result<()> {
+    if given {
+        return Err(Error::Usage(format!(
+            "{flag} reads the run dir; it cannot be combined with --etcd"
+        )));
+    }
+    Ok(())
+}
+
+impl PsArgs {
+    /// `ps` on the run dir, or with `--etcd` on the fleet in etcd.
+    pub fn into_source(mut self) -> Result<Source<PsConfig, RemotePsConfig>> {
+        let agents = std::mem::take(&mut self.agents);
+        let (client, agents) = match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
+            Source::Local(agents) => {
+                self.agents = agents;
+                return self.into_config().map(Source::Local);
+            }
+            Source::Etcd(remote) => remote,
+        };
+        refuse(self.output.is_some(), "--output")?;
+        refuse(self.history.is_some(), "--history")?;
+        if self.watch && self.prom {
+            return Err(Error::Usage(
+                "--watch cannot be combined with --prom".into(),
+            ));
+        }
+        Ok(Source::Etcd(RemotePsConfig {
+            client,
+            format: match (self.json, self.prom) {
+                (true, _) => RemoteFormat::Json,
+                (_, true) => RemoteFormat::Prom,
+                _ => RemoteFormat::Table,
+            },
+            watch: self.watch,
+            layout: self.layout(),
+            agents,
+        }))
+    }
+}
+
+impl WaitArgs {
+    /// `wait` on the run dir, or with `--etcd` on the fleet in etcd.
+    pub fn into_source(mut self) -> Result<Source<WaitConfig, RemoteWaitConfig>> {
+        let agents = std::mem::take(&mut self.agents);
+        match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
+            Source::Local(agents) => {
+                self.agents = agents;
+                self.into_config().map(Source::Local)
+            }
+            Source::Etcd((client, agents)) => {
+                refuse(self.any, "--any")?;
+                refuse(self.count.is_some(), "--count")?;
+                refuse(self.exists, "--exists")?;
+                refuse(self.until == UntilChoice::Alive, "--until alive")?;
+                Ok(Source::Etcd(RemoteWaitConfig {
+                    client,
+                    timeout: self.timeout,
+                    agents,
+                }))
+            }
+        }
     }
 }

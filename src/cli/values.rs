@@ -114,6 +114,18 @@ pub fn parse_agent(s: &str) -> Result<String, ValueError> {
         .map(|()| s.to_owned())
         .map_err(ValueError::AgentName)
 }
+/// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
+/// known whether `--etcd` was given).
+pub fn parse_agent_arg(s: &str) -> std::result::Result<String, ValueError> {
+    if s.contains('/') {
+        crate::cluster::keys::parse_host_agent(s)
+            .map(|_| s.to_owned())
+            .map_err(ValueError::KeyName)
+    } else {
+        parse_agent(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
