@@ -6,7 +6,7 @@
 //! death, `history.rs`; `--detach`, `detach.rs`; `pidbeat run`,
 //! `run.rs`. This side reads nothing a reader writes and imports nothing of `reader/`: it
 //! shares the contract (`rundir.rs`, `record.rs`) and the plumbing (`clock`, `pidns`,
-//! `procfs`, `eventloop`, `timer`, `wholefile`) with the readers.
+//! `incarnation`, `procfs`, `eventloop`, `timer`, `wholefile`) with the readers.
 
 use std::borrow::Cow;
 use std::io;
