@@ -364,6 +364,41 @@ pub(crate) mod tests {
         );
     }
 
+    /// The main thread exits (pthread_exit) while another runs on: /proc shows the leader as
+    /// `Z`, yet the process lives. The check, the poll backend's on every period, reads the
+    /// group's threads without allocating.
+    #[test]
+    fn a_zombie_leader_with_a_running_thread_is_alive() {
+        let script = "import threading, time, ctypes\n\
+                      threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n\
+                      ctypes.CDLL(None).pthread_exit(None)\n";
+        let Ok(child) = Command::new("python3").args(["-c", script]).spawn() else {
+            assert!(
+                std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
+                "python3 is required (PIDBEAT_REQUIRE_TOOLS)"
+            );
+            eprintln!("SKIPPED a_zombie_leader_with_a_running_thread_is_alive: no python3");
+            return;
+        };
+        let mut child = Reaped(child);
+        let inc = Incarnation::open(child.pid(), Pinning::Proc).unwrap();
+        child.await_zombie();
+        let ((liveness, exited), allocations) =
+            crate::sys::counting::allocations_in(|| (inc.probe(), inc.has_exited()));
+        assert_eq!((liveness, exited), (Liveness::Alive, false));
+        assert_eq!(allocations, 0);
+        inc.signal(Signal::KILL);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while inc.probe() == Liveness::Alive {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "alive 10 s after SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.0.wait().unwrap();
+    }
+
     #[test]
     fn records_of_another_pid_namespace_name_no_incarnation() {
         let ours = crate::pidns::own();

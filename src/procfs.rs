@@ -2,6 +2,7 @@
 //! the same process, does it still run) is `incarnation.rs`'s.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 /// What /proc says about one process: its state letter and its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +61,13 @@ impl ProcPath {
 fn read_head<'b>(path: &str, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(read_fd_head(&fd, buf)?)
+}
+
+/// One read of `fd` into `buf` (retried on EINTR): a /proc file's whole text when it fits.
+fn read_fd_head<'b>(fd: &OwnedFd, buf: &'b mut [u8]) -> rustix::io::Result<&'b [u8]> {
     let n = loop {
-        match rustix::io::read(&fd, &mut *buf) {
+        match rustix::io::read(fd, &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
             r => break r?,
         }
@@ -144,17 +150,51 @@ pub fn is_exited(state: u8) -> bool {
 }
 
 /// Does some thread of `pid`'s group still run? A leader shows `Z` while its other threads
-/// do.
+/// do. Reads `/proc/PID/task` with stack buffers only: the poll backend asks this on its
+/// death path.
 pub fn group_has_live_thread(pid: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    use rustix::fs::{Mode, OFlags, RawDir};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(task) = rustix::fs::open(ProcPath::new(pid, "task").as_str(), flags, Mode::empty())
+    else {
         return false;
     };
-    dir.flatten().any(|t| {
-        let path = t.path().join("stat");
-        path.to_str()
-            .and_then(|p| read_stat_at(p).ok())
-            .is_some_and(|st| !is_exited(st.state))
-    })
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut threads = RawDir::new(&task, &mut buf);
+    // A failed read ends the walk: getdents would fail the same way again.
+    while let Some(Ok(entry)) = threads.next() {
+        let tid = entry.file_name().to_bytes();
+        if tid.is_empty() || !tid.iter().all(u8::is_ascii_digit) {
+            continue; // `.` and `..`
+        }
+        let mut stat = [0u8; 32];
+        let Some(path) = task_stat_path(tid, &mut stat) else {
+            continue;
+        };
+        let mut line = [0u8; 1024];
+        let live = rustix::fs::openat(&task, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ok()
+            .and_then(|fd| read_fd_head(&fd, &mut line).ok())
+            .and_then(parse_stat_bytes)
+            .is_some_and(|st| !is_exited(st.state));
+        if live {
+            return true;
+        }
+    }
+    false
+}
+
+/// `TID/stat`, NUL-terminated in `buf`: the path of a thread's stat file under its
+/// `/proc/PID/task`.
+fn task_stat_path<'b>(tid: &[u8], buf: &'b mut [u8; 32]) -> Option<&'b std::ffi::CStr> {
+    const STAT: &[u8] = b"/stat\0";
+    let len = tid.len() + STAT.len();
+    if len > buf.len() {
+        return None;
+    }
+    buf[..tid.len()].copy_from_slice(tid);
+    buf[tid.len()..len].copy_from_slice(STAT);
+    std::ffi::CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
 /// The thread group (process) that thread `tid` belongs to, from /proc/TID/status.
