@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::duration::{self, DurationError};
 use crate::reader::State;
+use crate::reader::ps::ColumnError;
 use crate::rundir::{self, AgentNameError, Interval, IntervalError};
 
 /// Why a flag's (or an environment variable's) value is refused.
@@ -23,8 +24,7 @@ pub enum ValueError {
     /// Not below `pid_max` (the second value).
     OverPidMax(i64, i32),
     AgentName(AgentNameError),
-    /// `ps -o`: the table's refusal of the column list.
-    Columns(String),
+    Columns(ColumnError),
     /// `prune --state`: a state named twice, one of running agents, an unknown one (with the
     /// states that may be named).
     StateTwice(String),
@@ -48,7 +48,8 @@ impl fmt::Display for ValueError {
             ValueError::NotPositive(v) => write!(f, "PID must be positive, got {v}"),
             ValueError::OverPidMax(v, max) => write!(f, "PID {v} is not below pid_max ({max})"),
             ValueError::AgentName(e) => e.fmt(f),
-            ValueError::Columns(m) | ValueError::KeyName(m) => f.write_str(m),
+            ValueError::Columns(e) => e.fmt(f),
+            ValueError::KeyName(m) => f.write_str(m),
             ValueError::StateTwice(s) => write!(f, "state `{s}` is given twice"),
             ValueError::StateRunning(s, states) => write!(
                 f,

@@ -172,8 +172,12 @@ pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) 
         true => pidns::PID_MAX_LIMIT,
         false => pidns::pid_max(),
     };
-    let checked = record.check(pid_max).map_err(|e| e.to_string());
-    let age = match checked.and_then(|()| clock::age(&record)) {
+    // Here the refusals become the verdict's text (`ps` shows it, `publish` puts it).
+    let age = match record.check(pid_max) {
+        Ok(()) => clock::age(&record).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let age = match age {
         Ok(age) => age,
         Err(e) => return AgentVerdict::corrupt(agent, e),
     };
