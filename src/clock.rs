@@ -74,15 +74,13 @@ impl Age {
 /// The age of `record` now. Err: it claims a write on this boot later than now, which no
 /// writer can do (CLOCK_BOOTTIME only moves forward), so it is forged or broken. Read the
 /// record before calling this, so that "now" is later than any honest write.
-pub fn age(record: &Record) -> Result<Age, String> {
+pub fn age(record: &Record) -> Result<Age, FutureWrite> {
     if let (Some(id), Some(at)) = (record.boot_id.as_deref(), record.boottime_ms) {
         if boot_id() == Some(id) {
             let now = boottime_ms();
             return match now.checked_sub(at) {
                 Some(ms) => Ok(Age::Boottime(ms)),
-                // No `now` in the text: a verdict's error must stay the same from one look
-                // to the next (publish writes to etcd when a verdict changes).
-                None => Err(format!("boottime_ms {at} is later than this boot's clock")),
+                None => Err(FutureWrite { boottime_ms: at }),
             };
         }
     }
@@ -91,6 +89,26 @@ pub fn age(record: &Record) -> Result<Age, String> {
         None => Age::Unknown,
     })
 }
+
+/// A record stamped later on this boot's clock than now: forged or broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FutureWrite {
+    boottime_ms: u64,
+}
+
+/// No `now` in the text: a verdict's error must stay the same from one look to the next
+/// (publish writes to etcd when a verdict changes).
+impl std::fmt::Display for FutureWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "boottime_ms {} is later than this boot's clock",
+            self.boottime_ms
+        )
+    }
+}
+
+impl std::error::Error for FutureWrite {}
 
 #[cfg(test)]
 mod tests {

@@ -6,15 +6,15 @@
 /// (`ms`, `s`, `m`, `h`, `d`) that add up. Fractions are allowed (`1.5h`). The result is
 /// finite and not negative unless a bare negative number was given (callers say why that
 /// is wrong for them).
-pub fn parse_secs(s: &str) -> Result<f64, String> {
+pub fn parse_secs(s: &str) -> Result<f64, DurationError> {
     let t = s.trim();
     if let Ok(v) = t.parse::<f64>() {
         if !v.is_finite() {
-            return Err(format!("`{s}` is not a finite number of seconds"));
+            return Err(DurationError::NotFinite(s.to_owned()));
         }
         return Ok(v);
     }
-    let bad = || format!("`{s}` is not a duration (examples: 90, 90s, 1.5m, 2h, 7d, 1h30m)");
+    let bad = || DurationError::NotADuration(s.to_owned());
     let mut rest = t;
     let mut total = 0.0;
     if rest.is_empty() {
@@ -45,6 +45,28 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
     }
     Ok(total)
 }
+
+/// Why a text is not a duration; each holds the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurationError {
+    /// A number, but infinite or NaN.
+    NotFinite(String),
+    NotADuration(String),
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DurationError::NotFinite(s) => write!(f, "`{s}` is not a finite number of seconds"),
+            DurationError::NotADuration(s) => write!(
+                f,
+                "`{s}` is not a duration (examples: 90, 90s, 1.5m, 2h, 7d, 1h30m)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DurationError {}
 
 /// Coarse like `ps`'s TIME: "3s", "2m", "5h", "4d" (floored).
 pub fn short(ms: u64) -> String {

@@ -73,6 +73,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 /// Shorthand for a runtime error with a formatted message.
 macro_rules! runtime {
     ($($t:tt)*) => { $crate::exitcode::Error::Runtime(format!($($t)*)) };

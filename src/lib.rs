@@ -14,11 +14,13 @@ mod exitcode;
 mod record;
 mod rundir;
 
-// What both sides stand on: /proc, the clocks, PID namespaces, the few unsafe syscalls,
-// epoll helpers, timerfds, whole-file replacement, durations as people write them.
+// What both sides stand on: /proc, process identity, the clocks, PID namespaces, the few
+// unsafe syscalls, epoll helpers, timerfds, whole-file replacement, durations as people write
+// them.
 mod clock;
 mod duration;
 mod eventloop;
+mod incarnation;
 mod pidns;
 mod procfs;
 mod sys;
@@ -91,7 +93,8 @@ pub fn main() -> i32 {
 /// `pidbeat-etcd`: the same command line, with the etcd commands run here. They live in a
 /// binary of their own because linking their HTTP and TLS code into `pidbeat` costs every
 /// per-agent watcher memory even though it never runs it: the dynamic linker relocates that
-/// code's tables in each process (measured: +40 KiB private per watcher).
+/// code's tables in each process (measured with the scale bench: about 80 KiB more PSS per
+/// added watcher, 201 → 280 KiB).
 #[doc(hidden)]
 pub fn etcd_main() -> i32 {
     run(cluster::run)

@@ -16,8 +16,8 @@ pub fn own() -> Option<u64> {
 }
 
 /// Is a record written in namespace `pidns` from another one than ours? Unknown on either
-/// side (an older record, no /proc here) counts as ours: that is how records were read
-/// before namespaces were recorded.
+/// side (a record without `pidns`, such as the shell sidecar's; no /proc here) counts as
+/// ours: nothing then says its PIDs are not ours.
 pub fn is_foreign(pidns: Option<u64>) -> bool {
     matches!((pidns, own()), (Some(theirs), Some(ours)) if theirs != ours)
 }

@@ -1,6 +1,8 @@
-//! Reading process identity and state from /proc.
+//! Reading the /proc lines that process identity and state rest on. Judging them (is this
+//! the same process, does it still run) is `incarnation.rs`'s.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 /// What /proc says about one process: its state letter and its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,50 +24,85 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 /// Reads `/proc/PID/stat`: one open and one read into a stack buffer (`ps` does this for a
-/// whole fleet). Parsed as bytes, so a command name that is not UTF-8 cannot hide a live
-/// process (a false `dead`).
+/// whole fleet, and a watcher on its death path, where nothing is allocated). Parsed as
+/// bytes, so a command name that is not UTF-8 cannot hide a live process (a false `dead`).
 pub fn read_stat(pid: i32) -> io::Result<Stat> {
-    read_stat_at(&format!("/proc/{pid}/stat"))
+    read_stat_at(ProcPath::new(pid, "stat").as_str())
 }
 
 fn read_stat_at(path: &str) -> io::Result<Stat> {
     with_stat_line(path, parse_stat_bytes)
 }
 
-/// Reads the one line of a `/proc/.../stat` file into a stack buffer and hands it to `parse`.
-fn with_stat_line<T>(path: &str, parse: impl Fn(&[u8]) -> Option<T>) -> io::Result<T> {
+/// `/proc/PID/NAME`, formatted on the stack.
+struct ProcPath {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl ProcPath {
+    /// `name` is one of this module's few short names ("stat", "status").
+    fn new(pid: i32, name: &str) -> ProcPath {
+        use std::io::Write;
+        let mut buf = [0u8; 32];
+        let mut rest = &mut buf[..];
+        // "/proc/-2147483648/status" is 24 bytes: it always fits.
+        let _ = write!(rest, "/proc/{pid}/{name}");
+        let len = 32 - rest.len();
+        ProcPath { buf, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Reads the start of `path` into `buf`: the bytes read, as many as fit.
+fn read_head<'b>(path: &str, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut buf = [0u8; 1024];
+    Ok(read_fd_head(&fd, buf)?)
+}
+
+/// One read of `fd` into `buf` (retried on EINTR): a /proc file's whole text when it fits.
+fn read_fd_head<'b>(fd: &OwnedFd, buf: &'b mut [u8]) -> rustix::io::Result<&'b [u8]> {
     let n = loop {
-        match rustix::io::read(&fd, &mut buf) {
+        match rustix::io::read(fd, &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
             r => break r?,
         }
     };
-    let parsed = if n == buf.len() {
+    Ok(&buf[..n])
+}
+
+/// Reads the one line of a `/proc/.../stat` file into a stack buffer and hands it to `parse`.
+fn with_stat_line<T>(path: &str, parse: impl Fn(&[u8]) -> Option<T>) -> io::Result<T> {
+    let mut buf = [0u8; 1024];
+    let line = read_head(path, &mut buf)?;
+    let parsed = if line.len() == 1024 {
         // Never seen (the line is a few hundred bytes), but never misparse a truncated line.
         parse(&std::fs::read(path)?)
     } else {
-        parse(&buf[..n])
+        parse(line)
     };
     parsed.ok_or_else(|| io::Error::other(format!("unparsable {path}")))
 }
 
-/// The raw wait status of the zombie `(pid, start_time)`: field 52 of `/proc/PID/stat`
-/// (`exit_code`, Linux ≥ 3.5), which the kernel keeps until the parent reaps. `None` when
-/// the process is not that incarnation or not a zombie (running, or already reaped), or
-/// when the field says 0 to a reader the kernel hides it from (it shows 0, not the status,
-/// to anyone without ptrace-read access: another uid, unless we are root).
-pub fn zombie_wait_status(pid: i32, start_time: u64) -> Option<i32> {
-    let status = with_stat_line(&format!("/proc/{pid}/stat"), |line| {
+/// Reads `/proc/PID/stat` with field 52 (`exit_code`, Linux ≥ 3.5): the raw wait status a
+/// zombie keeps until its parent reaps it. `None` when there is no such process, or when the
+/// field says 0 to a reader the kernel hides it from (it shows 0, not the status, to anyone
+/// without ptrace-read access: another uid, unless we are root). Whether the line is a zombie,
+/// and of which incarnation, is the caller's to judge (`incarnation.rs`).
+pub fn read_exit_code(pid: i32) -> Option<(Stat, i32)> {
+    let (st, status) = with_stat_line(ProcPath::new(pid, "stat").as_str(), |line| {
+        let st = parse_stat_bytes(line)?;
         let mut fields = after_comm(line)?.split_ascii_whitespace();
-        let zombie = fields.next()? == "Z" && fields.nth(18)?.parse().ok() == Some(start_time);
-        // After field 22, field 52 is the 30th further on.
-        zombie.then(|| fields.nth(29)?.parse::<i32>().ok())?
+        // After the state (field 3), field 52 is the 49th further on.
+        let status = fields.nth(49)?.parse::<i32>().ok()?;
+        Some((st, status))
     })
     .ok()?;
-    (status != 0 || may_read_exit_code(pid)).then_some(status)
+    (status != 0 || may_read_exit_code(pid)).then_some((st, status))
 }
 
 /// Would the kernel show us `pid`'s exit code (ptrace-read access)? Root may; otherwise our
@@ -76,13 +113,16 @@ fn may_read_exit_code(pid: i32) -> bool {
         return true;
     }
     let egid = rustix::process::getegid().as_raw();
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+    // The Uid and Gid lines come early: the head of the file holds them.
+    let mut buf = [0u8; 4096];
+    let Ok(head) = read_head(ProcPath::new(pid, "status").as_str(), &mut buf) else {
         return false;
     };
+    // Bytes, not text: the Name line may not be UTF-8.
     let all = |key: &str, id: u32| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
+        head.split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(key.as_bytes()))
+            .and_then(|v| std::str::from_utf8(v).ok())
             .is_some_and(|v| {
                 v.split_ascii_whitespace()
                     .take(3)
@@ -104,70 +144,57 @@ fn after_comm(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(&line[close + 1..]).ok()
 }
 
-fn is_exited(state: u8) -> bool {
+/// Has the task in this state exited (a zombie, or dead)?
+pub fn is_exited(state: u8) -> bool {
     state == b'Z' || state == b'X' || state == b'x'
 }
 
-/// The liveness verdict of the poll backend and of `ps`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    Alive,
-    /// Gone, a zombie, or the PID now names another process.
-    Dead,
-}
-
-/// Is the incarnation `(pid, start_time)` still running? A leader shows `Z` while its other
-/// threads still run; the process is dead only when the whole thread group has exited.
-pub fn probe(pid: i32, start_time: u64) -> Liveness {
-    match read_stat(pid) {
-        Ok(st) => liveness(pid, start_time, st),
-        // Only "no such process" is death. EMFILE, ENOMEM … say nothing about the target, and
-        // a `dead` record cannot be taken back: the next check will tell.
-        Err(e)
-            if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ESRCH) =>
-        {
-            Liveness::Dead
-        }
-        Err(_) => Liveness::Alive,
-    }
-}
-
-/// [`probe`]'s verdict on a `/proc/PID/stat` already read.
-pub fn liveness(pid: i32, start_time: u64, st: Stat) -> Liveness {
-    if st.start_time != start_time {
-        Liveness::Dead
-    } else if !is_exited(st.state) || group_has_live_thread(pid) {
-        Liveness::Alive
-    } else {
-        Liveness::Dead
-    }
-}
-
-/// True if the process exists and is not a fully exited thread group.
-pub fn is_running(pid: i32) -> Option<Stat> {
-    let st = read_stat(pid).ok()?;
-    (liveness(pid, st.start_time, st) == Liveness::Alive).then_some(st)
-}
-
-/// Is the incarnation of `pid` that started at `start_time` still running ([`probe`])?
-/// Without a start time (seed-format records), whoever has the PID now counts.
-pub fn still_running(pid: i32, start_time: Option<u64>) -> bool {
-    match start_time {
-        Some(st) => probe(pid, st) == Liveness::Alive,
-        None => is_running(pid).is_some(),
-    }
-}
-
-fn group_has_live_thread(pid: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+/// Does some thread of `pid`'s group still run? A leader shows `Z` while its other threads
+/// do. Reads `/proc/PID/task` with stack buffers only: the poll backend asks this on its
+/// death path.
+pub fn group_has_live_thread(pid: i32) -> bool {
+    use rustix::fs::{Mode, OFlags, RawDir};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(task) = rustix::fs::open(ProcPath::new(pid, "task").as_str(), flags, Mode::empty())
+    else {
         return false;
     };
-    dir.flatten().any(|t| {
-        let path = t.path().join("stat");
-        path.to_str()
-            .and_then(|p| read_stat_at(p).ok())
-            .is_some_and(|st| !is_exited(st.state))
-    })
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut threads = RawDir::new(&task, &mut buf);
+    // A failed read ends the walk: getdents would fail the same way again.
+    while let Some(Ok(entry)) = threads.next() {
+        let tid = entry.file_name().to_bytes();
+        if tid.is_empty() || !tid.iter().all(u8::is_ascii_digit) {
+            continue; // `.` and `..`
+        }
+        let mut stat = [0u8; 32];
+        let Some(path) = task_stat_path(tid, &mut stat) else {
+            continue;
+        };
+        let mut line = [0u8; 1024];
+        let live = rustix::fs::openat(&task, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ok()
+            .and_then(|fd| read_fd_head(&fd, &mut line).ok())
+            .and_then(parse_stat_bytes)
+            .is_some_and(|st| !is_exited(st.state));
+        if live {
+            return true;
+        }
+    }
+    false
+}
+
+/// `TID/stat`, NUL-terminated in `buf`: the path of a thread's stat file under its
+/// `/proc/PID/task`.
+fn task_stat_path<'b>(tid: &[u8], buf: &'b mut [u8; 32]) -> Option<&'b std::ffi::CStr> {
+    const STAT: &[u8] = b"/stat\0";
+    let len = tid.len() + STAT.len();
+    if len > buf.len() {
+        return None;
+    }
+    buf[..tid.len()].copy_from_slice(tid);
+    buf[tid.len()..len].copy_from_slice(STAT);
+    std::ffi::CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
 /// The thread group (process) that thread `tid` belongs to, from /proc/TID/status.
@@ -209,37 +236,29 @@ mod tests {
     }
 
     #[test]
-    fn own_process_is_alive() {
-        let pid = std::process::id() as i32;
-        let st = read_stat(pid).unwrap();
-        assert_eq!(probe(pid, st.start_time), Liveness::Alive);
-        assert_eq!(probe(pid, st.start_time + 1), Liveness::Dead);
-        assert!(is_running(pid).is_some());
-        // The state letter may change (R/S) between reads; the identity may not.
-        assert_eq!(read_stat(pid).unwrap().start_time, st.start_time);
-        assert!(read_stat(-1).is_err());
-    }
-
-    #[test]
-    fn zombie_status_is_read_without_reaping() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "exit 7"])
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        let st = loop {
-            let st = read_stat(pid).unwrap();
-            if st.state == b'Z' {
-                break st;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        };
-        assert_eq!(zombie_wait_status(pid, st.start_time), Some(7 << 8));
-        assert_eq!(zombie_wait_status(pid, st.start_time + 1), None);
-        assert_eq!(child.wait().unwrap().code(), Some(7));
-        assert_eq!(zombie_wait_status(pid, st.start_time), None);
+    fn reads_own_stat_and_a_zombies_exit_code() {
         let me = std::process::id() as i32;
-        assert_eq!(zombie_wait_status(me, self_start_time()), None, "running");
+        let st = read_stat(me).unwrap();
+        // The state letter may change (R/S) between reads; the identity may not.
+        assert_eq!(read_stat(me).unwrap().start_time, st.start_time);
+        assert_eq!(self_start_time(), st.start_time);
+        assert!(read_stat(-1).is_err());
+        assert_eq!(
+            ProcPath::new(i32::MIN, "status").as_str(),
+            "/proc/-2147483648/status"
+        );
+
+        let mut child = crate::incarnation::tests::Reaped::spawn(
+            std::process::Command::new("sh").args(["-c", "exit 7"]),
+        );
+        let pid = child.pid();
+        child.await_zombie();
+        let (zst, status) = read_exit_code(pid).unwrap();
+        assert_eq!((zst.state, status), (b'Z', 7 << 8));
+        assert!(may_read_exit_code(pid));
+        assert_eq!(child.0.wait().unwrap().code(), Some(7));
+        assert_eq!(read_exit_code(pid), None);
+        assert_eq!(read_exit_code(me).map(|(_, s)| s), Some(0), "running: 0");
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub struct Record {
     pub ts_ms: Option<u64>,
     pub seq: Option<u64>,
     pub interval: Option<f64>,
-    pub backend: Option<String>,
+    /// The writer's strings are its own constants, borrowed: a watcher builds its records
+    /// without allocating (its death path allocates nothing). Read ones are owned.
+    pub backend: Option<Cow<'static, str>>,
     pub watcher_pid: Option<i32>,
     pub start_time: Option<u64>,
     pub exit: Option<ExitInfo>,
@@ -85,7 +87,7 @@ pub struct Record {
     pub watcher_start_time: Option<u64>,
     /// The writer's boot (`/proc/sys/kernel/random/boot_id`): `boottime_ms` only compares
     /// with a clock of the same boot.
-    pub boot_id: Option<String>,
+    pub boot_id: Option<Cow<'static, str>>,
     /// CLOCK_BOOTTIME in ms at this write: a reader on the same boot judges the record's age
     /// by it, so that no wall-clock step on either side changes a verdict.
     pub boottime_ms: Option<u64>,
@@ -95,7 +97,7 @@ pub struct Record {
     /// Not in the seed: on a `dead` record whose `exit` is null, why the status cannot be
     /// known (`reaped`, `hidden`); absent otherwise. Not in [`RECORD_KEYS`]: rarely written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_unknown: Option<String>,
+    pub exit_unknown: Option<Cow<'static, str>>,
 }
 
 mod check;
@@ -103,11 +105,23 @@ mod check;
 /// Records larger than this are not records: readers refuse them without reading them all.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
+/// Room for any record a watcher writes: every number at its widest, the longest boot id a
+/// record may carry, the longest `exit` and `exit_unknown` (about 700 bytes in all).
+pub const LINE_CAPACITY: usize = 1024;
+
 impl Record {
     pub fn to_line(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).expect("record serializes");
-        v.push(b'\n');
+        let mut v = Vec::with_capacity(LINE_CAPACITY);
+        self.write_line(&mut v);
         v
+    }
+
+    /// Replaces `line` with this record's line. Within [`LINE_CAPACITY`] (reserved once by
+    /// the writer), this allocates nothing.
+    pub fn write_line(&self, line: &mut Vec<u8>) {
+        line.clear();
+        serde_json::to_writer(&mut *line, self).expect("record serializes");
+        line.push(b'\n');
     }
 
     /// Milliseconds of the last write: `ts_ms`, or `ts` for seed-format records.
@@ -296,6 +310,36 @@ mod tests {
         assert_eq!(parsed, r);
         let keys: Vec<&str> = fields.iter().map(|(k, _)| &**k).collect();
         assert_eq!(keys, RECORD_KEYS, "RECORD_KEYS is the order to_line writes");
+    }
+
+    #[test]
+    fn the_widest_record_fits_the_line_capacity() {
+        let r = Record {
+            ts: u64::MAX,
+            pid: i32::MIN,
+            status: Status::Unwatched,
+            ts_ms: Some(u64::MAX),
+            seq: Some(u64::MAX),
+            interval: Some(-f64::MIN_POSITIVE),
+            backend: Some("pidfd".into()),
+            watcher_pid: Some(i32::MIN),
+            start_time: Some(u64::MAX),
+            exit: Some(ExitInfo {
+                code: Some(i32::MIN),
+                signal: Some(i32::MIN),
+                core: false,
+            }),
+            died_ms: Some(u64::MAX),
+            watcher_start_time: Some(u64::MAX),
+            boot_id: Some("f".repeat(64).into()),
+            boottime_ms: Some(u64::MAX),
+            pidns: Some(u64::MAX),
+            exit_unknown: Some("reaped".into()),
+        };
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        r.write_line(&mut line);
+        assert!(line.len() <= LINE_CAPACITY, "{}", line.len());
+        assert_eq!(line.capacity(), LINE_CAPACITY, "no growth");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! (`reader/`) meet only here and in `record.rs`.
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -36,17 +37,21 @@ impl Interval {
     const MAX_SECS: f64 = 86_400.0;
 
     /// `given` is the user's text, for the message.
-    pub fn new(secs: f64, given: &str) -> std::result::Result<Interval, String> {
+    pub fn new(secs: f64, given: &str) -> std::result::Result<Interval, IntervalError> {
+        let refused = |why| {
+            Err(IntervalError {
+                given: given.to_owned(),
+                why,
+            })
+        };
         if secs <= 0.0 {
-            return Err(format!("interval must be positive, got {given}"));
+            return refused(IntervalRefusal::NotPositive);
         }
         if secs < Self::MIN_SECS {
-            return Err(format!(
-                "interval {given} is below the 0.001 s minimum (a watcher would spin)"
-            ));
+            return refused(IntervalRefusal::BelowMinimum);
         }
         if secs > Self::MAX_SECS {
-            return Err(format!("interval {given} is over one day (86400 s)"));
+            return refused(IntervalRefusal::OverADay);
         }
         Ok(Interval { secs })
     }
@@ -56,42 +61,137 @@ impl Interval {
     }
 }
 
+/// Why an interval is refused, with the user's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntervalError {
+    given: String,
+    why: IntervalRefusal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntervalRefusal {
+    NotPositive,
+    /// A watcher would spin.
+    BelowMinimum,
+    OverADay,
+}
+
+impl fmt::Display for IntervalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let given = &self.given;
+        match self.why {
+            IntervalRefusal::NotPositive => write!(f, "interval must be positive, got {given}"),
+            IntervalRefusal::BelowMinimum => write!(
+                f,
+                "interval {given} is below the 0.001 s minimum (a watcher would spin)"
+            ),
+            IntervalRefusal::OverADay => write!(f, "interval {given} is over one day (86400 s)"),
+        }
+    }
+}
+
+impl std::error::Error for IntervalError {}
+
 /// DESIGN.md's rule: 1–128 bytes of `[A-Za-z0-9._@+-]`, not starting with `.`. This keeps
 /// names safe as file names (no `/`, no `..`, no NUL, no hidden lock/temp collisions).
-pub fn validate_agent(s: &str) -> std::result::Result<(), String> {
+pub fn check_agent_name(s: &str) -> std::result::Result<(), AgentNameError> {
+    let refused = |why| {
+        Err(AgentNameError {
+            name: s.to_owned(),
+            why,
+        })
+    };
     if s.is_empty() {
-        return Err("agent name is empty".into());
+        return refused(NameRefusal::Empty);
     }
     if s.len() > 128 {
-        return Err(format!("agent name is {} bytes, the limit is 128", s.len()));
+        return refused(NameRefusal::TooLong);
     }
     if s.starts_with('.') {
-        return Err(format!("agent name `{s}` starts with `.`"));
+        return refused(NameRefusal::LeadingDot);
     }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "._@+-".contains(*c)))
     {
-        return Err(format!(
-            "agent name `{}` contains {c:?}; allowed: A-Z a-z 0-9 . _ @ + -",
-            s.escape_debug()
-        ));
+        return refused(NameRefusal::Char(c));
     }
     Ok(())
 }
 
+/// [`check_agent_name`] with its message as text, for the etcd layer (`cluster/keys.rs`),
+/// which rewords it for host names and speaks `String` errors.
+pub fn validate_agent(s: &str) -> std::result::Result<(), String> {
+    check_agent_name(s).map_err(|e| e.to_string())
+}
+
+/// Why a name is not an agent name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentNameError {
+    name: String,
+    why: NameRefusal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameRefusal {
+    Empty,
+    TooLong,
+    LeadingDot,
+    Char(char),
+}
+
+impl fmt::Display for AgentNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.name;
+        match self.why {
+            NameRefusal::Empty => write!(f, "agent name is empty"),
+            NameRefusal::TooLong => {
+                write!(f, "agent name is {} bytes, the limit is 128", name.len())
+            }
+            NameRefusal::LeadingDot => write!(f, "agent name `{name}` starts with `.`"),
+            NameRefusal::Char(c) => write!(
+                f,
+                "agent name `{}` contains {c:?}; allowed: A-Z a-z 0-9 . _ @ + -",
+                name.escape_debug()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AgentNameError {}
+
 /// A run dir named by the user (flag or environment): not empty, and a directory if it
 /// exists.
-pub fn parse_run_dir(s: &str) -> std::result::Result<PathBuf, String> {
+pub fn parse_run_dir(s: &str) -> std::result::Result<PathBuf, RunDirError> {
     if s.is_empty() {
-        return Err("run dir is empty".into());
+        return Err(RunDirError::Empty);
     }
     let p = PathBuf::from(s);
     if p.exists() && !p.is_dir() {
-        return Err(format!("`{s}` exists and is not a directory"));
+        return Err(RunDirError::NotADirectory(p));
     }
     Ok(p)
 }
+
+/// Why a run dir given by the user is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunDirError {
+    Empty,
+    NotADirectory(PathBuf),
+}
+
+impl fmt::Display for RunDirError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunDirError::Empty => f.write_str("run dir is empty"),
+            RunDirError::NotADirectory(p) => {
+                write!(f, "`{}` exists and is not a directory", p.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for RunDirError {}
 
 /// DESIGN.md's search order: `--run-dir`, `$MOSAIC_HEARTBEAT_RUN_DIR`, then
 /// `$XDG_CONFIG_HOME/mosaic/fleet/run`, then `~/.config/mosaic/fleet/run`. A set-but-empty
@@ -340,24 +440,47 @@ pub fn lock_exclusive(
     dir: &Path,
     agent: &str,
     wait: Duration,
-) -> std::result::Result<Option<OwnedFd>, String> {
-    let path = dir.join(lock_name(agent));
+) -> std::result::Result<Option<OwnedFd>, LockError> {
     let dirfd = rfs::open(
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("cannot open run dir {}: {e}", dir.display()))?;
+    .map_err(|e| LockError::RunDir(dir.to_path_buf(), e))?;
+    let lock = || dir.join(lock_name(agent));
     match lock_exclusive_within(dirfd.as_fd(), agent, wait) {
         Ok(hold) => Ok(Some(hold.fd)),
         Err(LockRefusal::Held) => Ok(None),
-        Err(LockRefusal::NotPlain) => Err(format!(
-            "lock {} is not a plain file of its own (a hard link or special file); remove it",
-            path.display()
-        )),
-        Err(LockRefusal::Io(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        Err(LockRefusal::NotPlain) => Err(LockError::NotPlain(lock())),
+        Err(LockRefusal::Io(e)) => Err(LockError::Io(lock(), e)),
     }
 }
+
+/// Why [`lock_exclusive`] could not lock (a lock held by another process is not an error).
+#[derive(Debug)]
+pub enum LockError {
+    /// The run dir cannot be opened.
+    RunDir(PathBuf, Errno),
+    /// The lock file is a hard link or a special file.
+    NotPlain(PathBuf),
+    Io(PathBuf, Errno),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::RunDir(dir, e) => write!(f, "cannot open run dir {}: {e}", dir.display()),
+            LockError::NotPlain(lock) => write!(
+                f,
+                "lock {} is not a plain file of its own (a hard link or special file); remove it",
+                lock.display()
+            ),
+            LockError::Io(lock, e) => write!(f, "cannot lock {}: {e}", lock.display()),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
 
 /// The PID the lock's holder wrote into the lock file (`watcher::lock`), to name it in a
 /// refusal. Opened like a record (no symlink followed, a FIFO never waited on), and only its

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{PsArgs, RunDirArg, UntilChoice, WaitArgs, parse_agent};
+use super::RunDirArg;
+use super::values::ValueError;
+use crate::cluster::PublishConfig;
 use crate::cluster::remote::Name;
-use crate::cluster::{PublishConfig, RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exitcode::{Error, Result, runtime};
-use crate::reader::ps::PsConfig;
-use crate::reader::wait::WaitConfig;
 use etcd_gateway::{Config as EtcdConfig, Credentials, Tls};
 
 /// Where a reader reads: the run dir, or etcd (`--etcd`).
@@ -19,72 +18,6 @@ use etcd_gateway::{Config as EtcdConfig, Credentials, Tls};
 pub enum Source<L, R> {
     Local(L),
     Etcd(R),
-}
-
-/// A flag the etcd readers do not take, if it was given.
-fn refuse(given: bool, flag: &str) -> Result<()> {
-    if given {
-        return Err(Error::Usage(format!(
-            "{flag} reads the run dir; it cannot be combined with --etcd"
-        )));
-    }
-    Ok(())
-}
-
-impl PsArgs {
-    /// `ps` on the run dir, or with `--etcd` on the fleet in etcd.
-    pub fn into_source(mut self) -> Result<Source<PsConfig, RemotePsConfig>> {
-        let agents = std::mem::take(&mut self.agents);
-        let (client, agents) = match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
-            Source::Local(agents) => {
-                self.agents = agents;
-                return self.into_config().map(Source::Local);
-            }
-            Source::Etcd(remote) => remote,
-        };
-        refuse(self.output.is_some(), "--output")?;
-        refuse(self.history.is_some(), "--history")?;
-        if self.watch && self.prom {
-            return Err(Error::Usage(
-                "--watch cannot be combined with --prom".into(),
-            ));
-        }
-        Ok(Source::Etcd(RemotePsConfig {
-            client,
-            format: match (self.json, self.prom) {
-                (true, _) => RemoteFormat::Json,
-                (_, true) => RemoteFormat::Prom,
-                _ => RemoteFormat::Table,
-            },
-            watch: self.watch,
-            layout: self.layout(),
-            agents,
-        }))
-    }
-}
-
-impl WaitArgs {
-    /// `wait` on the run dir, or with `--etcd` on the fleet in etcd.
-    pub fn into_source(mut self) -> Result<Source<WaitConfig, RemoteWaitConfig>> {
-        let agents = std::mem::take(&mut self.agents);
-        match EtcdArgs::split(&mut self.etcd, &self.run_dir, agents)? {
-            Source::Local(agents) => {
-                self.agents = agents;
-                self.into_config().map(Source::Local)
-            }
-            Source::Etcd((client, agents)) => {
-                refuse(self.any, "--any")?;
-                refuse(self.count.is_some(), "--count")?;
-                refuse(self.exists, "--exists")?;
-                refuse(self.until == UntilChoice::Alive, "--until alive")?;
-                Ok(Source::Etcd(RemoteWaitConfig {
-                    client,
-                    timeout: self.timeout,
-                    agents,
-                }))
-            }
-        }
-    }
 }
 
 const READER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,12 +67,12 @@ pub struct EtcdArgs {
 const PASSWORD_ENV: &str = "PIDBEAT_ETCD_PASSWORD";
 
 /// What an etcd reader needs from the command line: the client and the HOST/AGENT names.
-type EtcdReader = (EtcdConfig, Vec<Name>);
+pub(super) type EtcdReader = (EtcdConfig, Vec<Name>);
 
 impl EtcdArgs {
     /// A reader's source: without `--etcd` its AGENT names (checked: no HOST/AGENT); with
     /// it the client config and the HOST/AGENT names (and no `--run-dir`).
-    fn split(
+    pub(super) fn split(
         etcd: &mut EtcdArgs,
         run_dir: &RunDirArg,
         agents: Vec<String>,
@@ -245,28 +178,20 @@ impl PublishArgs {
     }
 }
 
-fn parse_host(s: &str) -> std::result::Result<String, String> {
-    crate::cluster::keys::validate_host(s).map(|()| s.to_owned())
+fn parse_host(s: &str) -> std::result::Result<String, ValueError> {
+    crate::cluster::keys::validate_host(s)
+        .map(|()| s.to_owned())
+        .map_err(ValueError::KeyName)
 }
 
 /// Whole seconds (etcd leases are), at least 2 (etcd's shortest with default timing).
-fn parse_ttl(s: &str) -> std::result::Result<Duration, String> {
+fn parse_ttl(s: &str) -> std::result::Result<Duration, ValueError> {
     let v: u64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a whole number of seconds"))?;
+        .map_err(|_| ValueError::TtlNotWhole(s.to_owned()))?;
     if !(2..=86_400).contains(&v) {
-        return Err(format!("--ttl must be 2 to 86400 seconds, got {v}"));
+        return Err(ValueError::TtlRange(v));
     }
     Ok(Duration::from_secs(v))
-}
-
-/// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
-/// known whether `--etcd` was given).
-pub(super) fn parse_agent_arg(s: &str) -> std::result::Result<String, String> {
-    if s.contains('/') {
-        crate::cluster::keys::parse_host_agent(s).map(|_| s.to_owned())
-    } else {
-        parse_agent(s)
-    }
 }

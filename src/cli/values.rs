@@ -1,46 +1,130 @@
 //! The value parsers: every bad flag or env value becomes a clap usage error (exit 2) that
-//! names the flag.
+//! names the flag. Each refusal is a [`ValueError`], whose text clap prints after the flag.
 
+use std::fmt;
 use std::time::Duration;
 
-use crate::duration;
-use crate::rundir::{self, Interval};
+use crate::duration::{self, DurationError};
+use crate::reader::State;
+use crate::reader::ps::ColumnError;
+use crate::rundir::{self, AgentNameError, Interval, IntervalError};
 
-pub fn parse_secs(s: &str) -> std::result::Result<f64, String> {
-    duration::parse_secs(s)
+/// Why a flag's (or an environment variable's) value is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueError {
+    Duration(DurationError),
+    Interval(IntervalError),
+    /// A negative duration, as given.
+    Negative(String),
+    /// A duration too long to hold, as given.
+    TooLong(String, std::time::TryFromFloatSecsError),
+    /// Not an integer at all, as given.
+    NotAPid(String),
+    NotPositive(i64),
+    /// Not below `pid_max` (the second value).
+    OverPidMax(i64, i32),
+    AgentName(AgentNameError),
+    Columns(ColumnError),
+    /// `prune --state`: a state named twice, one of running agents, an unknown one (with the
+    /// states that may be named).
+    StateTwice(String),
+    StateRunning(String, &'static [State]),
+    UnknownState(String, &'static [State]),
+    /// `publish --ttl`: not whole seconds, or out of 2..=86400.
+    TtlNotWhole(String),
+    TtlRange(u64),
+    /// A host or HOST/AGENT name, refused by the etcd layer's key rules.
+    KeyName(String),
 }
 
-pub fn parse_interval(s: &str) -> std::result::Result<Interval, String> {
-    Interval::new(parse_secs(s)?, s)
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueError::Duration(e) => e.fmt(f),
+            ValueError::Interval(e) => e.fmt(f),
+            ValueError::Negative(s) => write!(f, "a duration must not be negative, got {s}"),
+            ValueError::TooLong(s, e) => write!(f, "{s}: {e}"),
+            ValueError::NotAPid(s) => write!(f, "`{s}` is not a PID (a positive integer)"),
+            ValueError::NotPositive(v) => write!(f, "PID must be positive, got {v}"),
+            ValueError::OverPidMax(v, max) => write!(f, "PID {v} is not below pid_max ({max})"),
+            ValueError::AgentName(e) => e.fmt(f),
+            ValueError::Columns(e) => e.fmt(f),
+            ValueError::KeyName(m) => f.write_str(m),
+            ValueError::StateTwice(s) => write!(f, "state `{s}` is given twice"),
+            ValueError::StateRunning(s, states) => write!(
+                f,
+                "`{s}` agents are still running and cannot be pruned; states: {}",
+                names(states)
+            ),
+            ValueError::UnknownState(s, states) => {
+                write!(f, "unknown state `{s}`; states: {}", names(states))
+            }
+            ValueError::TtlNotWhole(s) => write!(f, "`{s}` is not a whole number of seconds"),
+            ValueError::TtlRange(v) => write!(f, "--ttl must be 2 to 86400 seconds, got {v}"),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+fn names(states: &[State]) -> String {
+    states
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl From<DurationError> for ValueError {
+    fn from(e: DurationError) -> ValueError {
+        ValueError::Duration(e)
+    }
+}
+
+pub fn parse_interval(s: &str) -> Result<Interval, ValueError> {
+    Interval::new(duration::parse_secs(s)?, s).map_err(ValueError::Interval)
 }
 
 /// `--timeout`, `--older-than`: humane, not negative.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let v = parse_secs(s)?;
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let v = duration::parse_secs(s)?;
     if v < 0.0 {
-        return Err(format!("a duration must not be negative, got {s}"));
+        return Err(ValueError::Negative(s.to_owned()));
     }
-    Duration::try_from_secs_f64(v).map_err(|e| format!("{s}: {e}"))
+    Duration::try_from_secs_f64(v).map_err(|e| ValueError::TooLong(s.to_owned(), e))
 }
 
-pub fn parse_pid(s: &str) -> std::result::Result<i32, String> {
+pub fn parse_pid(s: &str) -> Result<i32, ValueError> {
     let v: i64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a PID (a positive integer)"))?;
+        .map_err(|_| ValueError::NotAPid(s.to_owned()))?;
     if v <= 0 {
-        return Err(format!("PID must be positive, got {v}"));
+        return Err(ValueError::NotPositive(v));
     }
     // PIDs run from 1 to pid_max - 1.
-    let max = i64::from(crate::pidns::pid_max());
-    if v >= max {
-        return Err(format!("PID {v} is not below pid_max ({max})"));
+    let max = crate::pidns::pid_max();
+    if v >= i64::from(max) {
+        return Err(ValueError::OverPidMax(v, max));
     }
     Ok(v as i32)
 }
 
-pub fn parse_agent(s: &str) -> std::result::Result<String, String> {
-    rundir::validate_agent(s).map(|()| s.to_owned())
+pub fn parse_agent(s: &str) -> Result<String, ValueError> {
+    rundir::check_agent_name(s)
+        .map(|()| s.to_owned())
+        .map_err(ValueError::AgentName)
+}
+/// `AGENT`, or `HOST/AGENT` for the etcd readers (which one is allowed is checked once it is
+/// known whether `--etcd` was given).
+pub fn parse_agent_arg(s: &str) -> std::result::Result<String, ValueError> {
+    if s.contains('/') {
+        crate::cluster::keys::parse_host_agent(s)
+            .map(|_| s.to_owned())
+            .map_err(ValueError::KeyName)
+    } else {
+        parse_agent(s)
+    }
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ impl<'a> Look<'a> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         Look {
             dir,
-            // Without it (a missing dir, say), records are opened by path and fail as before.
+            // Without it (a missing dir, say), records are opened by path, and fail there.
             dirfd: rfs::open(dir, flags, Mode::empty()).ok(),
             buf: vec![0; MAX_RECORD_BYTES + 1],
             stats: HashMap::new(),

@@ -21,9 +21,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::dirwatch::DirWatch;
-use super::pins::{Pin, Pins};
+use super::pins::Pins;
 use crate::eventloop;
 use crate::exitcode::{Result, runtime};
+use crate::incarnation::Incarnation;
 use crate::timer::Timer;
 
 const SIG: Token = Token(0);
@@ -115,7 +116,7 @@ impl Follow {
     }
 
     /// Makes the pinned processes exactly `wanted`.
-    pub fn pin(&mut self, wanted: &HashSet<Pin>) {
+    pub fn pin(&mut self, wanted: &HashSet<Incarnation>) {
         self.pins.sync(self.poll.registry(), wanted);
     }
 

@@ -16,8 +16,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::clock::{self, Age};
+use crate::incarnation::{Incarnation, Liveness};
 use crate::pidns;
-use crate::procfs::{self, Liveness, Stat};
+use crate::procfs::Stat;
 use crate::record::{self, Key, Record, Status};
 use crate::rundir::{self, EXIT_GRACE, Interval};
 
@@ -171,7 +172,12 @@ pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) 
         true => pidns::PID_MAX_LIMIT,
         false => pidns::pid_max(),
     };
-    let age = match record.check(pid_max).and_then(|()| clock::age(&record)) {
+    // Here the refusals become the verdict's text (`ps` shows it, `publish` puts it).
+    let age = match record.check(pid_max) {
+        Ok(()) => clock::age(&record).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let age = match age {
         Ok(age) => age,
         Err(e) => return AgentVerdict::corrupt(agent, e),
     };
@@ -250,26 +256,18 @@ fn written_on_time(record: &Record, age_ms: u64) -> bool {
 /// Is the record's target incarnation still running? Without a `start_time` (seed-format
 /// records) whoever has the PID now counts.
 fn target_running(record: &Record, procs: &mut impl ProcStats) -> bool {
-    let pid = record.pid;
-    let Some(st) = procs.stat(pid) else {
-        return false;
-    };
-    let start_time = record.start_time.unwrap_or(st.start_time);
-    procfs::liveness(pid, start_time, st) == Liveness::Alive
+    running_incarnation(record.pid, record.start_time, procs).is_some()
 }
 
-/// The process `pid` if it still runs (zombies count as gone) and, when `start_time` is
-/// known, is still the same incarnation.
+/// The `/proc` line of the incarnation `pid` + `start_time` if it still runs (zombies count
+/// as gone); without a start time, of whoever has the PID now.
 fn running_incarnation(
     pid: i32,
     start_time: Option<u64>,
     procs: &mut impl ProcStats,
 ) -> Option<Stat> {
     let st = procs.stat(pid)?;
-    if start_time.is_some_and(|s| s != st.start_time) {
-        return None;
-    }
-    (procfs::liveness(pid, st.start_time, st) == Liveness::Alive).then_some(st)
+    (Incarnation::named(pid, start_time).judge(&st) == Liveness::Alive).then_some(st)
 }
 
 /// Who writes this record? The per-agent flock is the proof for pidbeat's watchers (the

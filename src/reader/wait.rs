@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 
 use super::batch::Look;
 use super::follow::{Follow, Wakeups};
-use super::pins::Pin;
 use super::settle::Settler;
 use super::text::printable;
 use super::verdict::{AgentVerdict, State};
 use crate::exitcode::{ExitCode, Result};
-use crate::procfs;
+use crate::incarnation::Incarnation;
 use crate::record::{ExitInfo, Record, Status};
 use crate::rundir;
 
@@ -119,9 +118,7 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
                     eprintln!("pidbeat: warning: {agent}: corrupt record ({err}); still waiting");
                 }
             }
-            // Pinning a container's PIDs would pin whatever has those numbers here; its
-            // watcher's end shows as the lock's release instead.
-            if let Some(r) = v.record.as_ref().filter(|_| !v.foreign_pids) {
+            if let Some(r) = &v.record {
                 wanted.extend(pins_for(r));
             }
             true
@@ -152,7 +149,10 @@ fn ended(v: &AgentVerdict, unsettled: bool) -> Option<String> {
         State::Dead if !unsettled => Some(dead_line(r.exit)),
         State::Lost => Some("lost".into()),
         // A container's PID names nothing here: such a target's end cannot be seen.
-        State::Unwatched if !v.foreign_pids && !procfs::still_running(r.pid, r.start_time) => {
+        State::Unwatched
+            if Incarnation::in_record(r.pid, r.start_time, r.pidns)
+                .is_some_and(|target| !target.is_running()) =>
+        {
             Some("lost".into())
         }
         _ => None,
@@ -168,20 +168,16 @@ pub(crate) fn dead_line(exit: Option<ExitInfo>) -> String {
     }
 }
 
-/// The processes whose exit would change this agent's verdict.
-fn pins_for(r: &Record) -> Vec<Pin> {
+/// The processes whose exit would change this agent's verdict. None for a record of another
+/// PID namespace: pinning a container's PIDs would pin whatever has those numbers here; its
+/// watcher's end shows as the lock's release instead.
+fn pins_for(r: &Record) -> Vec<Incarnation> {
     let mut v = Vec::new();
     if matches!(r.status, Status::Alive | Status::Unwatched) {
-        v.push(Pin {
-            pid: r.pid,
-            start_time: r.start_time,
-        });
+        v.extend(Incarnation::in_record(r.pid, r.start_time, r.pidns));
     }
     if let Some(pid) = r.watcher_pid.filter(|_| r.status != Status::Unwatched) {
-        v.push(Pin {
-            pid,
-            start_time: r.watcher_start_time,
-        });
+        v.extend(Incarnation::in_record(pid, r.watcher_start_time, r.pidns));
     }
     v
 }

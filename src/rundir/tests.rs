@@ -21,6 +21,11 @@ fn agents() {
         assert!(validate_agent(bad).is_err(), "{bad:?} accepted");
     }
     validate_agent(&"a".repeat(128)).unwrap();
+    let e = check_agent_name("a/b").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "agent name `a/b` contains '/'; allowed: A-Z a-z 0-9 . _ @ + -"
+    );
 }
 
 #[test]

@@ -1,6 +1,11 @@
 //! Deaths the watcher handles: its target's (the `dead` record is written first, then again
 //! with the exit status once the kernel knows it) and, under `run` as a container's PID 1,
 //! those of the orphans it inherits.
+//!
+//! From the pidfd event to the `dead` rename, and on to the rewrite with the status, nothing
+//! is allocated: the record's line has its room reserved at start, and the writer's names and
+//! paths are prepared or formatted on the stack (`store.rs`, `procfs.rs`). Running out of
+//! memory at that moment cannot cost the record; a unit test below counts the allocations.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,7 @@ impl Watcher {
     /// Our own child's status is kept for its `dead` record.
     pub(super) fn reap_orphans(&mut self) {
         while let Ok(Some((pid, st))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
-            if pid.as_raw_nonzero().get() == self.target.pid {
+            if pid.as_raw_nonzero().get() == self.target.pid() {
                 self.child_exit = Some(ExitInfo::from_wait_status(st.as_raw()));
             }
         }
@@ -56,7 +61,7 @@ impl Watcher {
             if give_up.is_some_and(|t| Instant::now() >= t) {
                 eprintln!(
                     "pidbeat: warning: the death of PID {} is not recorded",
-                    self.target.pid
+                    self.target.pid()
                 );
                 return Ok(Outcome::Dead(known(query)));
             }
@@ -105,5 +110,76 @@ impl Watcher {
             _ => {}
         }
         Ok(Outcome::Dead(known(query)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::process::Command;
+
+    use mio::Interest;
+    use mio::unix::SourceFd;
+
+    use super::*;
+    use crate::incarnation::tests::Reaped;
+    use crate::rundir::Interval;
+    use crate::sys::counting::allocations_in;
+    use crate::watcher::lock::AgentLock;
+    use crate::watcher::target::{BackendPref, Target};
+    use crate::watcher::{TARGET, WriterConfig};
+
+    /// From the pidfd event to the `dead` rename, and on to the rewrite with the exit status,
+    /// the watcher allocates nothing: against a real process, in a real run dir. The target
+    /// is not reaped (its status comes from the zombie, then the record is rewritten), or
+    /// reaped before the event is handled (PIDFD_INFO_EXIT has it at once, on 6.15+).
+    #[test]
+    fn the_death_path_allocates_nothing() {
+        for reaped in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = WriterConfig {
+                agent: "a".into(),
+                run_dir: dir.path().to_path_buf(),
+                interval: Interval::DEFAULT,
+            };
+            let mut child = Reaped::spawn(Command::new("sleep").arg("30"));
+            let target = Target::open(child.pid(), BackendPref::Pidfd, false).unwrap();
+            let pidfd = target.incarnation.pidfd().unwrap().as_raw_fd();
+            let lock = AgentLock::acquire(dir.path(), "a").unwrap();
+            let mut watcher = Watcher::new(target, &config, Mode::Watch, lock);
+            let mut poll = Poll::new().unwrap();
+            poll.registry()
+                .register(&mut SourceFd(&pidfd), TARGET, Interest::READABLE)
+                .unwrap();
+            let mut events = Events::with_capacity(8);
+            let mut signals = Signals::new([0; 0]).unwrap();
+            watcher
+                .write(Status::Alive, None, None, false)
+                .unwrap()
+                .unwrap();
+
+            watcher.target.signal(rustix::process::Signal::KILL);
+            if reaped {
+                child.0.wait().unwrap();
+            }
+            poll.poll(&mut events, Some(Duration::from_secs(10)))
+                .unwrap();
+            assert!(!events.is_empty(), "the pidfd event");
+
+            let (outcome, allocations) =
+                allocations_in(|| watcher.on_death(&mut poll, &mut events, &mut signals));
+            let exit = match outcome {
+                Ok(Outcome::Dead(exit)) => exit,
+                other => panic!("{other:?}"),
+            };
+            let kernel_knows = crate::procfs::kernel_version().is_some_and(|v| v >= (6, 15));
+            if !reaped || kernel_knows {
+                assert_eq!(exit.and_then(|e| e.signal), Some(9), "reaped: {reaped}");
+            }
+            assert_eq!(allocations, 0, "reaped: {reaped}");
+            let line = std::fs::read_to_string(dir.path().join("a.hb")).unwrap();
+            let (record, _) = crate::record::parse(line.as_bytes()).unwrap();
+            assert_eq!((record.status, record.exit), (Status::Dead, exit), "{line}");
+        }
     }
 }

@@ -41,14 +41,25 @@ pub struct Detached {
 pub fn detach() -> Result<Detach> {
     let (rx, tx) =
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| runtime!("pipe: {e}"))?;
-    match sys::fork().map_err(|e| runtime!("fork: {e}"))? {
+    // SAFETY: `watch --detach` forks first thing, before pidbeat has started any thread
+    // (signal-hook-mio and mio start none, and the signal handlers are installed after this),
+    // so the process is single-threaded.
+    #[allow(unsafe_code)]
+    let forked = unsafe { sys::fork() };
+    match forked.map_err(|e| runtime!("fork: {e}"))? {
         Fork::Parent(child) => {
             drop(tx);
             await_ready(&rx, child).map(Detach::Parent)
         }
         Fork::Child => {
             drop(rx);
-            sys::close_inherited_fds(tx.as_fd());
+            // SAFETY: right after the fork, the only descriptors >= 3 that pidbeat has opened
+            // are the ready pipe's ends: `rx` is closed just above, `tx` is kept. Everything
+            // else above 2 was inherited from the caller, and no object of ours owns it.
+            #[allow(unsafe_code)]
+            unsafe {
+                sys::close_inherited_fds(tx.as_fd())
+            };
             // A new session: no controlling terminal, no SIGHUP from the caller's shell.
             let _ = rustix::process::setsid();
             Ok(Detach::Child(Detached { ready_tx: tx }))

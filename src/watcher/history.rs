@@ -12,10 +12,10 @@
 use std::io;
 use std::path::Path;
 
+use crate::incarnation::Incarnation;
 use crate::record::{self, Status};
 use crate::rundir::{HISTORY_LEN, HISTORY_LINE_MAX, deaths_name, record_name};
 use crate::wholefile;
-use crate::{pidns, procfs};
 
 /// Call with the agent's lock held, before the first write of the new record.
 pub fn archive_previous(dir: &Path, agent: &str) {
@@ -37,7 +37,8 @@ fn archive(dir: &Path, agent: &str) -> io::Result<()> {
         // Its watcher is gone (we hold the lock) and nobody recorded the target's end.
         // (A PID of another PID namespace cannot be looked up here: not known to have ended.)
         Status::Alive | Status::Unwatched => {
-            !pidns::is_foreign(rec.pidns) && !procfs::still_running(rec.pid, rec.start_time)
+            Incarnation::in_record(rec.pid, rec.start_time, rec.pidns)
+                .is_some_and(|target| !target.is_running())
         }
     };
     if !ended {
@@ -93,7 +94,7 @@ mod tests {
     fn a_live_target_or_corrupt_record_is_not_a_death() {
         let t = tempfile::tempdir().unwrap();
         let me = std::process::id();
-        let st = procfs::self_start_time();
+        let st = crate::procfs::self_start_time();
         let alive = format!(r#"{{"ts":1,"pid":{me},"status":"alive","start_time":{st}}}"#);
         std::fs::write(t.path().join("a.hb"), alive).unwrap();
         archive(t.path(), "a").unwrap();

@@ -21,7 +21,8 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::exitcode::{Result, runtime};
-use crate::procfs::{self, Liveness};
+use crate::incarnation::Incarnation;
+use crate::procfs;
 use crate::record::{self, Status};
 use crate::rundir::{
     LockHold, LockRefusal, lock_exclusive_at, lock_holder, lock_name, record_name,
@@ -38,17 +39,65 @@ pub struct AgentLock {
     path: PathBuf,
 }
 
-/// The lock at the path is held by another watcher: it writes the record now, we stop.
+/// The lock at the path is held by another watcher: it writes the record from now on, and
+/// this one stops writing it.
 #[derive(Debug)]
-pub struct Superseded(pub String);
+pub struct Superseded {
+    agent: String,
+    path: PathBuf,
+    /// As the lock file names it.
+    holder: Option<i32>,
+}
 
 impl std::fmt::Display for Superseded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(
+            f,
+            "agent {}: the lock file {} was deleted or replaced, and pid {} now holds it; that \
+             watcher writes the record, this one (pid {}) stops writing it",
+            self.agent,
+            self.path.display(),
+            Holder(self.holder),
+            std::process::id()
+        )
     }
 }
 
-impl std::error::Error for Superseded {}
+/// The outcome of [`AgentLock::verify`].
+#[derive(Debug)]
+pub enum Verified {
+    /// The lock at the path is ours (again, if it had to be taken again).
+    Held,
+    Superseded(Superseded),
+}
+
+/// The lock file at the path is a hard link or a special file: no watcher locks it.
+#[derive(Debug)]
+pub struct NotPlain(PathBuf);
+
+impl std::fmt::Display for NotPlain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "lock {} is not a plain file of its own",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for NotPlain {}
+
+/// A lock holder's PID as its lock file gives it, `?` when it gives none.
+struct Holder(Option<i32>);
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(pid) => write!(f, "{pid}"),
+            None => f.write_str("?"),
+        }
+    }
+}
 
 impl AgentLock {
     /// A newcomer's lock (`watch`, `run`): refused while a live watcher holds the lock, or
@@ -58,7 +107,7 @@ impl AgentLock {
         if let Some(pid) = live_writer_in_record(dir, agent) {
             // Usually that watcher simply holds the lock: say so plainly.
             if crate::rundir::lock_held(dir, agent) == Some(true) {
-                return Err(held(agent, &pid.to_string(), &path));
+                return Err(held(agent, Some(pid), &path));
             }
             return Err(runtime!(
                 "agent {agent} is already watched by pid {pid}: its record says so, though the \
@@ -82,7 +131,7 @@ impl AgentLock {
                 name: lock_name(agent),
                 path,
             }),
-            Err(Refused::Held(holder)) => Err(held(agent, &holder, &path)),
+            Err(Refused::Held(holder)) => Err(held(agent, holder, &path)),
             Err(Refused::NotPlain) => Err(runtime!(
                 "lock {} is not a plain file of its own (a hard link or special file); remove it",
                 path.display()
@@ -92,12 +141,12 @@ impl AgentLock {
     }
 
     /// Before a write into `dirfd` (the run dir as the path names it now): is the lock file
-    /// there still the one we hold? If not, take the lock there again. `Err` with a
-    /// [`Superseded`] payload when another watcher holds it: write nothing, stop.
-    pub fn verify(&mut self, dirfd: BorrowedFd<'_>) -> io::Result<()> {
+    /// there still the one we hold? If not, take the lock there again; if another watcher
+    /// holds it there, [`Verified::Superseded`]: write nothing, stop.
+    pub fn verify(&mut self, dirfd: BorrowedFd<'_>) -> io::Result<Verified> {
         match rfs::statat(dirfd, self.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             // Our fd keeps the inode alive, so its number cannot name another file meanwhile.
-            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => return Ok(()),
+            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => return Ok(Verified::Held),
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
@@ -109,19 +158,14 @@ impl AgentLock {
                     self.agent,
                     self.path.display()
                 );
-                Ok(())
+                Ok(Verified::Held)
             }
-            Err(Refused::Held(holder)) => Err(io::Error::other(Superseded(format!(
-                "agent {}: the lock file {} was deleted or replaced, and pid {holder} now holds \
-                 it; that watcher writes the record, this one (pid {}) stops writing it",
-                self.agent,
-                self.path.display(),
-                std::process::id()
-            )))),
-            Err(Refused::NotPlain) => Err(io::Error::other(format!(
-                "lock {} is not a plain file of its own",
-                self.path.display()
-            ))),
+            Err(Refused::Held(holder)) => Ok(Verified::Superseded(Superseded {
+                agent: self.agent.clone(),
+                path: self.path.clone(),
+                holder,
+            })),
+            Err(Refused::NotPlain) => Err(io::Error::other(NotPlain(self.path.clone()))),
             Err(Refused::Io(e)) => Err(e.into()),
         }
     }
@@ -132,9 +176,10 @@ impl AgentLock {
     }
 }
 
-fn held(agent: &str, holder: &str, path: &Path) -> crate::exitcode::Error {
+fn held(agent: &str, holder: Option<i32>, path: &Path) -> crate::exitcode::Error {
     runtime!(
-        "agent {agent} is already watched by pid {holder} (lock {}); stop that watcher first",
+        "agent {agent} is already watched by pid {} (lock {}); stop that watcher first",
+        Holder(holder),
         path.display()
     )
 }
@@ -143,9 +188,7 @@ fn held(agent: &str, holder: &str, path: &Path) -> crate::exitcode::Error {
 /// refused watcher can name us.
 fn take(dirfd: BorrowedFd<'_>, agent: &str, path: &Path) -> std::result::Result<LockHold, Refused> {
     let hold = lock_exclusive_at(dirfd, agent).map_err(|e| match e {
-        LockRefusal::Held => {
-            Refused::Held(lock_holder(path).map_or_else(|| "?".to_owned(), |p| p.to_string()))
-        }
+        LockRefusal::Held => Refused::Held(lock_holder(path)),
         LockRefusal::NotPlain => Refused::NotPlain,
         LockRefusal::Io(e) => Refused::Io(e),
     })?;
@@ -158,7 +201,7 @@ fn take(dirfd: BorrowedFd<'_>, agent: &str, path: &Path) -> std::result::Result<
 /// Why the lock at the path could not be taken.
 enum Refused {
     /// Another process holds it; its PID as the lock file says.
-    Held(String),
+    Held(Option<i32>),
     NotPlain,
     Io(Errno),
 }
@@ -173,7 +216,7 @@ fn live_writer_in_record(dir: &Path, agent: &str) -> Option<i32> {
     let pid = r.watcher_pid?;
     let alive = r.status == Status::Alive
         && pid != std::process::id() as i32
-        && procfs::probe(pid, r.watcher_start_time?) == Liveness::Alive;
+        && Incarnation::named(pid, Some(r.watcher_start_time?)).is_running();
     alive.then_some(pid)
 }
 
@@ -198,10 +241,10 @@ mod tests {
         let dirfd =
             || rfs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let mut l = AgentLock::acquire(t.path(), "a").unwrap();
-        l.verify(dirfd().as_fd()).unwrap();
+        assert!(matches!(l.verify(dirfd().as_fd()), Ok(Verified::Held)));
         std::fs::remove_file(t.path().join(".a.lock")).unwrap();
         assert_eq!(lock_held(t.path(), "a"), None);
-        l.verify(dirfd().as_fd()).unwrap();
+        assert!(matches!(l.verify(dirfd().as_fd()), Ok(Verified::Held)));
         assert_eq!(
             lock_held(t.path(), "a"),
             Some(true),
@@ -217,10 +260,7 @@ mod tests {
         )
         .unwrap();
         rfs::flock(&other, rfs::FlockOperation::NonBlockingLockExclusive).unwrap();
-        let e = l.verify(dirfd().as_fd()).unwrap_err();
-        assert!(
-            e.get_ref().unwrap().downcast_ref::<Superseded>().is_some(),
-            "{e}"
-        );
+        let v = l.verify(dirfd().as_fd()).unwrap();
+        assert!(matches!(v, Verified::Superseded(_)), "{v:?}");
     }
 }

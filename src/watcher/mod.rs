@@ -6,8 +6,9 @@
 //! death, `history.rs`; `--detach`, `detach.rs`; `pidbeat run`,
 //! `run.rs`. This side reads nothing a reader writes and imports nothing of `reader/`: it
 //! shares the contract (`rundir.rs`, `record.rs`) and the plumbing (`clock`, `pidns`,
-//! `procfs`, `eventloop`, `timer`, `wholefile`) with the readers.
+//! `incarnation`, `procfs`, `eventloop`, `timer`, `wholefile`) with the readers.
 
+use std::borrow::Cow;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -34,8 +35,8 @@ use crate::record::{ExitInfo, Record, Status, now_ms};
 use crate::rundir::Interval;
 use crate::timer::Timer;
 use detach::Detach;
-use lock::{AgentLock, Superseded};
-use store::RecordWriter;
+use lock::AgentLock;
+use store::{RecordWriter, Written};
 use target::{Backend, Target};
 
 const SIG: Token = Token(0);
@@ -95,6 +96,10 @@ pub struct Watcher {
     watcher_start_time: u64,
     /// Read once, at start; without it the record carries no CLOCK_BOOTTIME stamp.
     boot_id: Option<&'static str>,
+    /// The line of the record being written, reused: its room is reserved at start, so that
+    /// no write (above all the death's) allocates, and running out of memory then cannot
+    /// cost the record.
+    line: Vec<u8>,
     /// Set while writes fail, so a persistent fault warns once, not once per beat.
     failing: bool,
     /// `run` only: another watcher took the agent's lock at the path. This one writes no
@@ -122,7 +127,9 @@ impl Watcher {
             seq: 0,
             watcher_pid: std::process::id() as i32,
             watcher_start_time: crate::procfs::self_start_time(),
-            boot_id: crate::clock::boot_id(),
+            // Longer is no boot id (readers refuse a record with one), and would not fit `line`.
+            boot_id: crate::clock::boot_id().filter(|id| id.len() <= 64),
+            line: Vec::with_capacity(crate::record::LINE_CAPACITY),
             failing: false,
             superseded: false,
             child_exit: None,
@@ -135,28 +142,29 @@ impl Watcher {
         let boottime_ms = crate::clock::boottime_ms();
         Record {
             ts: ms / 1000,
-            pid: self.target.pid,
+            pid: self.target.pid(),
             status,
             ts_ms: Some(ms),
             seq: Some(self.seq),
             interval: Some(self.interval.secs),
-            backend: Some(self.target.backend.name().to_owned()),
+            backend: Some(Cow::Borrowed(self.target.backend.name())),
             watcher_pid: Some(self.watcher_pid),
-            start_time: Some(self.target.start_time),
+            start_time: self.target.incarnation.start_time(),
             exit,
             died_ms,
             watcher_start_time: Some(self.watcher_start_time),
-            boot_id: self.boot_id.map(str::to_owned),
+            boot_id: self.boot_id.map(Cow::Borrowed),
             boottime_ms: self.boot_id.map(|_| boottime_ms),
             pidns: crate::pidns::own(),
-            exit_unknown: self.exit_unknown.map(str::to_owned),
+            exit_unknown: self.exit_unknown.map(Cow::Borrowed),
         }
     }
 
     /// Writes one record; final records (`durable`) are fsynced. A failure warns once per
     /// outage and is returned (inner `Err`) for the caller to retry; the watcher never dies
     /// of it. The outer `Err` is the one fatal case: another watcher holds the agent's lock
-    /// at the path now (`lock.rs`), so this one must stop without writing.
+    /// at the path now (`lock.rs`), so this one must stop without writing. Allocates nothing
+    /// unless it has something to say on stderr.
     fn write(
         &mut self,
         status: Status,
@@ -168,9 +176,10 @@ impl Watcher {
             return Ok(Ok(()));
         }
         self.seq += 1;
-        let line = self.record(status, exit, died_ms).to_line();
-        Ok(match self.writer.write(&line, durable) {
-            Ok(()) => {
+        self.record(status, exit, died_ms)
+            .write_line(&mut self.line);
+        Ok(match self.writer.write(&self.line, durable) {
+            Ok(Written::Done) => {
                 if self.failing {
                     self.failing = false;
                     eprintln!(
@@ -180,16 +189,17 @@ impl Watcher {
                 }
                 Ok(())
             }
+            Ok(Written::Superseded(s)) => {
+                self.seq -= 1;
+                if self.mode == Mode::Run {
+                    eprintln!("pidbeat: {s}; CMD keeps running under this pidbeat, unrecorded");
+                    self.superseded = true;
+                    return Ok(Ok(()));
+                }
+                return Err(runtime!("{s}"));
+            }
             Err(e) => {
                 self.seq -= 1;
-                if let Some(s) = e.get_ref().and_then(|r| r.downcast_ref::<Superseded>()) {
-                    if self.mode == Mode::Run {
-                        eprintln!("pidbeat: {s}; CMD keeps running under this pidbeat, unrecorded");
-                        self.superseded = true;
-                        return Ok(Ok(()));
-                    }
-                    return Err(runtime!("{s}"));
-                }
                 if !self.failing {
                     self.failing = true;
                     eprintln!(
@@ -223,7 +233,7 @@ impl Watcher {
         let r = (|| {
             reg.register(&mut signals, SIG, Interest::READABLE)?;
             reg.register(&mut SourceFd(&beat.as_raw_fd()), BEAT, Interest::READABLE)?;
-            let target_fd = match (&self.target.pidfd, &check) {
+            let target_fd = match (self.target.incarnation.pidfd(), &check) {
                 (Some(fd), _) => fd.as_raw_fd(),
                 (None, Some(t)) => t.as_raw_fd(),
                 (None, None) => unreachable!("a poll target always has a check timer"),

@@ -15,7 +15,7 @@ pub(crate) mod live;
 pub(crate) mod prom;
 pub(crate) mod table;
 
-pub use table::{Column, Layout};
+pub use table::{Column, ColumnError, Layout};
 
 use super::file::list_agents;
 

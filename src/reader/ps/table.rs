@@ -2,13 +2,14 @@
 //! agent; `-o` picks other columns and `--no-header` drops the header, for `awk`/`cut`.
 //! Every cell is one word except EXIT's (`signal 9 (KILL)`), which is why EXIT comes last.
 
+use std::fmt;
 use std::str::FromStr;
 
 use anstyle::{AnsiColor, Style};
 
 use super::started_ms;
 use crate::duration::short;
-use crate::procfs;
+use crate::incarnation::Incarnation;
 use crate::reader::text::printable;
 use crate::reader::verdict::{AgentVerdict, State};
 use crate::record::{ExitInfo, Status, now_ms};
@@ -63,12 +64,12 @@ impl Column {
     }
 
     /// `-o agent,state,up`: at least one, each once.
-    pub fn parse_list(s: &str) -> Result<Vec<Column>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<Column>, ColumnError> {
         let mut cols = Vec::new();
         for name in s.split(',') {
             let c: Column = name.parse()?;
             if cols.contains(&c) {
-                return Err(format!("column `{name}` is given twice"));
+                return Err(ColumnError::Twice(name.to_owned()));
             }
             cols.push(c);
         }
@@ -111,18 +112,36 @@ impl Column {
 }
 
 impl FromStr for Column {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Column, String> {
+    type Err = ColumnError;
+    fn from_str(s: &str) -> Result<Column, ColumnError> {
         let s = s.trim().to_ascii_lowercase();
         Column::ALL
             .into_iter()
             .find(|c| c.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
-                format!("unknown column `{s}`; columns: {}", names.join(","))
-            })
+            .ok_or(ColumnError::Unknown(s))
     }
 }
+
+/// Why `-o` refuses a column list; each holds the name as given (an unknown one lowercased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnError {
+    Unknown(String),
+    Twice(String),
+}
+
+impl fmt::Display for ColumnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnError::Unknown(s) => {
+                let names: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+                write!(f, "unknown column `{s}`; columns: {}", names.join(","))
+            }
+            ColumnError::Twice(s) => write!(f, "column `{s}` is given twice"),
+        }
+    }
+}
+
+impl std::error::Error for ColumnError {}
 
 /// UP: `3h` while the target runs; `-5m` once its death is recorded (5 minutes ago); `-`
 /// when neither is known (a lost target whose death nobody saw, a corrupt record).
@@ -135,7 +154,7 @@ fn up(e: &AgentVerdict, now: u64) -> Option<String> {
         State::Alive | State::Stale => true,
         // Another PID namespace's PID names some other process here.
         State::Lost | State::Unwatched => {
-            !e.foreign_pids && procfs::still_running(r.pid, r.start_time)
+            !e.foreign_pids && Incarnation::named(r.pid, r.start_time).is_running()
         }
         // Only from etcd: nothing is known of it now.
         State::Dead | State::Corrupt | State::Unreachable => false,

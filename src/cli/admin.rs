@@ -1,39 +1,15 @@
-//! The arguments of the commands that scripts and operators run around the fleet: `status`
-//! (exit codes to branch on), `forget` and `prune` (records end). Part of `cli.rs`; kept
-//! apart only so that no file grows past its limit.
+//! The arguments of the commands that forget ended agents: `forget` and `prune`.
 
 use std::time::Duration;
 
 use clap::Args;
 
-use super::{RunDirArg, parse_agent, parse_duration};
+use super::RunDirArg;
+use super::values::{ValueError, parse_agent, parse_duration};
 use crate::admin::forget::ForgetConfig;
 use crate::admin::prune::PruneConfig;
 use crate::exitcode::Result;
 use crate::reader::State;
-use crate::reader::status::StatusConfig;
-
-#[derive(Args, Debug)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub run_dir: RunDirArg,
-    /// Print nothing; only the exit status tells
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-    /// Agents to report, one line each in this order
-    #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
-    pub agents: Vec<String>,
-}
-
-impl StatusArgs {
-    pub fn into_config(self) -> Result<StatusConfig> {
-        Ok(StatusConfig {
-            run_dir: self.run_dir.resolve()?,
-            agents: self.agents,
-            quiet: self.quiet,
-        })
-    }
-}
 
 #[derive(Args, Debug)]
 pub struct ForgetArgs {
@@ -94,21 +70,17 @@ pub struct States(Vec<State>);
 /// The states an agent can be forgotten in.
 const ENDED: [State; 4] = [State::Dead, State::Lost, State::Unwatched, State::Corrupt];
 
-fn parse_ended_states(s: &str) -> std::result::Result<States, String> {
-    let names = || ENDED.map(State::name).join(",");
+fn parse_ended_states(s: &str) -> std::result::Result<States, ValueError> {
     let mut v = Vec::new();
     for name in s.split(',') {
         let name = name.trim();
         match ENDED.iter().find(|st| st.name() == name) {
             Some(st) if !v.contains(st) => v.push(*st),
-            Some(_) => return Err(format!("state `{name}` is given twice")),
+            Some(_) => return Err(ValueError::StateTwice(name.to_owned())),
             None if matches!(name, "alive" | "stale") => {
-                return Err(format!(
-                    "`{name}` agents are still running and cannot be pruned; states: {}",
-                    names()
-                ));
+                return Err(ValueError::StateRunning(name.to_owned(), &ENDED));
             }
-            None => return Err(format!("unknown state `{name}`; states: {}", names())),
+            None => return Err(ValueError::UnknownState(name.to_owned(), &ENDED)),
         }
     }
     Ok(States(v))
