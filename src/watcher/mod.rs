@@ -14,10 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
-use rustix::process::Signal;
+use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 
 mod death;
 mod detach;
@@ -44,9 +42,9 @@ const TARGET: Token = Token(2);
 
 /// How often the poll backend looks at /proc: death shows within 250 ms with margin.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
-/// How long a final record that cannot be written is retried when the watcher must end
-/// anyway: `unwatched` on SIGTERM/SIGINT (then exit 1), `dead` under `pidbeat run` (whose
-/// exit status is the child's). `watch` retries a `dead` record until it lands.
+/// How long a final `unwatched` record that cannot be written is retried when `watch` must
+/// end anyway (SIGTERM/SIGINT, then exit 1). `watch` retries a `dead` record until it lands;
+/// `run`, whose exit status is the child's, tries it once more and exits.
 pub const FINAL_WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the event loop stops on a signal.
@@ -70,7 +68,7 @@ pub enum Mode {
 }
 
 /// What every record-writing command (`watch`, `run`) is told.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub agent: String,
     pub run_dir: PathBuf,
@@ -97,9 +95,12 @@ pub struct Watcher {
     boot_id: Option<&'static str>,
     /// Set while writes fail, so a persistent fault warns once, not once per beat.
     failing: bool,
-    /// `run` only: another watcher took the agent's lock at the path. This one writes no
-    /// more records but keeps supervising its child, whose status it must still return.
-    superseded: bool,
+    /// `run` only: this watcher writes no records but keeps supervising its child, whose
+    /// status it must still return: another watcher took the agent's lock at the path, or
+    /// the run dir is one nobody may trust (`run::Attach`).
+    unrecorded: bool,
+    /// `run` only: the run dir could not be prepared or locked yet; every write tries again.
+    attach: Option<run::Attach>,
     /// Our child's status when the orphan reaper collected it before the pidfd event.
     child_exit: Option<ExitInfo>,
     /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
@@ -107,13 +108,17 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: AgentLock) -> Self {
-        let writer = RecordWriter::new(&config.run_dir, &config.agent).with_lock(lock);
-        // We hold the agent's lock, so no other watcher of this agent lives: any temp file
-        // of an earlier one was left by a crash (SIGKILL between create and rename).
-        writer.sweep_stale_tmps();
-        // Before our first write replaces it: the record may tell of the last death.
-        history::archive_previous(&config.run_dir, &config.agent);
+    /// A watcher holding the agent's `lock`, or (`run` only, `None`) one that takes it at its
+    /// first write that can (`run::Attach`).
+    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: Option<AgentLock>) -> Self {
+        let mut writer = RecordWriter::new(&config.run_dir, &config.agent);
+        let attach = match lock {
+            Some(lock) => {
+                writer = attached(writer, lock, config);
+                None
+            }
+            None => Some(run::Attach::new(config)),
+        };
         Watcher {
             target,
             writer,
@@ -124,7 +129,8 @@ impl Watcher {
             watcher_start_time: crate::procfs::self_start_time(),
             boot_id: crate::clock::boot_id(),
             failing: false,
-            superseded: false,
+            unrecorded: false,
+            attach,
             child_exit: None,
             exit_unknown: None,
         }
@@ -164,8 +170,22 @@ impl Watcher {
         died_ms: Option<u64>,
         durable: bool,
     ) -> Result<io::Result<()>> {
-        if self.superseded {
+        if self.unrecorded {
             return Ok(Ok(()));
+        }
+        if let Some(attach) = &mut self.attach {
+            match attach.try_lock() {
+                run::Attached::Locked(lock, config) => {
+                    let writer = RecordWriter::new(&config.run_dir, &config.agent);
+                    self.writer = attached(writer, lock, &config);
+                    self.attach = None;
+                }
+                run::Attached::Never => {
+                    self.unrecorded = true;
+                    return Ok(Ok(()));
+                }
+                run::Attached::Later(e) => return Ok(Err(self.warn_failing(e))),
+            }
         }
         self.seq += 1;
         let line = self.record(status, exit, died_ms).to_line();
@@ -185,21 +205,26 @@ impl Watcher {
                 if let Some(s) = e.get_ref().and_then(|r| r.downcast_ref::<Superseded>()) {
                     if self.mode == Mode::Run {
                         eprintln!("pidbeat: {s}; CMD keeps running under this pidbeat, unrecorded");
-                        self.superseded = true;
+                        self.unrecorded = true;
                         return Ok(Ok(()));
                     }
                     return Err(runtime!("{s}"));
                 }
-                if !self.failing {
-                    self.failing = true;
-                    eprintln!(
-                        "pidbeat: warning: cannot write {}: {e}; retrying",
-                        self.writer.record_path().display()
-                    );
-                }
-                Err(e)
+                Err(self.warn_failing(e))
             }
         })
+    }
+
+    /// The once-per-outage warning of a failed write.
+    fn warn_failing(&mut self, e: io::Error) -> io::Error {
+        if !self.failing {
+            self.failing = true;
+            eprintln!(
+                "pidbeat: warning: cannot write {}: {e}; retrying",
+                self.writer.record_path().display()
+            );
+        }
+        e
     }
 
     /// Runs until the target dies or a signal ends the watch. `ready` runs once the first
@@ -221,7 +246,7 @@ impl Watcher {
         };
         let reg = poll.registry();
         let r = (|| {
-            reg.register(&mut signals, SIG, Interest::READABLE)?;
+            signals.register(reg, SIG)?;
             reg.register(&mut SourceFd(&beat.as_raw_fd()), BEAT, Interest::READABLE)?;
             let target_fd = match (&self.target.pidfd, &check) {
                 (Some(fd), _) => fd.as_raw_fd(),
@@ -232,12 +257,17 @@ impl Watcher {
         })();
         r.map_err(|e| runtime!("epoll register: {e}"))?;
 
-        self.write(Status::Alive, None, None, false)?.map_err(|e| {
-            runtime!(
-                "cannot write the first record {}: {e}",
-                self.writer.record_path().display()
-            )
-        })?;
+        let first = self.write(Status::Alive, None, None, false)?;
+        // `run` never keeps its CMD from running for want of a record (it warned, and retries
+        // at every beat); `watch` exists for the record.
+        if self.mode == Mode::Watch {
+            first.map_err(|e| {
+                runtime!(
+                    "cannot write the first record {}: {e}",
+                    self.writer.record_path().display()
+                )
+            })?;
+        }
         if let Err(e) = ready() {
             // Whoever started us was told we did not start: say that nobody watches (unless
             // the target is already gone; then the `alive` record reads `lost`, which is true).
@@ -293,6 +323,7 @@ impl Watcher {
 
     /// Returns `Some` when a signal ends the watch.
     fn on_signals(&mut self, signals: &mut Signals) -> Result<Option<Stop>> {
+        let group = signals.kill_group();
         for sig in signals.pending() {
             match (self.mode, sig) {
                 (Mode::Watch, SIGTERM | SIGINT) => {
@@ -320,28 +351,62 @@ impl Watcher {
                 }
                 (Mode::Watch, _) => {} // SIGHUP: a detached watcher outlives its terminal.
                 (Mode::Run, SIGCHLD) => self.reap_orphans(),
-                (Mode::Run, s) => {
-                    let sig = match s {
-                        SIGTERM => Signal::TERM,
-                        SIGINT => Signal::INT,
-                        _ => Signal::HUP,
-                    };
-                    self.target.signal(sig);
-                }
+                (Mode::Run, s) => run::forward(&self.target, s, group),
             }
         }
         Ok(None)
     }
 }
 
-/// Takes over the signals a mode handles. Call it before spawning or announcing anything, so
-/// no SIGTERM can arrive while the default action (die silently) is still in place.
-pub fn signals(mode: Mode) -> Result<Signals> {
-    let mut sigs = vec![SIGTERM, SIGINT, SIGHUP];
-    if mode == Mode::Run {
-        sigs.push(SIGCHLD);
+/// The signals a watcher reacts to: `watch`'s three, by handlers (signal-hook); every
+/// forwardable one under `run`, by a signalfd (`run::Forwarded`).
+pub enum Signals {
+    Watch(signal_hook_mio::v1_0::Signals),
+    Run(run::Forwarded),
+}
+
+impl Signals {
+    fn register(&mut self, reg: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Signals::Watch(s) => reg.register(s, token, Interest::READABLE),
+            Signals::Run(f) => f.register(reg, token),
+        }
     }
-    Signals::new(&sigs).map_err(|e| runtime!("cannot install signal handlers: {e}"))
+
+    /// Every signal that has arrived since the last call, in order.
+    pub(super) fn pending(&mut self) -> std::vec::IntoIter<i32> {
+        match self {
+            Signals::Watch(s) => s.pending().collect::<Vec<_>>().into_iter(),
+            Signals::Run(f) => f.pending().into_iter(),
+        }
+    }
+
+    fn kill_group(&self) -> bool {
+        matches!(self, Signals::Run(f) if f.kill_group)
+    }
+}
+
+/// Takes over `watch`'s signals. Call it before announcing anything, so no SIGTERM can arrive
+/// while the default action (die silently) is still in place. They are unblocked too: a
+/// parent that blocked SIGTERM must not leave the watcher deaf to it.
+pub fn signals() -> Result<Signals> {
+    let sigs = [SIGTERM, SIGINT, SIGHUP];
+    let s = signal_hook_mio::v1_0::Signals::new(sigs)
+        .map_err(|e| runtime!("cannot install signal handlers: {e}"))?;
+    let bits = sigs.iter().fold(0, |b, &s| b | crate::sys::sig_bit(s));
+    crate::sys::mask_signals(bits, false)
+        .map_err(|e| runtime!("cannot unblock SIGTERM, SIGINT, SIGHUP: {e}"))?;
+    Ok(Signals::Watch(s))
+}
+
+/// Gives a watcher the agent's `lock`: it is the only watcher of the agent now, so any temp
+/// file of an earlier one was left by a crash (SIGKILL between create and rename), and the
+/// record it replaces may tell of the last death.
+fn attached(writer: RecordWriter, lock: AgentLock, config: &WriterConfig) -> RecordWriter {
+    let writer = writer.with_lock(lock);
+    writer.sweep_stale_tmps();
+    history::archive_previous(&config.run_dir, &config.agent);
+    writer
 }
 
 /// `pidbeat watch`.
@@ -358,8 +423,8 @@ pub fn command(config: WatchConfig) -> Result<ExitCode> {
     crate::rundir::prepare(&w.run_dir)?;
     let lock = AgentLock::acquire(&w.run_dir, &w.agent)?;
     let target = Target::open(config.pid, config.backend, false)?;
-    let signals = signals(Mode::Watch)?;
-    let watcher = Watcher::new(target, w, Mode::Watch, lock);
+    let signals = signals()?;
+    let watcher = Watcher::new(target, w, Mode::Watch, Some(lock));
     watcher.run(signals, || match detached {
         Some(d) => d.ready(),
         None => Ok(()),
