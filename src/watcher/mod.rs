@@ -188,6 +188,15 @@ impl Watcher {
             }
         }
         self.seq += 1;
+        // `run` hands CMD's status to its parent by exiting, and a disk flush (milliseconds,
+        // up to a hundred on a busy disk) must not hold that back: its records are visible at
+        // the rename and reach the disk with the filesystem's next commit. A crash before
+        // that leaves the `alive` record of a watcher that is gone, which readers judge
+        // `lost`, never alive.
+        let durable = durable && self.mode == Mode::Watch;
+        if self.mode == Mode::Run && status == Status::Dead {
+            self.writer.last_write();
+        }
         let line = self.record(status, exit, died_ms).to_line();
         Ok(match self.writer.write(&line, durable) {
             Ok(()) => {
