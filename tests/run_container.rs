@@ -587,3 +587,160 @@ fn a_full_run_dir_does_not_delay_the_exit() {
 fn sb_wait(record: &std::path::Path) {
     wait_record(record, 5 * SEC, |v| status_is(v, "alive"));
 }
+
+/// A private memory cgroup (v1, or v2 with the memory controller) under the test's own,
+/// removed on drop. `None` where neither can be made here.
+struct MemCgroup {
+    dir: std::path::PathBuf,
+}
+
+impl MemCgroup {
+    fn new(name: &str, limit: u64) -> Result<MemCgroup, String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        let v1 = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',').any(|c| c == "memory").then(|| p.to_owned())
+        });
+        let (dir, limit_file) = match v1 {
+            Some(p) => (
+                std::path::PathBuf::from(format!("/sys/fs/cgroup/memory{p}")).join(name),
+                "memory.limit_in_bytes",
+            ),
+            None => {
+                let p = own
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .ok_or("no cgroup")?;
+                (
+                    std::path::PathBuf::from(format!("/sys/fs/cgroup{p}")).join(name),
+                    "memory.max",
+                )
+            }
+        };
+        std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let cg = MemCgroup { dir };
+        std::fs::write(cg.dir.join(limit_file), limit.to_string())
+            .map_err(|e| format!("{limit_file}: {e}"))?;
+        // No swap to escape to (v1 with swap accounting, v2).
+        let _ = std::fs::write(
+            cg.dir.join("memory.memsw.limit_in_bytes"),
+            limit.to_string(),
+        );
+        let _ = std::fs::write(cg.dir.join("memory.swap.max"), "0");
+        Ok(cg)
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // Empty by now (every test process has been reaped); rmdir needs that.
+        let _ = poll_for(2 * SEC, Duration::from_millis(10), || {
+            std::fs::remove_dir(&self.dir).ok()
+        });
+    }
+}
+
+/// A memory cgroup's OOM kill is named: `"oom": true` in `exit`, `signal 9 (KILL, oom)` in
+/// `ps`, `pidbeat_agent_exit_oom 1` in `--prom`; a plain SIGKILL in the same cgroup is not.
+#[test]
+fn an_oom_kill_is_named_and_a_plain_sigkill_is_not() {
+    let test = "an_oom_kill_is_named_and_a_plain_sigkill_is_not";
+    let sb = Sandbox::new();
+    let cg = match MemCgroup::new(&format!("pidbeat-test-{}", std::process::id()), 32 << 20) {
+        Ok(cg) => cg,
+        Err(e) => {
+            assert!(
+                std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
+                "{test}: cannot make a memory cgroup: {e}"
+            );
+            return skip(test, &e);
+        }
+    };
+    let procs = cg.dir.join("cgroup.procs");
+    for (agent, cmd) in [
+        // tail keeps a line with no end in memory: it grows until the limit.
+        ("hog", "exec tail /dev/zero"),
+        ("shot", "kill -9 $$"),
+    ] {
+        let script = format!(
+            "echo $$ > '{}' && exec '{BIN}' run --agent {agent} --run-dir '{}' -- sh -c '{cmd}'",
+            procs.display(),
+            sb.run_dir().display()
+        );
+        let out = run_with_deadline(
+            {
+                let mut c = sb.cmd_of("sh");
+                c.args(["-c", &script]);
+                c
+            },
+            30 * SEC,
+        );
+        assert_eq!(out.code(), Some(137), "{agent}: {}", out.stderr);
+    }
+    let hog = read_record(&sb.record_path("hog")).unwrap();
+    assert_eq!(
+        hog["exit"],
+        serde_json::json!({"code":null,"signal":9,"core":false,"oom":true}),
+        "{hog}"
+    );
+    let shot = read_record(&sb.record_path("shot")).unwrap();
+    assert_eq!(
+        shot["exit"],
+        serde_json::json!({"code":null,"signal":9,"core":false}),
+        "{shot}"
+    );
+    let ps = run_with_deadline(sb.ps_cmd(&[]), 10 * SEC);
+    let line = |a: &str| {
+        ps.stdout
+            .lines()
+            .find(|l| l.starts_with(a))
+            .unwrap_or_else(|| panic!("no {a} in {}", ps.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("hog").contains("signal 9 (KILL, oom)"),
+        "{}",
+        ps.stdout
+    );
+    assert!(line("shot").contains("signal 9 (KILL)"), "{}", ps.stdout);
+    let prom = run_with_deadline(sb.ps_cmd(&["--prom"]), 10 * SEC);
+    assert!(
+        prom.stdout
+            .contains("pidbeat_agent_exit_oom{agent=\"hog\"} 1"),
+        "{}",
+        prom.stdout
+    );
+    assert!(
+        prom.stdout
+            .contains("pidbeat_agent_exit_oom{agent=\"shot\"} 0"),
+        "{}",
+        prom.stdout
+    );
+    let json = run_with_deadline(sb.ps_cmd(&["--json"]), 10 * SEC);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let hog_entry = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["agent"] == "hog")
+        .unwrap();
+    assert_eq!(hog_entry["exit"]["oom"], true, "{hog_entry}");
+    for (schema, doc) in [
+        ("record.schema.json", &hog),
+        ("ps-entry.schema.json", hog_entry),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs")
+            .join(schema);
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let v = jsonschema::options()
+            .with_base_uri(format!("file://{}", path.display()))
+            .build(&s)
+            .unwrap();
+        let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{schema}: {doc}\n{errors:#?}");
+    }
+    drop(cg);
+}

@@ -21,6 +21,7 @@ mod death;
 mod detach;
 mod history;
 pub mod lock;
+mod oom;
 pub mod run;
 pub mod store;
 mod target;
@@ -105,6 +106,8 @@ pub struct Watcher {
     child_exit: Option<ExitInfo>,
     /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
     exit_unknown: Option<&'static str>,
+    /// The OOM-kill counter of the target's memory cgroup, where there is one.
+    oom: Option<oom::OomCounter>,
 }
 
 impl Watcher {
@@ -120,6 +123,7 @@ impl Watcher {
             None => Some(run::Attach::new(config)),
         };
         Watcher {
+            oom: oom::OomCounter::of(target.pid),
             target,
             writer,
             interval: config.interval,
@@ -149,7 +153,10 @@ impl Watcher {
             backend: Some(self.target.backend.name().to_owned()),
             watcher_pid: Some(self.watcher_pid),
             start_time: Some(self.target.start_time),
-            exit,
+            exit: exit.map(|e| ExitInfo {
+                oom: e.signal == Some(libc::SIGKILL) && self.oom.as_ref().is_some_and(|o| o.rose()),
+                ..e
+            }),
             died_ms,
             watcher_start_time: Some(self.watcher_start_time),
             boot_id: self.boot_id.map(str::to_owned),
@@ -325,6 +332,9 @@ impl Watcher {
             }
             if beat_due {
                 beat.drain();
+                if let Some(o) = &mut self.oom {
+                    o.beat();
+                }
                 let _ = self.write(Status::Alive, None, None, false)?;
             }
         }
