@@ -58,10 +58,7 @@ impl Watcher {
                 continue;
             }
             if retries.is_some() {
-                eprintln!(
-                    "pidbeat: warning: the death of PID {} is not recorded",
-                    self.target.pid
-                );
+                self.warn_unrecorded_death();
                 return Ok(Outcome::Dead(known(query)));
             }
             let _ = poll.poll(events, Some(retry_period(self.interval)));

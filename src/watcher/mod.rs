@@ -231,6 +231,17 @@ impl Watcher {
         })
     }
 
+    /// `run` gave up on the `dead` record. Said unless no record was ever written: then the
+    /// one warning `run` gave about its run dir already said it.
+    fn warn_unrecorded_death(&self) {
+        if self.attach.is_none() {
+            eprintln!(
+                "pidbeat: warning: the death of PID {} is not recorded",
+                self.target.pid
+            );
+        }
+    }
+
     /// The once-per-outage warning of a failed write.
     fn warn_failing(&mut self, e: io::Error) -> io::Error {
         if !self.failing {
