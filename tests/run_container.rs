@@ -739,3 +739,29 @@ fn an_oom_kill_is_named_and_a_plain_sigkill_is_not() {
     }
     drop(cg);
 }
+
+/// `prune` removes lock files that have no record and no holder (issue 21), and leaves one
+/// that a watcher holds.
+#[test]
+fn prune_removes_ownerless_lock_files() {
+    let sb = Sandbox::new();
+    let run = sb.private_run_dir();
+    std::fs::write(run.join(".orphan.lock"), "12345 678\n").unwrap();
+    let held = std::fs::File::create(run.join(".held.lock")).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let mut c = sb.cmd();
+    c.args(["prune", "--dry-run", "--run-dir"]).arg(&run);
+    let out = run_with_deadline(c, 10 * SEC);
+    assert_eq!(
+        out.stdout, "would forget orphan (a lock file with no record)\n",
+        "{}",
+        out.stderr
+    );
+    assert_eq!(dir_names(&run), [".held.lock", ".orphan.lock"]);
+    let mut c = sb.cmd();
+    c.args(["prune", "--run-dir"]).arg(&run);
+    let out = run_with_deadline(c, 10 * SEC);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "forgot orphan (a lock file with no record)\n");
+    assert_eq!(dir_names(&run), [".held.lock"]);
+}
