@@ -200,10 +200,11 @@ def blocked_term_row(name):
         forwarded = bool(pending(child) & (1 << 14))
     except OSError:
         forwarded = True
-    alive = state(p.pid) not in (None, "Z")
     end(p)
+    # Killed by the signal itself (not exiting with the child's 143): it never handled it.
+    died = p.returncode == -signal.SIGTERM
     return ("forwarded" if forwarded else "not forwarded: deaf to SIGTERM") + \
-        ("" if alive else "; dies")
+        ("; dies of it" if died else "")
 
 
 def group_row(name):
@@ -309,6 +310,11 @@ def latency_rows(rundir_base=None):
         out[n] = f"median {statistics.median(xs):.2f} ms, p90 {xs[int(len(xs) * 0.9)]:.2f}, " \
                  f"max {xs[-1]:.2f}"
     return out
+
+
+def fs_of(path):
+    r = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", path], capture_output=True)
+    return r.stdout.decode().strip() or "?"
 
 
 def full_disk_row():
@@ -487,8 +493,11 @@ def main():
     row("orphans when not PID 1", orphans_row)
     row("run dir unusable (cannot be made; world-writable)", rundir_row)
     lat = latency_rows()
-    rows.append((f"child exit → supervisor exit ({ROUNDS} rounds, interleaved)",
-                 [lat[n] for n in SUPS]))
+    rows.append((f"child exit → supervisor exit ({ROUNDS} rounds, interleaved; run dir on "
+                 f"{fs_of(WORK)})", [lat[n] for n in SUPS]))
+    if os.path.isdir("/dev/shm"):
+        lat = latency_rows("/dev/shm")
+        rows.append(("the same, run dir on tmpfs (/dev/shm)", [lat[n] for n in SUPS]))
     rows.append(("the same, run dir on a full disk", ["–", "–", full_disk_row()]))
     row("a cgroup OOM kill (32 MiB memory cgroup)", oom_row)
 

@@ -112,6 +112,9 @@ pub const fn sig_bit(sig: i32) -> SigBits {
     1 << (sig - 1)
 }
 
+/// # Safety
+///
+/// Builds a `sigset_t` by value with libc's own initialiser and setter; no pointer escapes.
 fn to_sigset(bits: SigBits) -> libc::sigset_t {
     // SAFETY: sigset_t is plain old data; sigemptyset then fully initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -128,6 +131,9 @@ fn to_sigset(bits: SigBits) -> libc::sigset_t {
     set
 }
 
+/// # Safety
+///
+/// Only reads the borrowed, initialised `sigset_t` through `sigismember`.
 fn from_sigset(set: &libc::sigset_t) -> SigBits {
     let mut bits = 0;
     for sig in 1..=SIG_MAX {
@@ -150,6 +156,9 @@ pub struct Inherited {
 static INHERITED_BLOCKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static INHERITED_IGNORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// # Safety
+///
+/// Queries dispositions only (a null new action); nothing is installed.
 fn ignored_now() -> SigBits {
     let mut bits = 0;
     for sig in 1..=SIG_MAX {
@@ -165,6 +174,10 @@ fn ignored_now() -> SigBits {
     bits
 }
 
+/// # Safety
+///
+/// Reads the thread's mask and the dispositions, and stores two atomics: nothing that needs
+/// Rust's runtime, so it may run as a constructor before `main`.
 extern "C" fn capture_inherited() {
     // SAFETY: sigset_t is plain old data; pthread_sigmask with a null new set only reads the
     // calling thread's mask into `old`.
@@ -199,6 +212,11 @@ pub fn inherited_signals() -> Inherited {
 }
 
 /// Adds `bits` to the calling thread's signal mask (`block`) or removes them.
+///
+/// # Safety
+///
+/// A valid, initialised set is passed and no old set is asked for; changing the mask moves
+/// no memory.
 pub fn mask_signals(bits: SigBits, block: bool) -> std::io::Result<()> {
     let set = to_sigset(bits);
     let how = if block {
@@ -215,6 +233,11 @@ pub fn mask_signals(bits: SigBits, block: bool) -> std::io::Result<()> {
 }
 
 /// Sets `sig`'s disposition to ignored or to the default action.
+///
+/// # Safety
+///
+/// Only SIG_IGN or SIG_DFL is installed, never a handler, so no code of ours can ever run in
+/// a signal's context.
 pub fn set_ignored(sig: i32, ignore: bool) -> std::io::Result<()> {
     // SAFETY: plain `signal(2)` with SIG_IGN or SIG_DFL installs no handler, so no Rust code
     // ever runs in signal context.
@@ -226,6 +249,10 @@ pub fn set_ignored(sig: i32, ignore: bool) -> std::io::Result<()> {
 }
 
 /// A non-blocking, close-on-exec signalfd for `bits` (which the caller blocks).
+///
+/// # Safety
+///
+/// The new descriptor is owned by the returned `OwnedFd` alone.
 pub fn signalfd(bits: SigBits) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     let set = to_sigset(bits);
@@ -240,6 +267,10 @@ pub fn signalfd(bits: SigBits) -> std::io::Result<std::os::fd::OwnedFd> {
 
 /// Sends `sig` through a pidfd, or to the process group `-pgid` (`group`, by number: the
 /// group of an unreaped child cannot be reused). Any signal number, real-time ones included.
+///
+/// # Safety
+///
+/// Plain integers in, a status out; the borrowed pidfd outlives the call.
 pub fn send_signal(pidfd: Option<BorrowedFd<'_>>, pid: i32, sig: i32, group: bool) -> bool {
     // SAFETY: pidfd_send_signal and kill take plain integers (a null siginfo means "as
     // kill(2) would"); they touch no memory of ours.
@@ -261,6 +292,10 @@ pub fn send_signal(pidfd: Option<BorrowedFd<'_>>, pid: i32, sig: i32, group: boo
 
 /// Is `fd` a terminal whose foreground process group is ours? Only then may the child take
 /// the terminal's foreground: a `run` started in the background must not steal it.
+///
+/// # Safety
+///
+/// Two queries on integers; nothing is changed.
 pub fn owns_foreground(fd: BorrowedFd<'_>) -> bool {
     // SAFETY: tcgetpgrp and getpgrp take and return plain integers.
     unsafe {
@@ -284,6 +319,11 @@ pub struct ChildStart {
 }
 
 /// Arranges for `cmd`'s child to start as `start` says, between fork and exec.
+///
+/// # Safety
+///
+/// The hook runs between fork and exec, where only async-signal-safe calls are allowed: it
+/// makes only such calls, on values copied in before the fork.
 pub fn prepare_child(cmd: &mut std::process::Command, start: ChildStart) {
     use std::os::unix::process::CommandExt;
     let mask = to_sigset(start.signals.blocked);
