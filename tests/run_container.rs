@@ -765,3 +765,19 @@ fn prune_removes_ownerless_lock_files() {
     assert_eq!(out.stdout, "forgot orphan (a lock file with no record)\n");
     assert_eq!(dir_names(&run), [".held.lock"]);
 }
+
+/// `watch` too unblocks the signals it handles: a parent that blocked SIGTERM does not make it
+/// deaf (it records `unwatched` and exits).
+#[test]
+fn watch_unblocks_sigterm_its_parent_blocked() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let mut c = sb.watch_cmd(target.pid(), "w");
+    set_signal_state(&mut c, bit(libc::SIGTERM) | bit(libc::SIGINT), 0);
+    let mut g = Guard::spawn(c.stdin(Stdio::null()).stdout(Stdio::null()));
+    sb.wait_status("w", "alive", 5 * SEC);
+    send_signal(g.pid(), Signal::TERM);
+    sb.wait_status("w", "unwatched", 5 * SEC);
+    let st = g.wait_timeout(5 * SEC).expect("watch exits on SIGTERM");
+    assert_eq!(st.code(), Some(0));
+}
