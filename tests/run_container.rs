@@ -198,8 +198,8 @@ const fn bit(sig: i32) -> u64 {
 /// tini's sigconf test: the child's mask and ignored set (/proc/CHILD/status) are exactly
 /// those pidbeat's parent gave it: nothing pidbeat added (its blocked signalfd set, its
 /// TTIN/TTOU ignores, std's SIGPIPE ignore) and nothing it dropped. Once as started plainly,
-/// once with a parent that blocked SIGTERM, SIGUSR1 and a real-time signal, and ignored
-/// SIGINT, SIGPIPE, SIGHUP and another real-time signal. No shell in between: pidbeat is
+/// once with a parent that blocked SIGTERM, SIGUSR1, SIGTTIN and a real-time signal, and
+/// ignored SIGINT, SIGPIPE, SIGHUP, SIGCHLD, SIGTTOU and another real-time signal. No shell in between: pidbeat is
 /// exec'd from the test's fork, and the child is grep itself.
 #[test]
 fn the_child_inherits_exactly_the_parents_signal_mask_and_ignores() {
@@ -216,8 +216,15 @@ fn the_child_inherits_exactly_the_parents_signal_mask_and_ignores() {
         ("plain", 0, 0),
         (
             "set",
-            bit(libc::SIGTERM) | bit(libc::SIGUSR1) | bit(40),
-            bit(libc::SIGINT) | bit(libc::SIGPIPE) | bit(libc::SIGHUP) | bit(45),
+            bit(libc::SIGTERM) | bit(libc::SIGUSR1) | bit(libc::SIGTTIN) | bit(40),
+            // SIGCHLD ignored too: pidbeat still learns the child's status (it resets it for
+            // itself), and hands the ignore on.
+            bit(libc::SIGINT)
+                | bit(libc::SIGPIPE)
+                | bit(libc::SIGHUP)
+                | bit(libc::SIGCHLD)
+                | bit(libc::SIGTTOU)
+                | bit(45),
         ),
     ] {
         let mut c = run_cmd(
