@@ -13,7 +13,9 @@ mod keys;
 mod client;
 mod faults;
 mod hosts;
+mod ownership;
 mod publish;
+mod tls_publish;
 
 use std::sync::{Mutex, MutexGuard};
 
