@@ -15,6 +15,7 @@ mod faults;
 mod hosts;
 mod ownership;
 mod publish;
+mod slow_link;
 mod tls_publish;
 
 use std::sync::{Mutex, MutexGuard};
