@@ -32,6 +32,9 @@ pub struct Holder {
     pub hostname: String,
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// The inode of its PID namespace: `pid` means that process only in that namespace.
+    #[serde(default)]
+    pub pidns: Option<u64>,
     /// Since when (Unix ms) this bridge holds the host.
     #[serde(default)]
     pub since_ms: u64,
@@ -56,6 +59,7 @@ impl Holder {
                 .to_string_lossy()
                 .into_owned(),
             boot_id: crate::clock::boot_id().map(str::to_owned),
+            pidns: crate::pidns::own(),
             since_ms: 0,
             ttl: ttl.as_secs().max(1) as i64,
             ts_ms: 0,
@@ -79,19 +83,33 @@ impl Holder {
         )
     }
 
-    /// Is this holder a process on this machine, in this PID namespace's view, that runs now?
-    /// `None`: it is elsewhere (another boot id), so only its lease can tell.
-    fn runs_here(&self) -> Option<bool> {
-        let ours = crate::clock::boot_id()?;
-        if self.boot_id.as_deref() != Some(ours) || self.start_time == 0 {
-            return None;
+    /// Does this holder run on this machine? Only a holder of this boot and this PID
+    /// namespace can be looked up (its PID and start time); for any other, only its lease
+    /// can tell.
+    fn here(&self) -> Here {
+        let (Some(ours), Some(ns)) = (crate::clock::boot_id(), crate::pidns::own()) else {
+            return Here::Unknown;
+        };
+        let same = self.boot_id.as_deref() == Some(ours) && self.pidns == Some(ns);
+        if !same || self.start_time == 0 || self.pid == std::process::id() {
+            return Here::Unknown;
         }
-        if self.pid == std::process::id() {
-            return Some(false);
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return Here::Unknown;
+        };
+        match crate::procfs::probe(pid, self.start_time) {
+            crate::procfs::Liveness::Alive => Here::Running,
+            crate::procfs::Liveness::Dead => Here::Gone,
         }
-        let pid = i32::try_from(self.pid).ok()?;
-        Some(crate::procfs::probe(pid, self.start_time) == crate::procfs::Liveness::Alive)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Here {
+    Running,
+    /// It ran here and has ended: its lease outlives it by up to a TTL, holding nothing.
+    Gone,
+    Unknown,
 }
 
 /// While a claim is being made: what etcd held when it began.
@@ -123,6 +141,7 @@ impl Writer<'_> {
             let existing =
                 self.measured(|c| c.range_with(prefix.as_bytes(), Some(&end), 0, true))?;
             let bridge = existing.kvs.iter().find(|kv| kv.key == bridge_key);
+            let mut bridge_rev = bridge.map_or(0, |b| b.mod_revision);
             match bridge {
                 Some(b) if b.lease != 0 && b.lease != self.lease => {
                     let holder = self.read_holder(&bridge_key)?;
@@ -130,15 +149,26 @@ impl Writer<'_> {
                         // It went meanwhile: read again.
                         continue;
                     };
-                    if self.claimed_once {
+                    if let Some(h) = holder.as_ref().filter(|h| h.here() == Here::Gone) {
+                        // A bridge of this machine that has ended (a restart after a crash):
+                        // its claim is taken over at once, in the transactions that compare
+                        // `.bridge` as read here, rather than after its lease.
+                        eprintln!(
+                            "pidbeat publish: {bridge_key} is held by PID {} of this machine, \
+                             which has ended; taking the host over",
+                            h.pid
+                        );
+                        bridge_rev = kv.mod_revision;
+                    } else if self.claimed_once {
                         return Err(Fault::Held(format!(
                             "another bridge now holds {bridge_key}: {}; stopping, so that this \
                              host has one writer",
                             describe(&holder)
                         )));
+                    } else {
+                        self.wait_for_holder(&bridge_key, &kv, holder)?;
+                        continue;
                     }
-                    self.wait_for_holder(&bridge_key, &kv, holder)?;
-                    continue;
                 }
                 _ => {}
             }
@@ -184,10 +214,7 @@ impl Writer<'_> {
                 b.gone.extend(stale);
                 b.watch_from = existing.revision + 1;
             }
-            self.claiming = Some(Claiming {
-                bridge_rev: bridge.map_or(0, |b| b.mod_revision),
-                revs,
-            });
+            self.claiming = Some(Claiming { bridge_rev, revs });
             return Ok(());
         }
     }
@@ -218,10 +245,8 @@ impl Writer<'_> {
                 describe(h)
             ))
         };
-        if let Some(h) = &holder {
-            if h.runs_here() == Some(true) {
-                return Err(live(&holder));
-            }
+        if holder.as_ref().is_some_and(|h| h.here() == Here::Running) {
+            return Err(live(&holder));
         }
         let lease = kv.lease;
         self.set_write_timeout();
@@ -279,11 +304,28 @@ mod tests {
         let back: Holder = serde_json::from_str(&v).unwrap();
         assert_eq!(back, me);
         assert!(me.describe().contains(&format!("PID {}", me.pid)));
-        // This very process is not "another live holder".
-        assert_eq!(me.runs_here(), me.boot_id.as_ref().map(|_| false));
+        // This very process is not another holder; a process of this machine that has ended is
+        // gone, one elsewhere unknown.
+        assert_eq!(me.here(), Here::Unknown);
+        let gone = Holder {
+            pid: 1,
+            start_time: u64::MAX,
+            ..me.clone()
+        };
+        let expect = if me.boot_id.is_some() && me.pidns.is_some() {
+            Here::Gone
+        } else {
+            Here::Unknown
+        };
+        assert_eq!(gone.here(), expect);
+        let elsewhere = Holder {
+            boot_id: Some("another".into()),
+            ..gone
+        };
+        assert_eq!(elsewhere.here(), Here::Unknown);
         // A value of the older shape still parses.
         let old: Holder =
             serde_json::from_str(r#"{"host":"h","pid":7,"ttl":3,"ts_ms":9}"#).unwrap();
-        assert_eq!(old.runs_here(), None);
+        assert_eq!(old.here(), Here::Unknown);
     }
 }
