@@ -13,6 +13,7 @@ mod keys;
 mod client;
 mod faults;
 mod hosts;
+mod partitions;
 mod publish;
 
 use std::sync::{Mutex, MutexGuard};
