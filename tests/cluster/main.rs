@@ -9,6 +9,8 @@
 mod common;
 mod etcd_fixture;
 mod keys;
+mod lab;
+mod relay;
 
 mod client;
 mod faults;

@@ -6,6 +6,7 @@
 //! Here on loopback etcd with two of three members SIGSTOPped (the readers' own member is
 //! then a minority of one); `lab.rs` has the same with real network partitions.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver};
@@ -16,7 +17,8 @@ use serde_json::Value;
 use crate::common::*;
 use crate::etcd_fixture::{Cluster, MEMBERS};
 use crate::hosts::*;
-use crate::{require_etcd, serial};
+use crate::lab::{Lab, Node};
+use crate::{require_etcd, require_lab, serial};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -270,5 +272,381 @@ fn a_reader_on_a_member_without_quorum_never_shows_its_view_as_current() {
         !wait.stderr().contains("member  "),
         "a message names an empty member:\n{}",
         wait.stderr()
+    );
+}
+
+// ---- Real partitions in the lab (must-show 6). Each case prints its figure on stderr
+// (`-- --nocapture`); docs/MULTI-HOST.md's failure table has them. `PIDBEAT_LAB_FULL=1` runs
+// the issue's full durations (20 s isolation at ttl 10, 30 s of slow link) instead of the
+// shortened ones cargo test runs by default.
+
+/// The issue's full durations, or the shortened ones.
+fn full() -> bool {
+    std::env::var("PIDBEAT_LAB_FULL").is_ok_and(|v| v == "1")
+}
+
+/// A bridge host of the lab: its agents and run dir are the test's (root namespace), its
+/// bridge runs in the host's namespace.
+struct LabHost {
+    node: Node,
+    h: Host,
+    logs: usize,
+}
+
+impl LabHost {
+    fn new(lab: &mut Lab, name: &str) -> LabHost {
+        LabHost {
+            node: lab.node(name),
+            h: Host::new(name),
+            logs: 0,
+        }
+    }
+
+    fn publish(&mut self, lab: &Lab, urls: &str, ttl: u64) {
+        let log = self.h.sb.path(&format!("lab-publish-{}.log", self.logs));
+        self.logs += 1;
+        let mut c = lab.pidbeat_in(&self.h.sb, &self.node);
+        c.args(["publish", "--host", &self.h.name, "--etcd", urls])
+            .args(["--ttl", &ttl.to_string()])
+            .arg("--run-dir")
+            .arg(self.h.sb.run_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        self.h.bridge = Some(Guard::spawn(&mut c));
+    }
+
+    fn log(&self) -> String {
+        (0..self.logs)
+            .map(|n| {
+                std::fs::read_to_string(self.h.sb.path(&format!("lab-publish-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// A reader (`wait --etcd`, `ps --etcd --watch --json`) inside `node`'s namespace.
+fn lab_reader(lab: &Lab, sb: &Sandbox, node: &Node, args: &[&str], name: &str) -> Reader {
+    Reader::spawn_cmd(sb, lab.pidbeat_in(sb, node).args(args), name)
+}
+
+/// `ps --etcd URLS --json` inside `node`'s namespace: HOST/AGENT → object.
+fn lab_ps(
+    lab: &Lab,
+    sb: &Sandbox,
+    node: &Node,
+    urls: &str,
+) -> Result<BTreeMap<String, Value>, String> {
+    let mut c = lab.pidbeat_in(sb, node);
+    c.args(["ps", "--etcd", urls, "--json"]);
+    let o = run_with_deadline(c, 20 * SEC);
+    if !o.status.success() {
+        return Err(o.stderr);
+    }
+    let v: Value = serde_json::from_str(&o.stdout).expect("ps --etcd --json is JSON");
+    Ok(v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let name = format!(
+                "{}/{}",
+                o["host"].as_str().unwrap(),
+                o["agent"].as_str().unwrap()
+            );
+            (name, o.clone())
+        })
+        .collect())
+}
+
+fn poll_lab_ps(
+    lab: &Lab,
+    sb: &Sandbox,
+    node: &Node,
+    urls: &str,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> (BTreeMap<String, Value>, Instant) {
+    poll(
+        timeout,
+        Duration::from_millis(100),
+        || {
+            lab_ps(lab, sb, node, urls)
+                .ok()
+                .filter(|v| pred(v))
+                .map(|v| (v, Instant::now()))
+        },
+        || format!("timed out after {timeout:?} waiting for {what}"),
+    )
+}
+
+/// HOST/AGENT → state of one JSON frame.
+fn frame_states(objs: &[Value]) -> BTreeMap<String, String> {
+    objs.iter()
+        .map(|o| {
+            (
+                format!(
+                    "{}/{}",
+                    o["host"].as_str().unwrap_or(""),
+                    o["agent"].as_str().unwrap_or("")
+                ),
+                o["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn no_false_unreachable(frames: &[(Instant, Vec<Value>)], what: &str) {
+    for (_, f) in frames {
+        let bad: Vec<_> = frame_states(f)
+            .into_iter()
+            .filter(|(_, s)| s == "unreachable")
+            .collect();
+        assert!(bad.is_empty(), "{what}: false unreachable: {bad:?}");
+    }
+}
+
+fn all_alive(n: usize) -> impl Fn(&BTreeMap<String, Value>) -> bool {
+    move |v| v.len() == n && v.values().all(|o| o["state"] == "alive")
+}
+
+#[test]
+fn lab_a_reader_pinned_to_a_minority_member_says_its_view_is_not_current() {
+    require_lab!("lab_a_reader_pinned_to_a_minority_member");
+    let _s = serial();
+    let mut lab = Lab::start();
+    let leader = lab.wait_leader(10 * SEC);
+    let minority = (leader + 1) % MEMBERS;
+    let mut ha = LabHost::new(&mut lab, "hA");
+    let r = lab.node("r");
+    ha.h.add_agent("a0", "15");
+    ha.h.add_agent("a1", "15");
+    ha.publish(&lab, &lab.urls_from(leader), 3);
+    let url = lab.url(minority);
+    poll_lab_ps(&lab, &ha.h.sb, &r, &url, 10 * SEC, "2 alive", all_alive(2));
+    let sb = &ha.h.sb;
+    let mut tty = TtyReader::spawn(
+        sb,
+        &["ps", "--etcd", &url, "--watch"],
+        &["ip", "netns", "exec", &r.ns],
+    );
+    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &url, "--watch", "--json"], "json");
+    let mut wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &url, "hA/a0"], "wait");
+    std::thread::sleep(2 * SEC);
+
+    // The minority member loses its peers; the reader still reaches it.
+    let m = lab.member(minority).clone();
+    let t0 = Instant::now();
+    for i in (0..MEMBERS).filter(|&i| i != minority) {
+        lab.cut(&m, &lab.member(i).ip.clone(), true, true);
+    }
+    std::thread::sleep(SEC);
+    ha.h.kill9("a0");
+    let said = poll_for(5 * SEC, Duration::from_millis(20), || {
+        wait.stderr().contains("not current").then(Instant::now)
+    })
+    .unwrap_or_else(|| panic!("wait --etcd did not say so:\n{}", wait.stderr()));
+    let hold = if full() { 20 } else { 8 };
+    while t0.elapsed() < hold * SEC {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        wait.g.child().try_wait().unwrap().is_none(),
+        "wait --etcd ended during the partition:\n{}",
+        wait.stderr()
+    );
+    let healed = Instant::now();
+    lab.heal(&m);
+    let frames = tty.frames();
+    let jf = json_frames(&json);
+    let first = assert_stale_marked(&frames, &jf, t0, healed);
+    eprintln!(
+        "lab, reader pinned to a minority member: wait --etcd said so after {:?}, the first \
+         marked frame came {first:?} after the cut",
+        said - t0
+    );
+    assert!(said - t0 <= 2 * SEC, "{:?}", said - t0);
+    let (at, line) = wait.line(20 * SEC).expect("the death reaches wait after the heal");
+    assert!(line.starts_with("hA/a0 dead signal 9"), "{line}");
+    eprintln!(
+        "lab, minority healed: the death reached wait --etcd {:?} after the heal",
+        at - healed
+    );
+}
+
+#[test]
+fn lab_an_isolated_leader_causes_no_false_unreachable() {
+    require_lab!("lab_an_isolated_leader_causes_no_false_unreachable");
+    let _s = serial();
+    let mut lab = Lab::start();
+    let leader = lab.wait_leader(10 * SEC);
+    let follower = (leader + 1) % MEMBERS;
+    let mut ha = LabHost::new(&mut lab, "hA");
+    let r = lab.node("r");
+    for k in 0..20 {
+        ha.h.add_agent(&format!("a{k}"), "15");
+    }
+    // The bridge starts on the leader: the worst place to be when it is cut off.
+    ha.publish(&lab, &lab.urls_from(leader), 3);
+    let urls = lab.urls_from(follower);
+    poll_lab_ps(&lab, &ha.h.sb, &r, &urls, 10 * SEC, "20 alive", all_alive(20));
+    let sb = &ha.h.sb;
+    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &urls, "--watch", "--json"], "json");
+    let wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &urls, "hA/a0"], "wait");
+    std::thread::sleep(SEC);
+
+    let l = lab.member(leader).clone();
+    let t0 = Instant::now();
+    lab.isolate(&l);
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = ha.h.kill9("a0");
+    let (at, line) = wait
+        .line(10 * SEC)
+        .expect("a death while the leader is cut off reaches wait");
+    assert!(line.starts_with("hA/a0 dead signal 9"), "{line}");
+    eprintln!(
+        "lab, leader isolated: a death 0.5 s after the cut reached wait --etcd after {:?}",
+        at - killed
+    );
+    while t0.elapsed() < 10 * SEC {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lab.heal(&l);
+    let seen = json_frames(&json);
+    no_false_unreachable(&seen, "with the leader isolated");
+    let last = frame_states(&seen.last().expect("frames").1);
+    assert_eq!(last["hA/a0"], "dead");
+    assert_eq!(last.values().filter(|s| *s == "alive").count(), 19, "{last:?}");
+    eprintln!("lab, leader isolated: no false unreachable over 10 s (ttl 3)");
+}
+
+#[test]
+fn lab_asymmetric_drop_moves_bridge_and_reader_without_false_unreachable() {
+    require_lab!("lab_asymmetric_drop");
+    let _s = serial();
+    let mut lab = Lab::start();
+    let leader = lab.wait_leader(10 * SEC);
+    // A follower whose replies to the bridge and the reader are dropped: their requests
+    // still reach it (and are served), the answers never come back.
+    let bad = (leader + 1) % MEMBERS;
+    let mut ha = LabHost::new(&mut lab, "hA");
+    let r = lab.node("r");
+    for k in 0..10 {
+        ha.h.add_agent(&format!("a{k}"), "15");
+    }
+    let urls = lab.urls_from(bad);
+    ha.publish(&lab, &urls, 3);
+    poll_lab_ps(&lab, &ha.h.sb, &r, &urls, 10 * SEC, "10 alive", all_alive(10));
+    let sb = &ha.h.sb;
+    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &urls, "--watch", "--json"], "json");
+    let wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &urls, "hA/a0"], "wait");
+    std::thread::sleep(SEC);
+
+    let m = lab.member(bad).clone();
+    let t0 = Instant::now();
+    lab.cut(&m, &ha.node.ip, false, true);
+    lab.cut(&m, &r.ip, false, true);
+    let moved = poll_for(5 * SEC, Duration::from_millis(20), || {
+        wait.stderr().contains(&lab.url(bad)).then(Instant::now)
+    })
+    .unwrap_or_else(|| panic!("the reader did not move:\n{}", wait.stderr()));
+    std::thread::sleep(SEC);
+    let killed = ha.h.kill9("a0");
+    let (at, line) = wait
+        .line(10 * SEC)
+        .expect("a death under the asymmetric cut reaches wait");
+    assert!(line.starts_with("hA/a0 dead signal 9"), "{line}");
+    eprintln!(
+        "lab, asymmetric drop (replies lost): the reader moved after {:?}; a death reached \
+         wait --etcd after {:?}",
+        moved - t0,
+        at - killed
+    );
+    while t0.elapsed() < 10 * SEC {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lab.heal(&m);
+    let seen = json_frames(&json);
+    no_false_unreachable(&seen, "under the asymmetric cut");
+    assert_eq!(frame_states(&seen.last().unwrap().1)["hA/a0"], "dead");
+}
+
+#[test]
+fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_nothing() {
+    require_lab!("lab_a_member_killed_and_restarted");
+    let _s = serial();
+    let mut lab = Lab::start();
+    let leader = lab.wait_leader(10 * SEC);
+    let victim = (leader + 1) % MEMBERS;
+    let mut ha = LabHost::new(&mut lab, "hA");
+    let r = lab.node("r");
+    let n = 12;
+    for k in 0..n {
+        ha.h.add_agent(&format!("a{k}"), "15");
+    }
+    ha.publish(&lab, &lab.urls_from(leader), 3);
+    let urls = lab.urls_from(victim);
+    poll_lab_ps(&lab, &ha.h.sb, &r, &urls, 10 * SEC, "all alive", all_alive(n));
+    let sb = &ha.h.sb;
+    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &urls, "--watch", "--json"], "json");
+    let names: Vec<String> = (0..n).map(|k| format!("hA/a{k}")).collect();
+    let mut args = vec!["wait", "--etcd", &urls];
+    args.extend(names.iter().map(String::as_str));
+    let mut wait = lab_reader(&lab, sb, &r, &args, "wait");
+    std::thread::sleep(SEC);
+
+    // Deaths before, during and after the member's absence.
+    for k in 0..4 {
+        ha.h.kill9(&format!("a{k}"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    lab.kill(victim);
+    let killed = Instant::now();
+    for k in 4..8 {
+        ha.h.kill9(&format!("a{k}"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(SEC);
+    lab.restart(victim);
+    lab.wait_healthy(20 * SEC);
+    let back = Instant::now();
+    for k in 8..n {
+        ha.h.kill9(&format!("a{k}"));
+    }
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        let (_, l) = wait
+            .line(10 * SEC)
+            .unwrap_or_else(|| panic!("only {} of {n} deaths reached wait: {lines:?}", lines.len()));
+        lines.push(l);
+    }
+    let mut sorted = lines.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), n, "a death repeated: {lines:?}");
+    assert!(lines.iter().all(|l| l.contains(" dead signal 9")), "{lines:?}");
+    assert_eq!(
+        wait.g.wait_timeout(10 * SEC).and_then(|s| s.code()),
+        Some(0),
+        "wait --etcd did not exit 0 once all had ended"
+    );
+    // Each agent goes alive -> dead once in the frames, and never back.
+    std::thread::sleep(SEC);
+    let seen = json_frames(&json);
+    no_false_unreachable(&seen, "with a member killed and restarted");
+    for name in &names {
+        let states: Vec<String> = seen
+            .iter()
+            .filter_map(|(_, f)| frame_states(f).get(name).cloned())
+            .collect();
+        let mut changes = states.clone();
+        changes.dedup();
+        assert_eq!(changes, ["alive", "dead"], "{name}: {states:?}");
+    }
+    eprintln!(
+        "lab, member SIGKILL + restart (down {:?}): {n} deaths, each seen once by wait \
+         --etcd and once in the watching reader's frames",
+        back - killed
     );
 }
