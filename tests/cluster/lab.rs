@@ -86,9 +86,8 @@ pub fn lab_available(test: &str) -> bool {
     if root && tools {
         return true;
     }
-    let reason = format!(
-        "the partition lab needs root, `ip` and `iptables` (root: {root}, tools: {tools})"
-    );
+    let reason =
+        format!("the partition lab needs root, `ip` and `iptables` (root: {root}, tools: {tools})");
     if std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_some() {
         panic!("{test}: {reason}, and PIDBEAT_REQUIRE_TOOLS is set");
     }
@@ -205,13 +204,42 @@ impl Lab {
         self.namespaces.insert(0, ns.clone());
         let port = format!("p{k}");
         sh(&[
-            "ip", "-n", &self.switch, "link", "add", &port, "type", "veth", "peer", "name",
-            "eth0", "netns", &ns,
+            "ip",
+            "-n",
+            &self.switch,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
         ]);
-        sh(&["ip", "-n", &self.switch, "link", "set", &port, "master", "br0"]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.switch,
+            "link",
+            "set",
+            &port,
+            "master",
+            "br0",
+        ]);
         sh(&["ip", "-n", &self.switch, "link", "set", &port, "up"]);
         let ip = format!("198.18.0.{k}");
-        sh(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ]);
         sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         Node { ns, ip }
@@ -262,10 +290,6 @@ impl Lab {
             .join(",")
     }
 
-    pub fn member_pid(&self, i: usize) -> i32 {
-        self.members[i].child.as_ref().expect("running").pid()
-    }
-
     /// SIGKILL member `i` and reap it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut g) = self.members[i].child.take() {
@@ -279,8 +303,8 @@ impl Lab {
         self.spawn(i, "existing");
     }
 
-    /// A member's `/v3/maintenance/status`, asked from the switch... from a member's own
-    /// namespace, so that cuts elsewhere do not hide it.
+    /// A member's `/v3/maintenance/status`, asked from the member's own namespace, so that
+    /// cuts elsewhere do not hide it.
     fn status(&self, i: usize) -> Option<serde_json::Value> {
         let url = self.url(i);
         in_ns(&self.members[i].node.ns, move || {
@@ -343,7 +367,9 @@ impl Lab {
             }
         }
         let leader = leader?;
-        ids.into_iter().find(|(_, id)| *id == leader).map(|(i, _)| i)
+        ids.into_iter()
+            .find(|(_, id)| *id == leader)
+            .map(|(i, _)| i)
     }
 
     pub fn wait_leader(&self, timeout: Duration) -> usize {
@@ -394,22 +420,16 @@ impl Lab {
     /// Cuts `node` off from everyone: all traffic on its `eth0`, both ways.
     pub fn isolate(&self, node: &Node) {
         sh(&[
-            "ip", "netns", "exec", &node.ns, "iptables", "-A", "INPUT", "-i", "eth0", "-j",
-            "DROP",
+            "ip", "netns", "exec", &node.ns, "iptables", "-A", "INPUT", "-i", "eth0", "-j", "DROP",
         ]);
         sh(&[
-            "ip", "netns", "exec", &node.ns, "iptables", "-A", "OUTPUT", "-o", "eth0", "-j",
-            "DROP",
+            "ip", "netns", "exec", &node.ns, "iptables", "-A", "OUTPUT", "-o", "eth0", "-j", "DROP",
         ]);
     }
 
     /// Removes every cut made in `node`'s namespace.
     pub fn heal(&self, node: &Node) {
         sh(&["ip", "netns", "exec", &node.ns, "iptables", "-F"]);
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
     }
 }
 

@@ -18,6 +18,7 @@ use crate::common::*;
 use crate::etcd_fixture::{Cluster, MEMBERS};
 use crate::hosts::*;
 use crate::lab::{Lab, Node};
+use crate::relay::{Relay, Stalls};
 use crate::{require_etcd, require_lab, serial};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -431,7 +432,13 @@ fn lab_a_reader_pinned_to_a_minority_member_says_its_view_is_not_current() {
         &["ps", "--etcd", &url, "--watch"],
         &["ip", "netns", "exec", &r.ns],
     );
-    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &url, "--watch", "--json"], "json");
+    let json = lab_reader(
+        &lab,
+        sb,
+        &r,
+        &["ps", "--etcd", &url, "--watch", "--json"],
+        "json",
+    );
     let mut wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &url, "hA/a0"], "wait");
     std::thread::sleep(2 * SEC);
 
@@ -467,7 +474,9 @@ fn lab_a_reader_pinned_to_a_minority_member_says_its_view_is_not_current() {
         said - t0
     );
     assert!(said - t0 <= 2 * SEC, "{:?}", said - t0);
-    let (at, line) = wait.line(20 * SEC).expect("the death reaches wait after the heal");
+    let (at, line) = wait
+        .line(20 * SEC)
+        .expect("the death reaches wait after the heal");
     assert!(line.starts_with("hA/a0 dead signal 9"), "{line}");
     eprintln!(
         "lab, minority healed: the death reached wait --etcd {:?} after the heal",
@@ -490,9 +499,23 @@ fn lab_an_isolated_leader_causes_no_false_unreachable() {
     // The bridge starts on the leader: the worst place to be when it is cut off.
     ha.publish(&lab, &lab.urls_from(leader), 3);
     let urls = lab.urls_from(follower);
-    poll_lab_ps(&lab, &ha.h.sb, &r, &urls, 10 * SEC, "20 alive", all_alive(20));
+    poll_lab_ps(
+        &lab,
+        &ha.h.sb,
+        &r,
+        &urls,
+        10 * SEC,
+        "20 alive",
+        all_alive(20),
+    );
     let sb = &ha.h.sb;
-    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &urls, "--watch", "--json"], "json");
+    let json = lab_reader(
+        &lab,
+        sb,
+        &r,
+        &["ps", "--etcd", &urls, "--watch", "--json"],
+        "json",
+    );
     let wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &urls, "hA/a0"], "wait");
     std::thread::sleep(SEC);
 
@@ -517,7 +540,11 @@ fn lab_an_isolated_leader_causes_no_false_unreachable() {
     no_false_unreachable(&seen, "with the leader isolated");
     let last = frame_states(&seen.last().expect("frames").1);
     assert_eq!(last["hA/a0"], "dead");
-    assert_eq!(last.values().filter(|s| *s == "alive").count(), 19, "{last:?}");
+    assert_eq!(
+        last.values().filter(|s| *s == "alive").count(),
+        19,
+        "{last:?}"
+    );
     eprintln!("lab, leader isolated: no false unreachable over 10 s (ttl 3)");
 }
 
@@ -537,9 +564,23 @@ fn lab_asymmetric_drop_moves_bridge_and_reader_without_false_unreachable() {
     }
     let urls = lab.urls_from(bad);
     ha.publish(&lab, &urls, 3);
-    poll_lab_ps(&lab, &ha.h.sb, &r, &urls, 10 * SEC, "10 alive", all_alive(10));
+    poll_lab_ps(
+        &lab,
+        &ha.h.sb,
+        &r,
+        &urls,
+        10 * SEC,
+        "10 alive",
+        all_alive(10),
+    );
     let sb = &ha.h.sb;
-    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &urls, "--watch", "--json"], "json");
+    let json = lab_reader(
+        &lab,
+        sb,
+        &r,
+        &["ps", "--etcd", &urls, "--watch", "--json"],
+        "json",
+    );
     let wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &urls, "hA/a0"], "wait");
     std::thread::sleep(SEC);
 
@@ -587,9 +628,23 @@ fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_n
     }
     ha.publish(&lab, &lab.urls_from(leader), 3);
     let urls = lab.urls_from(victim);
-    poll_lab_ps(&lab, &ha.h.sb, &r, &urls, 10 * SEC, "all alive", all_alive(n));
+    poll_lab_ps(
+        &lab,
+        &ha.h.sb,
+        &r,
+        &urls,
+        10 * SEC,
+        "all alive",
+        all_alive(n),
+    );
     let sb = &ha.h.sb;
-    let json = lab_reader(&lab, sb, &r, &["ps", "--etcd", &urls, "--watch", "--json"], "json");
+    let json = lab_reader(
+        &lab,
+        sb,
+        &r,
+        &["ps", "--etcd", &urls, "--watch", "--json"],
+        "json",
+    );
     let names: Vec<String> = (0..n).map(|k| format!("hA/a{k}")).collect();
     let mut args = vec!["wait", "--etcd", &urls];
     args.extend(names.iter().map(String::as_str));
@@ -616,16 +671,19 @@ fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_n
     }
     let mut lines = Vec::new();
     while lines.len() < n {
-        let (_, l) = wait
-            .line(10 * SEC)
-            .unwrap_or_else(|| panic!("only {} of {n} deaths reached wait: {lines:?}", lines.len()));
+        let (_, l) = wait.line(10 * SEC).unwrap_or_else(|| {
+            panic!("only {} of {n} deaths reached wait: {lines:?}", lines.len())
+        });
         lines.push(l);
     }
     let mut sorted = lines.clone();
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), n, "a death repeated: {lines:?}");
-    assert!(lines.iter().all(|l| l.contains(" dead signal 9")), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.contains(" dead signal 9")),
+        "{lines:?}"
+    );
     assert_eq!(
         wait.g.wait_timeout(10 * SEC).and_then(|s| s.code()),
         Some(0),
@@ -648,5 +706,177 @@ fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_n
         "lab, member SIGKILL + restart (down {:?}): {n} deaths, each seen once by wait \
          --etcd and once in the watching reader's frames",
         back - killed
+    );
+}
+
+#[test]
+#[ignore = "lie 2 of issue 18: needs the writer branch's verdicts-before-.bridge fix (fails on \
+            the bridge as it is: a0 shown alive 4-150 ms after the heal)"]
+fn lab_an_isolated_bridge_host_shows_its_deaths_after_the_heal_and_never_alive_between() {
+    require_lab!("lab_an_isolated_bridge_host");
+    let _s = serial();
+    let mut lab = Lab::start();
+    // The issue's 20 s at the default ttl 10; by default 8 s at ttl 3, which shows the same:
+    // the lease expires during the cut (unreachable), the death is published after it.
+    let (hold, ttl) = if full() { (20, 10) } else { (8, 3) };
+    let mut ha = LabHost::new(&mut lab, "hA");
+    let mut hb = LabHost::new(&mut lab, "hB");
+    let r1 = lab.node("r1");
+    let r2 = lab.node("r2");
+    ha.h.add_agent("a0", "15");
+    ha.h.add_agent("a1", "15");
+    hb.h.add_agent("b0", "15");
+    ha.publish(&lab, &lab.urls_from(0), ttl);
+    hb.publish(&lab, &lab.urls_from(1), ttl);
+    let (u1, u2) = (lab.urls_from(1), lab.urls_from(2));
+    poll_lab_ps(&lab, &ha.h.sb, &r1, &u1, 10 * SEC, "3 alive", all_alive(3));
+    let sb = &ha.h.sb;
+    let json = lab_reader(
+        &lab,
+        sb,
+        &r1,
+        &["ps", "--etcd", &u1, "--watch", "--json"],
+        "json",
+    );
+    let w1 = lab_reader(&lab, sb, &r1, &["wait", "--etcd", &u1, "hA/a0"], "w1");
+    let w2 = lab_reader(&lab, sb, &r2, &["wait", "--etcd", &u2, "hA/a0"], "w2");
+    std::thread::sleep(SEC);
+
+    let t0 = Instant::now();
+    lab.isolate(&ha.node);
+    std::thread::sleep(SEC);
+    ha.h.kill9("a0");
+    while t0.elapsed() < hold * SEC {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut seen = json_frames(&json);
+    let during = frame_states(&seen.last().expect("frames").1);
+    let healed = Instant::now();
+    lab.heal(&ha.node);
+    let mut took = Vec::new();
+    for w in [&w1, &w2] {
+        let (at, line) = w
+            .line(20 * SEC)
+            .unwrap_or_else(|| panic!("no death line after the heal:\n{}", w.stderr()));
+        assert_eq!(line, "hA/a0 dead signal 9");
+        took.push(at - healed);
+    }
+    std::thread::sleep(SEC);
+    seen.extend(json_frames(&json));
+    // During the cut the host went unreachable (its lease expired) and hB stayed alive.
+    assert_eq!(
+        during.get("hA/a0").map(String::as_str),
+        Some("unreachable"),
+        "{during:?}"
+    );
+    assert_eq!(
+        during.get("hB/b0").map(String::as_str),
+        Some("alive"),
+        "{during:?}"
+    );
+    // Once unreachable, a0 is never shown alive again: its death comes first.
+    let mut gone = false;
+    for (at, f) in &seen {
+        let s = frame_states(f);
+        let st = s.get("hA/a0").map(String::as_str);
+        gone |= st == Some("unreachable");
+        assert!(
+            !(gone && st == Some("alive")),
+            "a frame {:?} after the heal shows the dead hA/a0 alive: {s:?}",
+            at.saturating_duration_since(healed)
+        );
+    }
+    assert_eq!(frame_states(&seen.last().unwrap().1)["hA/a1"], "alive");
+    eprintln!(
+        "lab, bridge host isolated {hold} s (ttl {ttl}) with a death: it reached the readers \
+         {:?} and {:?} after the heal; no frame showed it alive in between",
+        took[0], took[1]
+    );
+    for t in &took {
+        assert!(
+            *t <= SEC,
+            "the death came {t:?} after the heal\n{}",
+            ha.log()
+        );
+    }
+}
+
+#[test]
+#[ignore = "lie 4 of issue 18: needs the writer branch's link-fitting timeouts and \
+            commit-once retries (fails on the bridge as it is: one death, revision +2)"]
+fn lab_a_slow_stalling_link_keeps_the_lease_and_commits_each_change_once() {
+    require_lab!("lab_a_slow_stalling_link");
+    let _s = serial();
+    let mut lab = Lab::start();
+    let mut ha = LabHost::new(&mut lab, "hA");
+    let r = lab.node("r");
+    for k in 0..10 {
+        ha.h.add_agent(&format!("a{k}"), "15");
+    }
+    // 200 ms each way, and every 6 s a stall of 1.5 s: a request then takes up to about
+    // 1.9 s, which TCP gets through.
+    let stalls = Stalls {
+        every: 6 * SEC,
+        len: Duration::from_millis(1500),
+    };
+    let target = format!("{}:2379", lab.member(0).ip);
+    let relay = Relay::start(
+        &ha.node.ns,
+        &target,
+        Duration::from_millis(200),
+        Some(stalls),
+    );
+    let ttl = 10;
+    ha.publish(&lab, &relay.url(), ttl);
+    let urls = lab.urls_from(1);
+    poll_lab_ps(
+        &lab,
+        &ha.h.sb,
+        &r,
+        &urls,
+        30 * SEC,
+        "10 alive",
+        all_alive(10),
+    );
+    let sb = &ha.h.sb;
+    let json = lab_reader(
+        &lab,
+        sb,
+        &r,
+        &["ps", "--etcd", &urls, "--watch", "--json"],
+        "json",
+    );
+    std::thread::sleep(SEC);
+    let rev0 = lab.revision(1);
+    let t0 = Instant::now();
+    let window = if full() { 30 } else { 15 };
+    // One real change, sent just before a stall: its answer comes late.
+    let since_start = relay.since_start();
+    let into = since_start.as_nanos() % stalls.every.as_nanos();
+    let to_next = stalls.every - Duration::from_nanos(into as u64);
+    std::thread::sleep(to_next.saturating_sub(Duration::from_millis(100)));
+    ha.h.kill9("a0");
+    poll_lab_ps(&lab, &ha.h.sb, &r, &urls, 20 * SEC, "a0 dead", |v| {
+        v.get("hA/a0").is_some_and(|o| o["state"] == "dead")
+    });
+    while t0.elapsed() < window * SEC {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rev1 = lab.revision(1);
+    let seen = json_frames(&json);
+    eprintln!(
+        "lab, slow link (200 ms each way, 1.5 s stall every 6 s, ttl {ttl}, {window} s): \
+         revision {rev0} -> {rev1} for one death; {} frames, none unreachable: {}",
+        seen.len(),
+        seen.iter()
+            .all(|(_, f)| frame_states(f).values().all(|s| s != "unreachable"))
+    );
+    no_false_unreachable(&seen, "over the slow link");
+    assert_eq!(
+        rev1 - rev0,
+        1,
+        "one death moved the revision by {}\n{}",
+        rev1 - rev0,
+        ha.log()
     );
 }

@@ -77,10 +77,9 @@ impl Relay {
                     }
                 };
                 client.set_nonblocking(false).unwrap();
-                let Ok(server) = TcpStream::connect_timeout(
-                    &target.parse().unwrap(),
-                    Duration::from_secs(5),
-                ) else {
+                let Ok(server) =
+                    TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(5))
+                else {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 };
@@ -91,12 +90,21 @@ impl Relay {
                     s.push(client.try_clone().unwrap());
                     s.push(server.try_clone().unwrap());
                 }
-                pipe(&sh, client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(
+                    &sh,
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                );
                 pipe(&sh, server, client);
             }
         });
         let port = rx.recv_timeout(Duration::from_secs(5)).expect("relay port");
         Relay { port, shared }
+    }
+
+    /// Time since the relay started: its stalls are scheduled from then.
+    pub fn since_start(&self) -> Duration {
+        self.shared.start.elapsed()
     }
 
     pub fn url(&self) -> String {
@@ -114,7 +122,10 @@ fn pipe(sh: &Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if tx.send((s.deliver_at(Instant::now()), buf[..n].to_vec())).is_err() {
+                    if tx
+                        .send((s.deliver_at(Instant::now()), buf[..n].to_vec()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
