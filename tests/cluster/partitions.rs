@@ -474,13 +474,22 @@ fn lab_a_reader_pinned_to_a_minority_member_says_its_view_is_not_current() {
         said - t0
     );
     assert!(said - t0 <= 2 * SEC, "{:?}", said - t0);
+    let rejoined = poll(
+        20 * SEC,
+        Duration::from_millis(20),
+        || lab.healthy(minority).then(Instant::now),
+        || "the minority member healthy again".into(),
+    );
     let (at, line) = wait
         .line(20 * SEC)
         .expect("the death reaches wait after the heal");
     assert!(line.starts_with("hA/a0 dead signal 9"), "{line}");
     eprintln!(
-        "lab, minority healed: the death reached wait --etcd {:?} after the heal",
-        at - healed
+        "lab, minority healed: the member was healthy {:?} after the heal, the death reached \
+         wait --etcd {:?} after the heal\n{}",
+        rejoined - healed,
+        at - healed,
+        wait.stderr()
     );
 }
 
