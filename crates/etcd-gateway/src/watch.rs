@@ -37,11 +37,23 @@ impl Client {
         range_end: &[u8],
         start_revision: i64,
     ) -> Result<Watch, Error> {
+        self.watch_with(key, range_end, start_revision, true)
+    }
+
+    /// [`Client::watch`], with each event's previous value only if `prev_kv` (a watcher that
+    /// does not need them saves their bytes: a prefix deleted at once comes as one answer).
+    pub fn watch_with(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+        prev_kv: bool,
+    ) -> Result<Watch, Error> {
         let body = json!({"create_request": {
             "key": b64(key),
             "range_end": b64(range_end),
             "start_revision": start_revision.to_string(),
-            "prev_kv": true,
+            "prev_kv": prev_kv,
             "progress_notify": true,
         }});
         let mut last = None;
