@@ -719,8 +719,6 @@ fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_n
 }
 
 #[test]
-#[ignore = "lie 2 of issue 18: needs the writer branch's verdicts-before-.bridge fix (fails on \
-            the bridge as it is: a0 shown alive 4-150 ms after the heal)"]
 fn lab_an_isolated_bridge_host_shows_its_deaths_after_the_heal_and_never_alive_between() {
     require_lab!("lab_an_isolated_bridge_host");
     let _s = serial();
@@ -811,8 +809,6 @@ fn lab_an_isolated_bridge_host_shows_its_deaths_after_the_heal_and_never_alive_b
 }
 
 #[test]
-#[ignore = "lie 4 of issue 18: needs the writer branch's link-fitting timeouts and \
-            commit-once retries (fails on the bridge as it is: one death, revision +2)"]
 fn lab_a_slow_stalling_link_keeps_the_lease_and_commits_each_change_once() {
     require_lab!("lab_a_slow_stalling_link");
     let _s = serial();
