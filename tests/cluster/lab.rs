@@ -445,3 +445,31 @@ impl Drop for Lab {
         }
     }
 }
+
+#[test]
+fn the_lab_sweeps_namespaces_of_dead_creators_and_keeps_live_ones() {
+    if !lab_available("the_lab_sweeps_namespaces_of_dead_creators") {
+        return;
+    }
+    // A PID that is surely gone: a child we reaped (reuse within this test is as unlikely
+    // as it is for the sweep itself).
+    let mut c = Command::new("true");
+    let mut g = Guard::spawn(&mut c);
+    let gone = g.pid();
+    g.wait_timeout(Duration::from_secs(5)).expect("true exits");
+    drop(g);
+    let leftover = format!("{PREFIX}{gone}-0-sw");
+    let live = format!("{PREFIX}{}-sweeptest-sw", std::process::id());
+    sh(&["ip", "netns", "add", &leftover]);
+    sh(&["ip", "netns", "add", &live]);
+    sweep();
+    let list = sh(&["ip", "netns", "list"]);
+    let names: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    sh_quiet(&["ip", "netns", "del", &leftover]);
+    sh_quiet(&["ip", "netns", "del", &live]);
+    assert!(!names.contains(&leftover.as_str()), "{names:?}");
+    assert!(names.contains(&live.as_str()), "{names:?}");
+}

@@ -97,6 +97,25 @@ impl TtyReader {
     }
 }
 
+impl Drop for TtyReader {
+    /// The reader under `script` first, so that it is gone (reaped by `script`) before the
+    /// sandbox looks for leftovers; then `script`, by the guard.
+    fn drop(&mut self) {
+        let pid = self._g.pid();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            signal(c, Signal::KILL);
+            poll_for(2 * SEC, Duration::from_millis(5), || {
+                (!std::path::Path::new(&format!("/proc/{c}")).exists()).then_some(())
+            });
+        }
+    }
+}
+
 /// A frame's table without its stale line (whose "N s ago" ticks), to compare frames.
 pub fn without_stale_line(frame: &str) -> String {
     // What follows the frame's end is stderr, which shares the terminal.
