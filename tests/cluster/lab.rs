@@ -61,28 +61,30 @@ pub fn sh(args: &[&str]) -> String {
     o.stdout
 }
 
-/// `sh` whose failure is ignored (clean-up).
-fn sh_quiet(args: &[&str]) {
-    let _ = Command::new(args[0])
-        .args(&args[1..])
+/// Runs `args` under a deadline (it is killed past it); true if it ran and succeeded. For
+/// probes and clean-up, which must neither panic nor hang.
+fn sh_ok(args: &[&str]) -> bool {
+    let mut c = Command::new(args[0]);
+    c.args(&args[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+        .stderr(Stdio::null());
+    Guard::try_spawn(&mut c)
+        .ok()
+        .and_then(|mut g| g.wait_timeout(Duration::from_secs(20)))
+        .is_some_and(|s| s.success())
+}
+
+/// `sh` whose failure is ignored (clean-up).
+fn sh_quiet(args: &[&str]) {
+    sh_ok(args);
 }
 
 /// Can a lab run here (root, `ip`, `iptables`, netns)? If not: panic under
 /// `PIDBEAT_REQUIRE_TOOLS=1`, else say so loudly and let the caller skip.
 pub fn lab_available(test: &str) -> bool {
     let root = rustix::process::geteuid().is_root();
-    let tools = ["ip", "iptables"].iter().all(|t| {
-        Command::new(t)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    let tools = ["ip", "iptables"].iter().all(|t| sh_ok(&[t, "-V"]));
     if root && tools {
         return true;
     }

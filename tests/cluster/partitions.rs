@@ -265,6 +265,18 @@ fn a_reader_on_a_member_without_quorum_never_shows_its_view_as_current() {
     let jf = json_frames(&json);
     let first = assert_stale_marked(&frames, &jf, t0, healed);
     eprintln!("quorum lost under the readers: first marked frame after {first:?}");
+    // A stale frame's objects hold to the schema (stale_view is part of it).
+    let (_, objs) = jf
+        .iter()
+        .rev()
+        .find(|(at, _)| *at < healed)
+        .expect("a --json frame");
+    assert_entry_schema(
+        &objs
+            .iter()
+            .map(|o| (o["agent"].as_str().unwrap().to_owned(), o.clone()))
+            .collect(),
+    );
     let stale_frame = &frames.iter().rev().find(|(at, _)| *at < healed).unwrap().1;
     assert_eq!(table_state(stale_frame, "h1/a0").as_deref(), Some("alive"));
     // Healed: the death arrives, the marks go.

@@ -326,3 +326,19 @@ impl Follower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Stale;
+
+    #[test]
+    fn a_stale_view_dates_itself() {
+        let s = Stale {
+            reason: "etcd member m did not answer".into(),
+            as_of_ms: 1_795_630_754_902,
+        };
+        assert_eq!(s.as_of(), "18:19:14Z");
+        assert_eq!(s.secs_ago(1_795_630_754_902 + 12_345), 12);
+        assert_eq!(s.secs_ago(0), 0);
+    }
+}

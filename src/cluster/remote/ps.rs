@@ -244,3 +244,84 @@ fn quit_flag() -> CliResult<Arc<std::sync::atomic::AtomicBool>> {
     }
     Ok(quit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::ps::Layout;
+    use etcd_gateway::{KeyValue, Range};
+
+    fn view() -> View {
+        let kv = |key: &str, value: &str| KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            lease: 0,
+            mod_revision: 2,
+        };
+        View::from_range(&Range {
+            revision: 3,
+            kvs: vec![
+                kv("/pidbeat/h1/.bridge", "{}"),
+                kv(
+                    "/pidbeat/h1/a",
+                    r#"{"host":"h1","agent":"a","state":"alive","ts":1000,"pid":7,"status":"alive","ts_ms":1000000,"seq":1,"interval":15.0}"#,
+                ),
+            ],
+        })
+    }
+
+    fn cfg(format: RemoteFormat) -> RemotePsConfig {
+        RemotePsConfig {
+            client: etcd_gateway::Config {
+                endpoints: vec!["http://127.0.0.1:1".into()],
+                tls: Default::default(),
+                credentials: None,
+                timeout: Duration::from_secs(1),
+            },
+            format,
+            watch: true,
+            layout: Layout::default(),
+            agents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_stale_views_objects_say_so_and_age_as_of_its_time() {
+        let v = view();
+        let stale = Stale {
+            reason: "etcd member m did not answer".into(),
+            as_of_ms: 1_004_000,
+        };
+        let rows = entries(&v, &[], RemoteFormat::Json, Some(&stale));
+        let text = render(
+            &rows,
+            &cfg(RemoteFormat::Json),
+            false,
+            false,
+            stale.as_of_ms,
+        );
+        let objs: Value = serde_json::from_str(&text).unwrap();
+        let o = &objs[0];
+        assert_eq!(o["age_ms"], 4000, "{o}");
+        assert_eq!(o["stale_view"]["as_of_ms"], 1_004_000, "{o}");
+        assert_eq!(o["stale_view"]["reason"], "etcd member m did not answer");
+        // A current view carries no such key.
+        let rows = entries(&v, &[], RemoteFormat::Json, None);
+        let text = render(&rows, &cfg(RemoteFormat::Json), false, false, now_ms());
+        assert!(!text.contains("stale_view"), "{text}");
+    }
+
+    #[test]
+    fn a_stale_table_line_names_the_reason_and_the_time() {
+        let stale = Stale {
+            reason: "etcd member m did not answer".into(),
+            as_of_ms: 1_795_630_754_902,
+        };
+        let line = stale_line(&stale, 1_795_630_754_902 + 7_500);
+        assert_eq!(
+            line,
+            "!! VIEW NOT CURRENT: states and ages as of 18:19:14Z (7 s ago): etcd member m \
+             did not answer\n"
+        );
+    }
+}
