@@ -15,8 +15,10 @@ mod relay;
 mod client;
 mod faults;
 mod hosts;
+mod ownership;
 mod partitions;
 mod publish;
+mod tls_publish;
 
 use std::sync::{Mutex, MutexGuard};
 

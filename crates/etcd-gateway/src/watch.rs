@@ -111,6 +111,9 @@ impl Client {
 /// member that hangs would never return.
 const WATCH_SILENCE_MAX: Duration = Duration::from_secs(10 * 60 + 30);
 
+/// The line buffer a stream keeps between answers; a longer answer's is given back.
+const LINE_KEPT: usize = 64 * 1024;
+
 /// An open watch stream on one member.
 pub struct Watch {
     lines: BufReader<ureq::BodyReader<'static>>,
@@ -136,7 +139,13 @@ impl Watch {
                 )));
             }
         }
-        let line: wire::StreamLine<wire::Watch> = parse(&self.buf)?;
+        let line: Result<wire::StreamLine<wire::Watch>, Error> = parse(&self.buf);
+        if self.buf.capacity() > LINE_KEPT {
+            // A big answer (a transaction of a hundred values) is rare: its buffer goes back
+            // to the allocator rather than staying the stream's for good.
+            self.buf = Vec::new();
+        }
+        let line = line?;
         match (line.result, line.error) {
             (_, Some(e)) => Err(from_status(
                 e.grpc_code,

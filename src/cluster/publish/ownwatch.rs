@@ -17,6 +17,10 @@ use etcd_gateway::{Client, Error, EventKind, WatchResponse};
 /// to the next member).
 const REOPEN: Duration = Duration::from_millis(200);
 
+/// An answer with more events than this (a claim's batch, not a verdict changing) is
+/// followed by a heap trim.
+const TRIM_AFTER_EVENTS: usize = 16;
+
 /// Starts the watch from `Board::watch_from`. The thread is never joined: it blocks on its
 /// stream until the process ends.
 pub(super) fn spawn(
@@ -59,6 +63,12 @@ fn follow(outbox: &Outbox, mut client: Client, host: &str) {
         while let Ok(resp) = w.recv() {
             from = from.max(next_revision(&resp));
             check(outbox, &resp);
+            if resp.events.len() > TRIM_AFTER_EVENTS {
+                // A claim's batch of a hundred values passed through this thread's arena:
+                // its pages go back, or they would stay the bridge's for good.
+                drop(resp);
+                crate::sys::trim_heap();
+            }
         }
         std::thread::sleep(REOPEN);
     }
