@@ -109,12 +109,6 @@ fn publish_over_tls_with_client_certificates() {
     let o = waiter.join().unwrap();
     assert_eq!(o.code(), Some(0), "{}", o.stderr);
     assert_eq!(o.stdout.trim(), "h1/pi dead signal 9");
-    // Without the client certificate the bridge is refused by the members: exit 1 at once.
-    let other = Host::new("h2");
-    let mut refused = other.publish_cmd(&urls, 3);
-    refused.arg("--cacert").arg(p("ca.pem"));
-    let o = run_with_deadline(refused, 20 * SEC);
-    assert_ne!(o.code(), Some(0), "{}", o.stderr);
     // A clean stop revokes the lease over TLS: unreachable at once.
     signal(bridge.pid(), Signal::TERM);
     assert_eq!(bridge.wait_timeout(5 * SEC).and_then(|s| s.code()), Some(0));
