@@ -1,10 +1,16 @@
-//! Readers that lose their view (issue 18, must-show 4): a reader whose member has no quorum
-//! never presents its view as current. Every frame of `ps --etcd --watch` says so within 2 s,
-//! on a terminal in the table itself and in `--json` as `stale_view`; ages stay at the view's
-//! time; `wait --etcd` says so on stderr and goes on waiting.
+//! The fleet view under partitions (issue 18).
 //!
-//! Here on loopback etcd with two of three members SIGSTOPped (the readers' own member is
-//! then a minority of one); `lab.rs` has the same with real network partitions.
+//! - Readers that lose their view (must-show 4): a reader whose member has no quorum never
+//!   presents its view as current. Every frame of `ps --etcd --watch` says so within 2 s, on
+//!   a terminal in the table itself and in `--json` as `stale_view`; ages stay at the view's
+//!   time; `wait --etcd` says so on stderr and goes on waiting. First on loopback etcd with
+//!   two of three members SIGSTOPped (the readers' own member is then a minority of one).
+//! - Real partitions in the lab of `lab.rs` (must-show 6): a reader pinned to a minority
+//!   member, the leader isolated, an asymmetric drop, a member SIGKILLed and restarted, a
+//!   bridge host isolated with a death, and a slow stalling link through `relay.rs`. Each
+//!   prints its figure (`-- --nocapture`) for docs/MULTI-HOST.md's failure table.
+//!   `PIDBEAT_LAB_FULL=1` runs the issue's durations (20 s isolation at ttl 10, 30 s of slow
+//!   link) instead of the shorter defaults.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -36,6 +42,8 @@ pub struct TtyReader {
 }
 
 impl TtyReader {
+    /// `wrap`: a command line that runs `script` (e.g. `ip netns exec NS`); `ps_args` go
+    /// through `script`'s shell in single quotes, so they must hold none.
     pub fn spawn(sb: &Sandbox, ps_args: &[&str], wrap: &[&str]) -> TtyReader {
         let mut cmd = format!("exec {BIN}");
         for a in ps_args {
@@ -307,10 +315,7 @@ fn a_reader_on_a_member_without_quorum_never_shows_its_view_as_current() {
     );
 }
 
-// ---- Real partitions in the lab (must-show 6). Each case prints its figure on stderr
-// (`-- --nocapture`); docs/MULTI-HOST.md's failure table has them. `PIDBEAT_LAB_FULL=1` runs
-// the issue's full durations (20 s isolation at ttl 10, 30 s of slow link) instead of the
-// shortened ones cargo test runs by default.
+// ---- Real partitions in the lab (must-show 6).
 
 /// The issue's full durations, or the shortened ones.
 fn full() -> bool {
