@@ -47,6 +47,7 @@ impl TtyReader {
     pub fn spawn(sb: &Sandbox, ps_args: &[&str], wrap: &[&str]) -> TtyReader {
         let mut cmd = format!("exec {BIN}");
         for a in ps_args {
+            assert!(!a.contains('\''), "{a}");
             cmd += &format!(" '{a}'");
         }
         let mut c = if wrap.is_empty() {
@@ -213,7 +214,7 @@ pub fn assert_stale_marked(
 fn a_reader_on_a_member_without_quorum_never_shows_its_view_as_current() {
     require_etcd!();
     let _s = serial();
-    let c = Cluster::start();
+    let mut c = Cluster::start();
     let leader = c.wait_leader(5 * SEC);
     // The readers' member: a follower, so that it is not the one deciding it has no leader.
     let kept = (leader + 1) % MEMBERS;
@@ -313,6 +314,33 @@ fn a_reader_on_a_member_without_quorum_never_shows_its_view_as_current() {
         "a message names an empty member:\n{}",
         wait.stderr()
     );
+
+    // The readers lose their member itself (SIGKILL): the same within 2 s.
+    let wait1 = Reader::spawn(&h.sb, &["wait", "--etcd", &url, "h1/a1"], "wait1");
+    std::thread::sleep(2 * SEC);
+    let json_before = json_frames(&json);
+    assert!(
+        json_before
+            .iter()
+            .all(|(_, f)| f.iter().all(|o| o.get("stale_view").is_none())),
+        "stale before the member was killed"
+    );
+    let t1 = Instant::now();
+    c.kill(kept);
+    let said = poll_for(3 * SEC, Duration::from_millis(20), || {
+        wait1.stderr().contains("not current").then(Instant::now)
+    })
+    .unwrap_or_else(|| panic!("wait --etcd did not say so:\n{}", wait1.stderr()));
+    while t1.elapsed() < 6 * SEC {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let first = assert_stale_marked(&tty.frames(), &json_frames(&json), t1, Instant::now());
+    eprintln!(
+        "member SIGKILLed under the readers: first marked frame after {first:?}, wait --etcd \
+         said so after {:?}",
+        said - t1
+    );
+    assert!(said - t1 <= 2 * SEC, "{:?}", said - t1);
 }
 
 // ---- Real partitions in the lab (must-show 6).
