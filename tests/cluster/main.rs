@@ -18,6 +18,7 @@ mod hosts;
 mod ownership;
 mod partitions;
 mod publish;
+mod slow_link;
 mod tls_publish;
 
 use std::sync::{Mutex, MutexGuard};

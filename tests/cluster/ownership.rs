@@ -17,7 +17,7 @@ use crate::etcd_fixture::Cluster;
 use crate::hosts::*;
 use crate::keys;
 use crate::{require_etcd, serial};
-use etcd_gateway::{Client, EventKind};
+use etcd_gateway::{Client, Compare, EventKind, Op};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -447,4 +447,92 @@ fn after_a_new_lease_verdicts_reach_etcd_before_bridge_past_the_txn_limit() {
         }
     }
     assert!(cut, "the reader never saw the host cut off");
+}
+
+#[test]
+fn a_guarded_transaction_sent_again_commits_once() {
+    require_etcd!();
+    let _s = serial();
+    let c = Cluster::start();
+    let mut cl = client(&c, 0, SEC);
+    let key = keys::bridge_key("h1");
+    let base = cl.put(key.as_bytes(), b"v1", 0).unwrap();
+    let compare = [Compare::ModRevision {
+        key: key.clone(),
+        revision: base,
+    }];
+    let ops = [
+        Op::Put {
+            key: keys::agent_key("h1", "a"),
+            value: b"dead".to_vec(),
+            lease: 0,
+        },
+        Op::Put {
+            key: key.clone(),
+            value: b"v2".to_vec(),
+            lease: 0,
+        },
+    ];
+    let read = [Op::Get { key: key.clone() }];
+    let first = cl.txn_if(&compare, &ops, &read).unwrap();
+    assert!(first.succeeded);
+    assert!(first.gets.is_empty(), "the success branch reads nothing");
+    // Its answer lost, the same transaction is sent again: it does not commit, and the
+    // failure branch shows the first one's `.bridge`, by which the sender knows it did.
+    let again = cl.txn_if(&compare, &ops, &read).unwrap();
+    assert!(!again.succeeded);
+    assert_eq!(again.revision, first.revision, "committed twice");
+    let kv = again.gets[0].as_ref().unwrap();
+    assert_eq!(
+        (kv.value.as_slice(), kv.mod_revision),
+        (&b"v2"[..], first.revision)
+    );
+    // The other comparisons, against etcd itself: a missing key has create revision 0 and
+    // no lease.
+    let lease = cl.grant(5).unwrap();
+    cl.put(b"/x/leased", b"1", lease).unwrap();
+    for (c, holds) in [
+        (
+            Compare::CreateRevision {
+                key: "/x/none".into(),
+                revision: 0,
+            },
+            true,
+        ),
+        (
+            Compare::CreateRevision {
+                key: "/x/leased".into(),
+                revision: 0,
+            },
+            false,
+        ),
+        (
+            Compare::Lease {
+                key: "/x/leased".into(),
+                lease,
+            },
+            true,
+        ),
+        (
+            Compare::Lease {
+                key: "/x/none".into(),
+                lease: 0,
+            },
+            true,
+        ),
+        (
+            Compare::ModRevision {
+                key: "/x/none".into(),
+                revision: 0,
+            },
+            true,
+        ),
+    ] {
+        let r = cl.txn_if(std::slice::from_ref(&c), &[], &[]).unwrap();
+        assert_eq!(r.succeeded, holds, "{c:?}");
+    }
+    // A lease's time to live, and -1 once it is gone.
+    assert!((1..=5).contains(&cl.time_to_live(lease).unwrap()));
+    cl.revoke(lease).unwrap();
+    assert_eq!(cl.time_to_live(lease).unwrap(), -1);
 }

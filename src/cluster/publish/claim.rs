@@ -149,8 +149,9 @@ impl Writer<'_> {
                 let lease = self.lease;
                 if self.measured(|c| c.time_to_live(lease))? <= 0 {
                     eprintln!(
-                        "pidbeat publish: lease {lease:x} was revoked, and {bridge_key} with it; \
-                         granting a new one and putting every verdict back, .bridge last"
+                        "pidbeat publish: lease {lease:x} is gone (revoked, or expired while etcd \
+                         could not be reached), and {bridge_key} with it; granting a new one and \
+                         putting every verdict back, .bridge last"
                     );
                     self.lease = 0;
                     self.grant()?;
