@@ -410,7 +410,7 @@ fn a_host_role_cannot_write_another_hosts_prefix() {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
-fn make_certs(dir: &std::path::Path) {
+pub fn make_certs(dir: &std::path::Path) {
     let script = r#"
 set -e
 ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"

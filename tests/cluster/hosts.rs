@@ -188,11 +188,14 @@ pub struct Reader {
 
 impl Reader {
     pub fn spawn(sb: &Sandbox, args: &[&str], name: &str) -> Reader {
+        Reader::spawn_cmd(sb, sb.cmd().args(args), name)
+    }
+
+    /// `spawn` of a command built by the caller (a reader inside a lab namespace).
+    pub fn spawn_cmd(sb: &Sandbox, cmd: &mut Command, name: &str) -> Reader {
         let err = sb.path(&format!("{name}.stderr"));
         let mut g = Guard::spawn(
-            sb.cmd()
-                .args(args)
-                .stdin(Stdio::null())
+            cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(std::fs::File::create(&err).unwrap()),
         );

@@ -9,11 +9,17 @@
 mod common;
 mod etcd_fixture;
 mod keys;
+mod lab;
+mod relay;
 
 mod client;
 mod faults;
 mod hosts;
+mod ownership;
+mod partitions;
 mod publish;
+mod slow_link;
+mod tls_publish;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -202,8 +202,19 @@ pub fn render(
     layout: &Layout,
     color: bool,
 ) -> String {
+    render_at(entries, missing, layout, color, now_ms())
+}
+
+/// `render` with UP as of `now` (Unix ms): a remote view that is not current shows it as of
+/// the view's time.
+pub fn render_at(
+    entries: &[AgentVerdict],
+    missing: &[String],
+    layout: &Layout,
+    color: bool,
+    now: u64,
+) -> String {
     let cols = &layout.columns;
-    let now = now_ms();
     let mut rows: Vec<(String, Vec<String>)> = entries
         .iter()
         .map(|e| {
