@@ -1,14 +1,13 @@
 //! The CLI surface users meet first: help, version, completions, man pages, and what a
 //! package ships.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn stdout_of(sb: &Sandbox, args: &[&str]) -> String {
     let out = sb.cmd().args(args).output().unwrap();

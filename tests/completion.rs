@@ -3,14 +3,13 @@
 //! from the run dir, the run dir named on the line, and commands after `run --`. The other
 //! shells (not installed here) are checked on the script and on the engine's answers.
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::tmux::TmuxSandbox;
-use common::*;
+use crate::common::tmux::TmuxSandbox;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -1,12 +1,11 @@
 //! Records end: `forget` and `prune` remove ended agents (never a live one, never racing a
 //! starting watcher), and the death history survives a new watcher of the same name.
 
-mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);

@@ -5,7 +5,6 @@
 //! package, too big for CI). Also `--output`'s atomic replacement and what a missing or
 //! broken run dir looks like to a scraper.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 const NODE_EXPORTER: &str = "prometheus-node-exporter";

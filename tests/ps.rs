@@ -1,13 +1,12 @@
 //! `pidbeat ps`: every state from real processes, the three output formats, and the edges
 //! (empty/missing run dir, hostile files, broken pipe, `--watch`).
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);

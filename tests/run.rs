@@ -1,11 +1,10 @@
 //! `pidbeat run -- CMD`: the child's exact status, passed through; PID 1 duties.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
 fn run_cmd(sb: &Sandbox, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {

@@ -3,12 +3,11 @@
 //! `ps --json` element of every state. They also refuse what the contract forbids, so that a
 //! schema that accepts anything fails here.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jsonschema::Validator;
 use serde_json::{Value, json};
 

@@ -1,12 +1,11 @@
 //! What scripts build on: `pidbeat status` and its exit codes, `ps -o`/`--no-header`, the
 //! UP column and `started_ms`, humane durations, and the short flags.
 
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -2,13 +2,12 @@
 //! asserted are loose (a second) so that only a polling regression, not a busy machine,
 //! fails them.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -1,11 +1,10 @@
 //! `pidbeat watch` end to end: real targets, real pidfds, temp run dirs.
 
-mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Waits (up to 5 s) until `agent`'s record has status `status`.

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use etcd_gateway::{Client, Config, Error, EventKind, Tls};
 
-use crate::etcd_fixture::{Cluster, MEMBERS};
-use crate::{require_etcd, serial};
+use super::etcd_fixture::{Cluster, MEMBERS};
+use crate::require_etcd;
+use super::serial;
 
 pub fn client(c: &Cluster, first: usize, timeout: Duration) -> Client {
     Client::new(&Config {

@@ -71,7 +71,7 @@ pub fn etcd_available() -> bool {
 #[macro_export]
 macro_rules! require_etcd {
     () => {
-        if !$crate::etcd_fixture::etcd_available() {
+        if !$crate::cluster::etcd_fixture::etcd_available() {
             return;
         }
     };

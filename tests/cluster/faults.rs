@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::etcd_fixture::{Cluster, MEMBERS};
-use crate::hosts::*;
-use crate::{require_etcd, serial};
+use super::etcd_fixture::{Cluster, MEMBERS};
+use super::hosts::*;
+use crate::require_etcd;
+use super::serial;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -466,7 +467,7 @@ fn publish_with_1000_agents_stays_under_8_mib() {
         std::fs::write(h.sb.record_path(&format!("agent-{k:04}")), line + "\n").unwrap();
     }
     h.publish(&c.urls_from(0), 10);
-    let mut cl = crate::client::client(&c, 1, SEC);
+    let mut cl = super::client::client(&c, 1, SEC);
     let prefix = String::from("/pidbeat/h1/");
     let end = etcd_gateway::prefix_end(prefix.as_bytes());
     let t = Instant::now();

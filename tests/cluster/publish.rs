@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::client::client;
+use super::client::client;
 use crate::common::*;
-use crate::etcd_fixture::Cluster;
-use crate::hosts::*;
-use crate::keys;
-use crate::{require_etcd, serial};
+use super::etcd_fixture::Cluster;
+use super::hosts::*;
+use super::keys;
+use crate::require_etcd;
+use super::serial;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -223,7 +224,7 @@ fn per_host_credentials_from_a_file_or_the_environment() {
     require_etcd!();
     let _s = serial();
     let c = Cluster::start();
-    crate::client::enable_per_host_auth(&c, &["h1", "h2"]);
+    super::client::enable_per_host_auth(&c, &["h1", "h2"]);
     let urls = c.urls_from(0);
     let mut h = Host::new("h1");
     h.add_agent("pi", "1");
@@ -290,7 +291,7 @@ fn a_bridge_started_while_etcd_is_down_publishes_once_it_is_back() {
     require_etcd!();
     let _s = serial();
     let c = Cluster::start();
-    for i in 0..crate::etcd_fixture::MEMBERS {
+    for i in 0..super::etcd_fixture::MEMBERS {
         c.stop(i);
     }
     let mut h = Host::new("h1");
@@ -308,7 +309,7 @@ fn a_bridge_started_while_etcd_is_down_publishes_once_it_is_back() {
         "the bridge gave up"
     );
     h.kill9("pi");
-    for i in 0..crate::etcd_fixture::MEMBERS {
+    for i in 0..super::etcd_fixture::MEMBERS {
         c.cont(i);
     }
     let (v, _) = poll_ps_etcd(
@@ -370,7 +371,7 @@ fn a_reader_whose_history_was_compacted_reads_everything_again() {
     require_etcd!();
     let _s = serial();
     let c = Cluster::start();
-    let follower = (c.wait_leader(5 * SEC) + 1) % crate::etcd_fixture::MEMBERS;
+    let follower = (c.wait_leader(5 * SEC) + 1) % super::etcd_fixture::MEMBERS;
     let mut h = Host::new("h1");
     h.add_agent("pi", "1");
     h.add_agent("codex", "1");

@@ -5,8 +5,6 @@
 //! The tests run one at a time (`serial`): each starts its own cluster, and the latency
 //! limits they assert would measure the other tests' load on a 2-core machine otherwise.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod etcd_fixture;
 mod keys;
 

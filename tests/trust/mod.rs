@@ -11,8 +11,6 @@
 //!
 //! Real processes in a `Sandbox` each; everything started is killed and reaped by guards.
 
-#[path = "../common/mod.rs"]
-mod common;
 
 mod clock;
 mod pidns;
@@ -23,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);

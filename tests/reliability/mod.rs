@@ -11,8 +11,6 @@
 //!
 //! Helper: tests/reliability/pid_reuse.sh, the PID-1 script of the PID-reuse tests.
 
-#[path = "../common/mod.rs"]
-mod common;
 
 mod atomic;
 mod bad_input;
@@ -31,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Small beats keep the file fast; 20 beats a second.

@@ -13,8 +13,6 @@
 //! sandbox finds them all by scanning `/proc/*/environ`, and its cleanup (also run from `Drop`
 //! when an assertion fails) kills the tmux server and every such process and reaps them.
 
-#[path = "../common/mod.rs"]
-mod common;
 
 mod exits;
 mod real;
@@ -24,8 +22,8 @@ mod sidecar;
 use std::path::Path;
 use std::process::Command;
 
-use common::tmux::TmuxSandbox;
-use common::*;
+use crate::common::tmux::TmuxSandbox;
+use crate::common::*;
 
 const LAUNCHER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

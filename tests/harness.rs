@@ -1,0 +1,1 @@
+//! Checks that keep the tests themselves honest.
