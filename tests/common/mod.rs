@@ -10,7 +10,6 @@
 //! - `internals`: the only uses of pidbeat's library API
 //! - `mountns`: a private mount namespace with a small tmpfs, for run-dir faults
 //! - `tmux`: a real tmux server on a private socket dir, for the launcher
-#![allow(dead_code, unused_imports)]
 
 mod deadline;
 mod internals;
