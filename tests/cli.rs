@@ -1,7 +1,6 @@
 //! The CLI surface users meet first: help, version, completions, man pages, and what a
 //! package ships.
 
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -355,6 +354,8 @@ fn help_and_version() {
 /// licences Cargo.toml's `license` refers to.
 #[test]
 fn the_package_ships_what_the_readme_links() {
+    // `cargo package` is no light load: not while a latency-bound test runs alone.
+    let _share = share();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut c = Command::new(env!("CARGO"));
     c.args(["package", "--list", "--allow-dirty", "--offline"])

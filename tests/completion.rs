@@ -3,7 +3,6 @@
 //! from the run dir, the run dir named on the line, and commands after `run --`. The other
 //! shells (not installed here) are checked on the script and on the engine's answers.
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,7 +5,6 @@
 //! package, too big for CI). Also `--output`'s atomic replacement and what a missing or
 //! broken run dir looks like to a scraper.
 
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;

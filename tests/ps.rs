@@ -1,7 +1,6 @@
 //! `pidbeat ps`: every state from real processes, the three output formats, and the edges
 //! (empty/missing run dir, hostile files, broken pipe, `--watch`).
 
-
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -225,7 +224,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         exit: None,
         died_ms: None,
         watcher_pid: Some(me),
-        watcher_start_time: Some(read_start_time(me)),
+        watcher_start_time: Some(start_time(me).unwrap()),
         exit_unknown: None,
         ..dead_record(None, None)
     };

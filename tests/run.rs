@@ -1,6 +1,5 @@
 //! `pidbeat run -- CMD`: the child's exact status, passed through; PID 1 duties.
 
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

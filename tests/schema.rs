@@ -3,7 +3,6 @@
 //! `ps --json` element of every state. They also refuse what the contract forbids, so that a
 //! schema that accepts anything fails here.
 
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -69,10 +68,10 @@ fn planted(pid: i32, watcher_pid: i32, age_ms: u64) -> Record {
         interval: Some(0.1),
         backend: Some("pidfd".into()),
         watcher_pid: Some(watcher_pid),
-        start_time: Some(read_start_time(watcher_pid)),
+        start_time: Some(start_time(watcher_pid).unwrap()),
         exit: None,
         died_ms: None,
-        watcher_start_time: Some(read_start_time(watcher_pid)),
+        watcher_start_time: Some(start_time(watcher_pid).unwrap()),
         boot_id: None,
         boottime_ms: None,
         pidns: None,
@@ -182,7 +181,7 @@ fn real_records_and_ps_json_match_the_schemas() {
     let me = me_pid();
     let mut old = planted(me, me, 60_000);
     old.pid = t1.pid();
-    old.start_time = Some(read_start_time(t1.pid()));
+    old.start_time = Some(start_time(t1.pid()).unwrap());
     sb.plant("old", &old);
     let _lock = sb.hold_lock("old");
     let gone = exited_pid();

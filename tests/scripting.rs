@@ -1,7 +1,6 @@
 //! What scripts build on: `pidbeat status` and its exit codes, `ps -o`/`--no-header`, the
 //! UP column and `started_ms`, humane durations, and the short flags.
 
-
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! `pidbeat watch` end to end: real targets, real pidfds, temp run dirs.
 
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -32,19 +31,8 @@ fn first_alive_record_is_immediate_and_complete() {
         took < Duration::from_millis(100),
         "first record took {took:?}"
     );
-    // Every contract key, in the contract's order (serde_json's Map sorts, so read the text).
     let text = std::fs::read_to_string(sb.record_path("a")).unwrap();
-    let at: Vec<usize> = RECORD_KEYS
-        .iter()
-        .map(|k| {
-            text.find(&format!("\"{k}\":"))
-                .unwrap_or_else(|| panic!("no {k}: {text}"))
-        })
-        .collect();
-    assert!(
-        at.windows(2).all(|w| w[0] < w[1]),
-        "keys out of order: {text}"
-    );
+    assert_contract_keys_in_order(&text);
     assert_eq!(rec["pid"], target.pid());
     assert_eq!(rec["seq"], 1);
     assert_eq!(rec["interval"], 15.0);

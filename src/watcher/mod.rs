@@ -22,9 +22,9 @@ use signal_hook_mio::v1_0::Signals;
 mod death;
 mod detach;
 mod history;
-pub mod lock;
+mod lock;
 pub mod run;
-pub mod store;
+mod store;
 mod target;
 
 pub use target::BackendPref;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use etcd_gateway::{Client, Config, Error, EventKind, Tls};
 
 use super::etcd_fixture::{Cluster, MEMBERS};
-use crate::require_etcd;
 use super::serial;
+use crate::require_etcd;
 
 pub fn client(c: &Cluster, first: usize, timeout: Duration) -> Client {
     Client::new(&Config {

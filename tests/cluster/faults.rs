@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::*;
 use super::etcd_fixture::{Cluster, MEMBERS};
 use super::hosts::*;
-use crate::require_etcd;
 use super::serial;
+use crate::common::*;
+use crate::require_etcd;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -458,7 +458,7 @@ fn publish_with_1000_agents_stays_under_8_mib() {
     // holds per agent is the same object whatever the state).
     let me = std::process::id() as i32;
     for k in 0..1000 {
-        let ms = pidbeat::testing::now_ms();
+        let ms = now_ms();
         let line = format!(
             r#"{{"ts":{},"pid":{me},"status":"dead","ts_ms":{ms},"seq":7,"interval":15.0,"backend":"pidfd","watcher_pid":{me},"start_time":1,"exit":{{"code":{},"signal":null,"core":false}},"died_ms":{ms},"watcher_start_time":1}}"#,
             ms / 1000,

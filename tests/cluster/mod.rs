@@ -2,8 +2,9 @@
 //! client, TLS and per-host auth, `publish`, `ps --etcd` and `wait --etcd` under the faults of
 //! DESIGN.md's multi-host contract.
 //!
-//! The tests run one at a time (`serial`): each starts its own cluster, and the latency
-//! limits they assert would measure the other tests' load on a 2-core machine otherwise.
+//! The tests that start a cluster run alone (`serial`): each starts its own cluster, and the
+//! latency limits they assert would measure the other tests' load on a 2-core machine
+//! otherwise.
 
 mod etcd_fixture;
 mod keys;
@@ -13,10 +14,8 @@ mod faults;
 mod hosts;
 mod publish;
 
-use std::sync::{Mutex, MutexGuard};
-
-/// Held for a test's whole run.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// Held for a test's whole run, taken before its first `Sandbox`: no other test runs
+/// meanwhile.
+pub fn serial() -> crate::common::Alone {
+    crate::common::alone()
 }

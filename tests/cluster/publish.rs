@@ -7,12 +7,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::client::client;
-use crate::common::*;
 use super::etcd_fixture::Cluster;
 use super::hosts::*;
 use super::keys;
-use crate::require_etcd;
 use super::serial;
+use crate::common::*;
+use crate::require_etcd;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -30,7 +30,7 @@ fn publishes_verdicts_and_readers_see_them() {
     h.add_agent("pi", "1");
     h.add_agent("codex", "1");
     // A death recorded before the bridge started (planted as a watcher writes it).
-    let ms = pidbeat::testing::now_ms();
+    let ms = now_ms();
     let done = format!(
         r#"{{"ts":{},"pid":1234,"status":"dead","ts_ms":{ms},"seq":3,"interval":15.0,"backend":"pidfd","start_time":1,"exit":{{"code":3,"signal":null,"core":false}},"died_ms":{ms}}}"#,
         ms / 1000

@@ -2,27 +2,30 @@
 //! kill and reap everything a test starts (so nothing outlives a failing assertion), and a
 //! leak check.
 //!
+//! - `alone`: the one lock that lets a latency-bound test have the machine to itself
 //! - `sandbox`: the `Sandbox` (temp dir, private HOME, run dir, pidbeat commands, leak check)
 //! - `proc`: the `Guard`, spawners, signals, reaping
 //! - `procfs`: what /proc says about a process
 //! - `deadline`: the poll loop and `run_with_deadline`
 //! - `record`: records and `ps --json` as text
-//! - `internals`: the only uses of pidbeat's library API
+//! - `plant`: records and locks made as a watcher makes them, from the contract alone
 //! - `mountns`: a private mount namespace with a small tmpfs, for run-dir faults
 //! - `tmux`: a real tmux server on a private socket dir, for the launcher
 
+mod alone;
 mod deadline;
-mod internals;
 mod mountns;
+mod plant;
 mod proc;
 mod procfs;
 mod record;
 mod sandbox;
 pub mod tmux;
 
+pub use alone::*;
 pub use deadline::*;
-pub use internals::*;
 pub use mountns::*;
+pub use plant::*;
 pub use proc::*;
 pub use procfs::*;
 pub use record::*;

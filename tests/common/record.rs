@@ -27,6 +27,19 @@ pub const RECORD_KEYS: [&str; 15] = [
     "pidns",
 ];
 
+/// Asserts that the record `text` has every contract key, in the contract's order (serde_json's
+/// `Value` sorts its keys, so this reads the text).
+pub fn assert_contract_keys_in_order(text: &str) {
+    let at: Vec<usize> = RECORD_KEYS
+        .iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("no {k}: {text}"))
+        })
+        .collect();
+    assert!(at.is_sorted(), "keys out of order: {text}");
+}
+
 /// Reads and parses a record; `None` if it is missing. Panics on a partial record, which
 /// atomic replacement must make impossible.
 pub fn read_record(path: &Path) -> Option<Value> {

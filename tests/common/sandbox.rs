@@ -19,8 +19,8 @@ use rustix::process::Signal;
 use serde_json::Value;
 
 use super::{
-    BIN, Guard, all_pids, cmdline, describe, environ_has, pid_running, poll_for, reap, signal,
-    status_is, wait_gone, wait_record,
+    BIN, Guard, Share, all_pids, cmdline, describe, environ_has, pid_running, poll_for, reap,
+    share, signal, status_is, wait_gone, wait_record,
 };
 
 /// The environment variable that marks every process a sandbox starts.
@@ -31,6 +31,8 @@ pub struct Sandbox {
     /// PIDs `procs` has seen (alive at some point): reaped by `sweep` even if they exited
     /// before it ran (a tmux server whose last session ended, reparented to us).
     seen: Mutex<BTreeSet<i32>>,
+    /// Dropped last: the test leaves the machine once everything it started is gone.
+    _share: Share,
 }
 
 impl Default for Sandbox {
@@ -51,6 +53,7 @@ impl Sandbox {
         Sandbox {
             dir,
             seen: Mutex::new(BTreeSet::new()),
+            _share: share(),
         }
     }
 

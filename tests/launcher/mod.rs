@@ -13,7 +13,6 @@
 //! sandbox finds them all by scanning `/proc/*/environ`, and its cleanup (also run from `Drop`
 //! when an assertion fails) kills the tmux server and every such process and reaps them.
 
-
 mod exits;
 mod real;
 mod shim;

@@ -11,7 +11,6 @@
 //!
 //! Helper: tests/reliability/pid_reuse.sh, the PID-1 script of the PID-reuse tests.
 
-
 mod atomic;
 mod bad_input;
 mod detach;

@@ -11,7 +11,6 @@
 //!
 //! Real processes in a `Sandbox` each; everything started is killed and reaped by guards.
 
-
 mod clock;
 mod pidns;
 mod untrusted;
