@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::common::*;
 
 fn stdout_of(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb.cmd().args(args).output().unwrap();
+    let out = sb.cmd().args(args).finish();
     assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
+    out.utf8_stdout().to_owned()
 }
 
 /// Every subcommand there is; `subcommands` checks `--help` lists each.
@@ -59,7 +59,7 @@ fn completions_cover_every_subcommand() {
         // The scripts are the env engine's: they ask `pidbeat` itself for every candidate.
         assert!(text.contains("PIDBEAT_COMPLETE="), "{shell}: {text}");
     }
-    let out = sb.cmd().args(["completions", "tcsh"]).output().unwrap();
+    let out = sb.cmd().args(["completions", "tcsh"]).finish();
     assert_eq!(out.status.code(), Some(2));
     let help = stdout_of(&sb, &["completions", "--help"]);
     for install in [
@@ -243,17 +243,15 @@ fn render(page: &Path) -> String {
         .arg(page)
         .env("MANPAGER", "cat")
         .env("MANWIDTH", "100")
-        .output()
-        .expect("man (man-db) is installed");
+        .finish();
     assert!(out.status.success(), "man -l {}: {out:?}", page.display());
     let lint = Command::new("groff")
         .args(["-man", "-Tutf8", "-ww", "-z"])
         .arg(page)
-        .output()
-        .expect("groff is installed");
-    let warnings = String::from_utf8_lossy(&lint.stderr);
+        .finish();
+    let warnings = &lint.stderr;
     assert!(warnings.is_empty(), "{}: {warnings}", page.display());
-    String::from_utf8(out.stdout).unwrap()
+    out.utf8_stdout().to_owned()
 }
 
 #[test]
@@ -347,7 +345,7 @@ fn help_and_version() {
     let v = stdout_of(&sb, &["--version"]);
     assert!(v.starts_with("pidbeat "), "{v}");
     // No subcommand is a usage error.
-    assert_eq!(sb.cmd().output().unwrap().status.code(), Some(2));
+    assert_eq!(sb.cmd().finish().status.code(), Some(2));
 }
 
 /// `cargo package --list` ships every file the README links or names by path, and the

@@ -32,19 +32,6 @@ fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)
         })
 }
 
-fn node_exporter_present(test: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(NODE_EXPORTER).is_file()));
-    if !found {
-        assert!(
-            std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-            "{NODE_EXPORTER} is required (PIDBEAT_REQUIRE_TOOLS) but not on PATH"
-        );
-        skip(test, "prometheus-node-exporter is not installed");
-    }
-    found
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -67,7 +54,7 @@ fn scrape(port: u16) -> Option<String> {
 
 #[test]
 fn node_exporter_sees_a_death_within_a_second() {
-    if !node_exporter_present("node_exporter_sees_a_death_within_a_second") {
+    if !have(NODE_EXPORTER, NODE_EXPORTER) {
         return;
     }
     let sb = Sandbox::new();
@@ -190,11 +177,7 @@ fn output_replaces_the_file_whole() {
     let _w = sb.watch_alive(target.pid(), "a", &["--interval", "15"]);
     let out = sb.path("metrics.prom");
     std::fs::write(&out, "old\n").unwrap();
-    let o = sb
-        .ps_cmd(&["--prom", "--output"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = sb.ps_cmd(&["--prom", "--output"]).arg(&out).finish();
     assert_eq!(o.status.code(), Some(0));
     assert!(o.stdout.is_empty(), "stdout: {:?}", o.stdout);
     let text = std::fs::read_to_string(&out).unwrap();
@@ -204,11 +187,7 @@ fn output_replaces_the_file_whole() {
     );
     // JSON goes there too.
     let json = sb.path("fleet.json");
-    let o = sb
-        .ps_cmd(&["--json", "--output"])
-        .arg(&json)
-        .output()
-        .unwrap();
+    let o = sb.ps_cmd(&["--json", "--output"]).arg(&json).finish();
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v[0]["agent"], "a");
@@ -219,10 +198,9 @@ fn output_replaces_the_file_whole() {
     let o = sb
         .ps_cmd(&["--prom", "--output"])
         .arg(blocked.join("pidbeat.prom"))
-        .output()
-        .unwrap();
+        .finish();
     assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = &o.stderr;
     assert!(err.contains("pidbeat.prom"), "{err}");
     assert_eq!(dir_names(&blocked), ["pidbeat.prom"]);
 }

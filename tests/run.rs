@@ -17,8 +17,8 @@ fn run_cmd(sb: &Sandbox, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
     c
 }
 
-fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> std::process::Output {
-    run_cmd(sb, agent, &[], cmd).output().unwrap()
+fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Out {
+    run_cmd(sb, agent, &[], cmd).finish()
 }
 
 #[test]
@@ -87,15 +87,14 @@ fn missing_command_is_127() {
     let sb = Sandbox::new();
     let out = run(&sb, "nope", &["/nonexistent/binary"]);
     assert_eq!(out.status.code(), Some(127));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
+    assert!(out.stderr.contains("cannot run"));
 }
 
 #[test]
 fn as_pid_1_it_reaps_orphans() {
     let sb = Sandbox::new();
     if !unshare_pid_ns_works(&[]) {
-        eprintln!("SKIP: unshare --pid --fork --mount-proc is not available here");
-        return;
+        return skip("unshare --pid --fork --mount-proc does not work here");
     }
     // The subshell orphans `sleep 0.1` to PID 1 (pidbeat). Once it has exited, count zombies
     // in the namespace: the exit status is that count, so 0 means pidbeat reaped it.
@@ -124,9 +123,8 @@ fn as_pid_1_it_reaps_orphans() {
         .arg(sb.run_dir())
         .args(["--", "bash", "-c", script])
         .env("HOME", sb.home())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .finish();
+    let stdout = &out.stdout;
     assert!(stdout.contains("pid1=pidbeat"), "{stdout} {out:?}");
     assert_eq!(out.status.code(), Some(0), "zombies left: {stdout}");
     let v = read_record(&sb.record_path("init")).unwrap();

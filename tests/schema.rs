@@ -192,8 +192,8 @@ fn real_records_and_ps_json_match_the_schemas() {
 
     let out = sb.ps(&["--json"]);
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let all: Value = serde_json::from_str(&text).unwrap();
+    let text = out.utf8_stdout();
+    let all: Value = serde_json::from_str(text).unwrap();
     let mut states: Vec<&str> = Vec::new();
     for e in all.as_array().unwrap() {
         assert_valid(&entry, e, &format!("ps --json element {}", e["agent"]));

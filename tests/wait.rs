@@ -99,19 +99,17 @@ fn times_out_with_124() {
     let target = spawn_sleep();
     let _w = sb.watch_alive(target.pid(), "busy", &[]);
     let t0 = Instant::now();
-    let o = wait_cmd(&sb, &["--timeout", "0.3", "busy"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--timeout", "0.3", "busy"]).finish();
     let took = t0.elapsed();
     assert_eq!(o.status.code(), Some(124));
     assert!(o.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("busy"));
+    assert!(o.stderr.contains("busy"));
     assert!(
         took >= Duration::from_millis(300) && took < 2 * SEC,
         "{took:?}"
     );
 
-    let o = wait_cmd(&sb, &["--timeout", "0", "busy"]).output().unwrap();
+    let o = wait_cmd(&sb, &["--timeout", "0", "busy"]).finish();
     assert_eq!(o.status.code(), Some(124));
 }
 
@@ -218,14 +216,9 @@ fn already_ended_agents_return_at_once() {
         ..r.clone()
     };
     sb.plant("ghost", &lost);
-    let o = wait_cmd(&sb, &["--timeout", "5", "gone", "ghost"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--timeout", "5", "gone", "ghost"]).finish();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "gone dead\nghost lost\n"
-    );
+    assert_eq!(o.stdout, "gone dead\nghost lost\n");
 }
 
 /// The record says alive and its target is gone, but the watcher (this test, holding the
@@ -290,7 +283,7 @@ fn survives_the_run_dir_being_deleted_and_recreated() {
 #[test]
 fn needs_an_agent() {
     let sb = Sandbox::new();
-    let o = sb.cmd().arg("wait").output().unwrap();
+    let o = sb.pidbeat(&["wait"]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -378,11 +371,7 @@ fn lost_when_a_lockless_sidecar_dies() {
         exit_unknown: None,
     };
     sb.plant("sh", &r);
-    let ps_state = || {
-        let o = sb.ps(&["--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v[0]["state"].as_str().unwrap().to_owned()
-    };
+    let ps_state = || sb.ps_json(&[])["sh"]["state"].clone();
     assert_eq!(ps_state(), "alive");
     let mut wait = Waiter::start(&sb, &["sh"]);
     let t0 = Instant::now();
@@ -434,14 +423,10 @@ fn any_and_count_return_early() {
     assert_eq!(two.line(5 * SEC), "c dead signal 9");
     assert_eq!(two.finish(5 * SEC).0, Some(0));
 
-    let o = wait_cmd(&sb, &["--count", "4", "a", "b", "c"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--count", "4", "a", "b", "c"]).finish();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--count"));
-    let o = wait_cmd(&sb, &["--any", "--count", "2", "a", "b"])
-        .output()
-        .unwrap();
+    assert!(o.stderr.contains("--count"));
+    let o = wait_cmd(&sb, &["--any", "--count", "2", "a", "b"]).finish();
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -468,12 +453,10 @@ fn until_alive_waits_for_the_agent_to_come_up() {
     assert_eq!(up.line(5 * SEC), "fresh alive");
     assert_eq!(up.finish(5 * SEC).0, Some(0));
     // Already alive: at once.
-    let o = wait_cmd(&sb, &["--until", "alive", "-t", "5", "svc"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--until", "alive", "-t", "5", "svc"]).finish();
     assert_eq!(
-        (o.status.code(), o.stdout.as_slice()),
-        (Some(0), &b"svc alive\n"[..])
+        (o.status.code(), o.stdout.as_str()),
+        (Some(0), "svc alive\n")
     );
 }
 
@@ -483,10 +466,8 @@ fn unknown_agents_are_named_or_refused() {
     let target = spawn_sleep();
     let _w = sb.watch_alive(target.pid(), "real", &[]);
     // --exists: refused at once with 4, naming each unknown agent.
-    let o = wait_cmd(&sb, &["--exists", "real", "typo"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = wait_cmd(&sb, &["--exists", "real", "typo"]).finish();
+    let err = &o.stderr;
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(
         err.contains("typo: no record") && !err.contains("real"),
@@ -494,8 +475,8 @@ fn unknown_agents_are_named_or_refused() {
     );
     // Without it, a note after a few seconds, once, and the wait goes on.
     let t0 = Instant::now();
-    let o = wait_cmd(&sb, &["-t", "4.5", "typo"]).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = wait_cmd(&sb, &["-t", "4.5", "typo"]).finish();
+    let err = &o.stderr;
     assert_eq!(o.status.code(), Some(124), "{err}");
     assert!(t0.elapsed() >= Duration::from_millis(4500));
     assert_eq!(err.matches("typo: still no record").count(), 1, "{err}");

@@ -153,9 +153,9 @@ fn second_watcher_for_an_agent_is_refused_naming_the_holder() {
     let target = spawn_sleep();
     let w = sb.watch(target.pid(), "dup", &[]);
     wait_status(&sb, "dup", "alive");
-    let out = sb.watch_cmd(target.pid(), "dup").output().unwrap();
+    let out = sb.watch_cmd(target.pid(), "dup").finish();
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = &out.stderr;
     assert!(err.contains(&format!("pid {}", w.pid())), "{err}");
     // The first watcher is untouched.
     assert_eq!(
@@ -174,12 +174,8 @@ fn refuses_missing_own_and_zombie_pids() {
     wait_gone(zpid, Duration::from_secs(5));
     for backend in ["pidfd", "poll"] {
         for (pid, what) in [(gone_pid, "no process"), (zpid, "already exited")] {
-            let out = sb
-                .watch_cmd(pid, "r")
-                .args(["--backend", backend])
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
+            let out = sb.watch_cmd(pid, "r").args(["--backend", backend]).finish();
+            let err = &out.stderr;
             assert_eq!(out.status.code(), Some(1), "{backend} {pid}: {err}");
             assert!(err.contains(what), "{backend}: {err}");
         }
@@ -193,9 +189,8 @@ fn refuses_missing_own_and_zombie_pids() {
         ])
         .arg(sb.run_dir())
         .env("HOME", sb.home())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+        .finish();
+    let err = &out.stderr;
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("own PID"), "{err}");
     assert!(read_record(&sb.record_path("r")).is_none());

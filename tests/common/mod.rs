@@ -10,6 +10,7 @@
 //! - `record`: records and `ps --json` as text
 //! - `plant`: records and locks made as a watcher makes them, from the contract alone
 //! - `mountns`: a private mount namespace with a small tmpfs, for run-dir faults
+//! - `skip`: the one skip policy (a failure where tools are required, else loud and counted)
 //! - `tmux`: a real tmux server on a private socket dir, for the launcher
 
 mod alone;
@@ -20,6 +21,7 @@ mod proc;
 mod procfs;
 mod record;
 mod sandbox;
+mod skip;
 pub mod tmux;
 
 pub use alone::*;
@@ -30,6 +32,7 @@ pub use proc::*;
 pub use procfs::*;
 pub use record::*;
 pub use sandbox::*;
+pub use skip::*;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -38,11 +41,6 @@ use std::sync::mpsc;
 pub use rustix::process::Signal;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pidbeat");
-
-/// Says that `test` passes without running, and why (a kernel or sandbox feature is missing).
-pub fn skip(test: &str, reason: &str) {
-    eprintln!("SKIP {test}: {reason}");
-}
 
 /// Delivers the lines of `r` (a child's stdout) through a channel as they come, from a
 /// thread that ends at EOF or once the receiver is gone.

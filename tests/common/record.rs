@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::poll;
+use super::{Sandbox, poll, run_with_deadline};
 
 /// The keys of a record, in the order the record contract fixes.
 pub const RECORD_KEYS: [&str; 15] = [
@@ -92,6 +93,38 @@ pub fn status_is(v: &Value, s: &str) -> bool {
 /// The record's `seq`, panicking if it has none.
 pub fn seq(v: &Value) -> u64 {
     v["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {v}"))
+}
+
+/// `CMD ps --json --run-dir DIR [AGENT…]` run to completion, where `cmd` is pidbeat, perhaps
+/// wrapped (nsenter, libfaketime): agent → the object ps printed. It must succeed.
+pub fn ps_json_with(mut cmd: Command, dir: &Path, agents: &[&str]) -> BTreeMap<String, Value> {
+    cmd.args(["ps", "--json", "--run-dir"])
+        .arg(dir)
+        .args(agents);
+    let o = run_with_deadline(cmd, Duration::from_secs(5));
+    assert!(o.status.success(), "ps failed ({}): {}", o.status, o.stderr);
+    parse_ps(&o.stdout)
+}
+
+/// The state `ps --json` (`m`) gives `agent`, panicking if it does not list it.
+pub fn state_of(m: &BTreeMap<String, Value>, agent: &str) -> String {
+    m.get(agent)
+        .unwrap_or_else(|| panic!("ps does not list {agent}: {m:?}"))["state"]
+        .as_str()
+        .expect("state")
+        .to_owned()
+}
+
+impl Sandbox {
+    /// `ps --json [AGENT…]` over the sandbox's run dir: agent → the object ps printed.
+    pub fn ps_json(&self, agents: &[&str]) -> BTreeMap<String, Value> {
+        ps_json_with(self.cmd(), &self.run_dir(), agents)
+    }
+
+    /// The state `ps` gives `agent`.
+    pub fn ps_state(&self, agent: &str) -> String {
+        state_of(&self.ps_json(&[agent]), agent)
+    }
 }
 
 /// `ps --json` output as agent → the object ps printed.

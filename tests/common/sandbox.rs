@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ use rustix::process::Signal;
 use serde_json::Value;
 
 use super::{
-    BIN, Guard, Share, all_pids, cmdline, describe, environ_has, pid_running, poll_for, reap,
-    share, signal, status_is, wait_gone, wait_record,
+    BIN, Finish, Guard, Out, Share, all_pids, cmdline, describe, environ_has, pid_running,
+    poll_for, reap, share, signal, status_is, wait_gone, wait_record,
 };
 
 /// The environment variable that marks every process a sandbox starts.
@@ -148,8 +148,13 @@ impl Sandbox {
     }
 
     /// Runs `ps_cmd(args)` to completion.
-    pub fn ps(&self, args: &[&str]) -> Output {
-        self.ps_cmd(args).output().expect("run ps")
+    pub fn ps(&self, args: &[&str]) -> Out {
+        self.ps_cmd(args).finish()
+    }
+
+    /// Runs `pidbeat ARGS…` (`cmd`) to completion.
+    pub fn pidbeat(&self, args: &[&str]) -> Out {
+        self.cmd().args(args).finish()
     }
 
     /// Waits until `agent`'s record has status `status`, panicking after `timeout`.

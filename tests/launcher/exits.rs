@@ -60,11 +60,7 @@ fn kill(h: &TmuxSandbox, p: &Pane) {
         Death::KillPane => vec!["kill-pane", "-t", &target],
     };
     let out = h.tmux(&args);
-    assert!(
-        out.status.success(),
-        "tmux {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "tmux {args:?}: {}", &out.stderr);
 }
 
 /// Waits for the `dead` record and for its watcher to end; the final record then says all
@@ -114,10 +110,7 @@ fn exit_status_of_100_pane_deaths() {
         };
         let p = launch(&h, &format!("last{i}"), death);
         let server = h.tmux(&["display", "-p", "#{pid}"]);
-        let server: i32 = String::from_utf8_lossy(&server.stdout)
-            .trim()
-            .parse()
-            .unwrap();
+        let server: i32 = server.stdout.trim().parse().unwrap();
         kill(&h, &p);
         misses.extend(settle(&h, &p));
         wait_gone(server, Duration::from_secs(5));

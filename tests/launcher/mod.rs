@@ -80,19 +80,15 @@ fn scripts_are_executable_and_shellcheck_clean() {
         assert!(text.starts_with("#!/usr/bin/env bash\n"), "{s}: shebang");
         assert!(text.contains("set -euo pipefail"), "{s}: strict mode");
     }
-    match Command::new("shellcheck").arg("--version").output() {
-        Ok(o) if o.status.success() => {
-            let out = Command::new("shellcheck")
-                .args([LAUNCHER, SIDECAR])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "shellcheck:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        _ => eprintln!("shellcheck not installed: skipping the lint half of this test"),
+    if have("shellcheck", "shellcheck") {
+        let out = Command::new("shellcheck")
+            .args([LAUNCHER, SIDECAR])
+            .finish();
+        assert!(
+            out.status.success(),
+            "shellcheck:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
     }
 }

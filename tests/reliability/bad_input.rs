@@ -257,13 +257,8 @@ fn ps_corrupt_records_quickly() {
         "huge",
     ];
     // Not regular files: a reader must neither block (FIFO) nor read forever (/dev/zero).
-    assert!(
-        Command::new("mkfifo")
-            .arg(run.join("fifo.hb"))
-            .status()
-            .unwrap()
-            .success()
-    );
+    let mk = Command::new("mkfifo").arg(run.join("fifo.hb")).finish();
+    assert!(mk.status.success(), "mkfifo: {}", mk.stderr);
     std::os::unix::fs::symlink("/dev/zero", run.join("zero.hb")).unwrap();
     std::fs::create_dir(run.join("dir.hb")).unwrap();
 
@@ -309,7 +304,7 @@ fn ps_corrupt_records_quickly() {
 /// process lives on: a false `dead`.
 #[test]
 fn thread_id_is_refused_not_watched() {
-    if !python3("thread_id_is_refused_not_watched") {
+    if !python3() {
         return;
     }
     let sb = Sandbox::new();

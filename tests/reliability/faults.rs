@@ -50,7 +50,7 @@ fn fault_scenario(
     let sb = Sandbox::new();
     let ns = match MountNs::new(&sb, "64k") {
         Ok(ns) => ns,
-        Err(e) => return skip(test, &e),
+        Err(e) => return skip(&e),
     };
     let run = ns.mnt.join("run");
     let hrun = ns.host(&run);
@@ -100,7 +100,7 @@ fn fault_scenario(
         "{test}: temp files during the fault"
     );
     // The records still say alive and cannot change: ps must not believe them.
-    let m = ps_json_in(&sb, Some(&ns), &run, &["ff", "fp"]);
+    let m = ps_json_with(ns.pidbeat(&sb), &run, &["ff", "fp"]);
     for a in ["ff", "fp"] {
         assert_eq!(
             m[a]["state"], "lost",
@@ -243,7 +243,7 @@ fn sigterm_during_outage_still_stops_the_watcher() {
     let sb = Sandbox::new();
     let ns = match MountNs::new(&sb, "64k") {
         Ok(ns) => ns,
-        Err(e) => return skip("sigterm_during_outage_still_stops_the_watcher", &e),
+        Err(e) => return skip(&e),
     };
     let run = ns.mnt.join("run");
     let hrun = ns.host(&run);

@@ -16,8 +16,6 @@ mod pidns;
 mod untrusted;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -28,31 +26,3 @@ const SEC: Duration = Duration::from_secs(1);
 const IV: &str = "0.2";
 const IV_DUR: Duration = Duration::from_millis(200);
 const STALE_AFTER: Duration = Duration::from_millis(1400);
-
-/// `pidbeat ps --json [AGENT…]` over `dir`, run as `cmd` (a pidbeat command, perhaps wrapped):
-/// agent → its object. The command must succeed.
-fn ps_json_with(mut cmd: Command, dir: &Path, agents: &[&str]) -> BTreeMap<String, Value> {
-    cmd.args(["ps", "--json", "--run-dir"])
-        .arg(dir)
-        .args(agents);
-    let o = run_with_deadline(cmd, 10 * SEC);
-    assert!(o.status.success(), "ps failed ({}): {}", o.status, o.stderr);
-    parse_ps(&o.stdout)
-}
-
-/// Says that `test` cannot run here, and why: a skip for a developer without the tool, a
-/// failure where the tools are required (`.ci/run` sets `PIDBEAT_REQUIRE_TOOLS=1`).
-fn unavailable(test: &str, reason: &str) {
-    if std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_some() {
-        panic!("{test}: {reason}, and PIDBEAT_REQUIRE_TOOLS is set");
-    }
-    skip(test, reason);
-}
-
-fn state_of(m: &BTreeMap<String, Value>, agent: &str) -> String {
-    m.get(agent)
-        .unwrap_or_else(|| panic!("ps does not list {agent}: {m:?}"))["state"]
-        .as_str()
-        .expect("state")
-        .to_owned()
-}
