@@ -194,7 +194,7 @@ fn ps_run_and_wait_help_say_what_users_ask() {
     ] {
         assert!(ps.contains(needle), "ps --help lacks {needle:?}: {ps}");
     }
-    // The loop the page used to recommend is gone with `--output`.
+    // `--output` replaces the file whole: the page recommends no `&& mv` loop.
     assert!(!ps.contains("&& mv"), "{ps}");
     let run = stdout_of(&sb, &["run", "--help"]);
     for needle in [

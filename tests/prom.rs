@@ -16,22 +16,6 @@ use crate::common::*;
 const SEC: Duration = Duration::from_secs(1);
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
-fn parse(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
-}
-
-/// The gauge `metric` with all of `labels`, if present.
-fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{metric} is {other:?}"),
-        })
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -89,15 +73,18 @@ fn node_exporter_sees_a_death_within_a_second() {
         10 * SEC,
         Duration::from_millis(20),
         || {
-            let s = parse(&scrape(port)?);
-            (value(&s, "pidbeat_agent_up", &[("agent", "pi")]) == Some(1.0)).then_some(s)
+            let s = prom_parse(&scrape(port)?);
+            (prom_value(&s, "pidbeat_agent_up", &[("agent", "pi")]) == Some(1.0)).then_some(s)
         },
         || "node_exporter never showed pi up".into(),
     );
-    assert_eq!(value(&up, "node_textfile_scrape_error", &[]), Some(0.0));
-    assert_eq!(value(&up, "pidbeat_run_dir_readable", &[]), Some(1.0));
     assert_eq!(
-        value(
+        prom_value(&up, "node_textfile_scrape_error", &[]),
+        Some(0.0)
+    );
+    assert_eq!(prom_value(&up, "pidbeat_run_dir_readable", &[]), Some(1.0));
+    assert_eq!(
+        prom_value(
             &up,
             "pidbeat_build_info",
             &[("version", env!("CARGO_PKG_VERSION"))]
@@ -105,7 +92,7 @@ fn node_exporter_sees_a_death_within_a_second() {
         Some(1.0)
     );
     assert_eq!(
-        value(
+        prom_value(
             &up,
             "pidbeat_heartbeat_interval_seconds",
             &[("agent", "pi")]
@@ -113,7 +100,7 @@ fn node_exporter_sees_a_death_within_a_second() {
         Some(15.0)
     );
     // The target's start as Unix time, to a clock tick (10 ms) and the float's rounding.
-    let started = value(&up, "pidbeat_agent_start_time_seconds", &[("agent", "pi")]).unwrap();
+    let started = prom_value(&up, "pidbeat_agent_start_time_seconds", &[("agent", "pi")]).unwrap();
     let (lo, hi) = (
         before_spawn as f64 / 1e3 - 0.02,
         after_spawn as f64 / 1e3 + 0.02,
@@ -126,8 +113,8 @@ fn node_exporter_sees_a_death_within_a_second() {
         5 * SEC,
         Duration::from_millis(10),
         || {
-            let s = parse(&scrape(port)?);
-            let state = value(
+            let s = prom_parse(&scrape(port)?);
+            let state = prom_value(
                 &s,
                 "pidbeat_agent_state",
                 &[("agent", "pi"), ("state", "dead")],
@@ -140,7 +127,7 @@ fn node_exporter_sees_a_death_within_a_second() {
     eprintln!("death → node_exporter scrape: {took:?}");
     assert!(took < SEC, "the death took {took:?} to reach a scrape");
     assert_eq!(
-        value(&dead, "pidbeat_agent_up", &[("agent", "pi")]),
+        prom_value(&dead, "pidbeat_agent_up", &[("agent", "pi")]),
         Some(0.0)
     );
     // The exit status lands in a rewrite of the record once the kernel has it.
@@ -148,13 +135,13 @@ fn node_exporter_sees_a_death_within_a_second() {
         3 * SEC,
         Duration::from_millis(10),
         || {
-            let s = parse(&scrape(port)?);
-            let sig = value(&s, "pidbeat_agent_exit_signal", &[("agent", "pi")]);
+            let s = prom_parse(&scrape(port)?);
+            let sig = prom_value(&s, "pidbeat_agent_exit_signal", &[("agent", "pi")]);
             (sig == Some(9.0)).then_some(s)
         },
         || "node_exporter never showed the exit signal".into(),
     );
-    let died = value(
+    let died = prom_value(
         &dead,
         "pidbeat_agent_death_timestamp_seconds",
         &[("agent", "pi")],
@@ -182,7 +169,7 @@ fn output_replaces_the_file_whole() {
     assert!(o.stdout.is_empty(), "stdout: {:?}", o.stdout);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
-        value(&parse(&text), "pidbeat_agent_up", &[("agent", "a")]),
+        prom_value(&prom_parse(&text), "pidbeat_agent_up", &[("agent", "a")]),
         Some(1.0)
     );
     // JSON goes there too.
@@ -223,8 +210,8 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     let (code, out, err) = ps_out(&sb, &missing, &["--prom"]);
     assert_eq!(code, Some(0));
     assert!(err.contains("no run dir"), "{err}");
-    let s = parse(&out);
-    assert_eq!(value(&s, "pidbeat_run_dir_readable", &[]), Some(0.0));
+    let s = prom_parse(&out);
+    assert_eq!(prom_value(&s, "pidbeat_run_dir_readable", &[]), Some(0.0));
     assert!(
         out.lines().all(|l| l.starts_with('#')
             || l.starts_with("pidbeat_build_info")
@@ -242,8 +229,8 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     assert_eq!(o.code(), Some(0));
     assert!(o.stderr.contains("no run dir"), "{}", o.stderr);
     assert_eq!(
-        value(
-            &parse(&std::fs::read_to_string(&file).unwrap()),
+        prom_value(
+            &prom_parse(&std::fs::read_to_string(&file).unwrap()),
             "pidbeat_run_dir_readable",
             &[]
         ),
@@ -254,7 +241,7 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     assert_eq!(code, Some(0));
     assert!(err.is_empty(), "{err}");
     assert_eq!(
-        value(&parse(&out), "pidbeat_run_dir_readable", &[]),
+        prom_value(&prom_parse(&out), "pidbeat_run_dir_readable", &[]),
         Some(1.0)
     );
 
@@ -266,7 +253,7 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot read run dir"), "{err}");
     assert_eq!(
-        value(&parse(&out), "pidbeat_run_dir_readable", &[]),
+        prom_value(&prom_parse(&out), "pidbeat_run_dir_readable", &[]),
         Some(0.0)
     );
     let (code, out, err) = ps_out(&sb, &broken, &["--json"]);
@@ -307,8 +294,8 @@ fn watch_output_keeps_beats_current_without_a_verdict_change() {
     );
     let beat = || -> Option<f64> {
         let text = std::fs::read_to_string(&file).ok()?;
-        value(
-            &parse(&text),
+        prom_value(
+            &prom_parse(&text),
             "pidbeat_heartbeat_timestamp_seconds",
             &[("agent", "a")],
         )

@@ -307,18 +307,8 @@ fn prom_exposition_parses() {
             "no TYPE for {m}"
         );
     }
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
-    let value = |metric: &str, labels: &[(&str, &str)]| -> Option<f64> {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v) => v,
-                ref other => panic!("{metric} is {other:?}"),
-            })
-    };
+    let scrape = prom_parse(&text);
+    let value = |metric: &str, labels: &[(&str, &str)]| prom_value(&scrape, metric, labels);
     assert_eq!(value("pidbeat_agent_up", &[("agent", "up")]), Some(1.0));
     assert_eq!(value("pidbeat_agent_up", &[("agent", "code3")]), Some(0.0));
     for s in ["alive", "stale", "dead", "lost", "unwatched", "corrupt"] {

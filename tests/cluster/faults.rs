@@ -1,8 +1,8 @@
-//! The multi-host contract under faults, with its numbers (issue 14, "Must show"): remote
+//! The multi-host contract under faults, with its numbers: remote
 //! death latency, a SIGKILLed bridge, a SIGKILLed leader, a SIGSTOPped member, lost quorum,
 //! and the cost (no etcd write per beat, the bridge's memory).
 //!
-//! Each test prints what it measured on stderr (`cargo test --test cluster -- --nocapture`).
+//! Each test prints what it measured on stderr (`cargo test --test integration -- cluster:: --nocapture`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
-//! Records as a reader outside pidbeat sees them: JSON text in a file, and `ps --json`.
+//! Records as a reader outside pidbeat sees them: JSON text in a file, `ps --json`, and
+//! `ps --prom`'s exposition.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -125,6 +126,27 @@ impl Sandbox {
     pub fn ps_state(&self, agent: &str) -> String {
         state_of(&self.ps_json(&[agent]), agent)
     }
+}
+
+/// A Prometheus text exposition, parsed (panicking if it does not parse).
+pub fn prom_parse(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
+/// The gauge `metric` with all of `labels`, if present.
+pub fn prom_value(
+    scrape: &prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric} is {other:?}"),
+        })
 }
 
 /// `ps --json` output as agent → the object ps printed.

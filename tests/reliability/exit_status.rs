@@ -1,4 +1,4 @@
-//! Issue 11, item 4, without tmux: a non-child's exit status read from its zombie, and the
+//! Without tmux: a non-child's exit status read from its zombie, and the
 //! reason a `dead` record gives when the status cannot be known.
 
 use std::os::unix::fs::PermissionsExt;

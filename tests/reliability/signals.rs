@@ -89,8 +89,15 @@ fn ps_states_for_stopped_zombie_and_unwatched_targets() {
     stopped.kill();
     parent.kill();
     drop(unw);
-    for w in [&mut w1, &mut w2, &mut w3] {
-        w.exits(3 * SEC);
+    // Each ends as a watcher does: after writing `dead` (the stopped target killed, the
+    // zombie's parent gone), or on the SIGTERM that made the record `unwatched`.
+    for (w, a) in [
+        (&mut w1, "stopped"),
+        (&mut w2, "zombie"),
+        (&mut w3, "unwatched"),
+    ] {
+        let st = w.exits(3 * SEC);
+        assert!(st.success(), "{a}: watcher exit {st}: {}", w.stderr());
     }
     drop(_c);
     sb.assert_clean(&[c]);

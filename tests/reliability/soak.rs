@@ -1,4 +1,4 @@
-//! Issue 11, item 7: a shortened soak. One watcher per backend at `--interval 0.001` (1,000
+//! A shortened soak. One watcher per backend at `--interval 0.001` (1,000
 //! record writes a second each) for `PIDBEAT_SOAK_SECS` (default 15) seconds, side by side:
 //! the descriptor count must not move and VmRSS must stay within a small bound of what it was
 //! after the first second. The 3-minute figure is `PIDBEAT_BENCH_ONLY=soak cargo bench`; 200

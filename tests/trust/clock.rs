@@ -1,4 +1,4 @@
-//! Item 1: wall-clock steps change no verdict. libfaketime moves the wall clock of one
+//! Wall-clock steps change no verdict. libfaketime moves the wall clock of one
 //! process (the reader or the watcher) by an hour or a few seconds, either way; the verdicts
 //! must be the ones an unfaked reader of an unfaked watcher gives.
 //!

@@ -1,4 +1,4 @@
-//! Issue 11, items 1, 3 and 5: verdicts a reader can trust whatever the clocks, the records
+//! Verdicts a reader can trust whatever the clocks, the records
 //! and the PID namespaces do.
 //!
 //! - `clock`: wall-clock steps (libfaketime, in the reader and in the watcher) change no

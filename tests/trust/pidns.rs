@@ -1,9 +1,9 @@
-//! Item 5: records written in another PID namespace. `pidbeat run` and `pidbeat watch` run in
+//! Records written in another PID namespace. `pidbeat run` and `pidbeat watch` run in
 //! a container made with `unshare --pid --fork --mount-proc`, writing to a run dir the host
 //! reads. The host's `ps` and `wait` must give the verdict a reader inside gives (one entered
 //! with `nsenter`): alive, dead with the exit status, stale when the watcher is stopped,
-//! lost when it is killed. Before, the host judged the record's PIDs as its own, and called
-//! a healthy container agent `lost`.
+//! lost when it is killed. A host that judged the record's PIDs as its own would call a
+//! healthy container agent `lost`.
 
 use std::process::Stdio;
 use std::time::Instant;
