@@ -5,20 +5,8 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
-fn run_cmd(sb: &Sandbox, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
-    let mut c = sb.cmd();
-    c.args(["run", "--agent", agent])
-        .args(flags)
-        .arg("--run-dir")
-        .arg(sb.run_dir())
-        .arg("--")
-        .args(cmd);
-    c
-}
-
 fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Out {
-    run_cmd(sb, agent, &[], cmd).finish()
+    sb.run_cmd(agent, &[], cmd).finish()
 }
 
 #[test]
@@ -63,7 +51,8 @@ fn exit_codes_pass_through_and_are_recorded_exactly() {
 fn the_child_is_watched_while_it_runs() {
     let sb = Sandbox::new();
     let mut r = Guard::spawn(
-        run_cmd(&sb, "live", &["--interval", "0.05"], &["sleep", "1000"]).stdout(Stdio::null()),
+        sb.run_cmd("live", &["--interval", "0.05"], &["sleep", "1000"])
+            .stdout(Stdio::null()),
     );
     let v = wait_record(&sb.record_path("live"), Duration::from_secs(5), |v| {
         v["seq"].as_u64() >= Some(3)
@@ -139,8 +128,7 @@ fn as_pid_1_it_reaps_orphans() {
 fn superseded_run_still_returns_its_childs_status() {
     let sb = Sandbox::new();
     let mut r = Guard::spawn(
-        run_cmd(
-            &sb,
+        sb.run_cmd(
             "over",
             &["--interval", "30"],
             &["sh", "-c", "sleep 1.5; exit 7"],

@@ -44,12 +44,7 @@ fn assert_valid(v: &Validator, doc: &Value, what: &str) {
 
 /// Runs `pidbeat run` for CMD to completion in the sandbox's run dir.
 fn run_to_end(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Out {
-    let mut c = sb.cmd();
-    c.args(["run", "--agent", agent, "--run-dir"])
-        .arg(sb.run_dir())
-        .arg("--")
-        .args(cmd);
-    run_with_deadline(c, 10 * SEC)
+    run_with_deadline(sb.run_cmd(agent, &[], cmd), 10 * SEC)
 }
 
 fn me_pid() -> i32 {

@@ -140,6 +140,18 @@ impl Sandbox {
         Watch { g, err }
     }
 
+    /// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
+    pub fn run_cmd(&self, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
+        let mut c = self.cmd();
+        c.args(["run", "--agent", agent])
+            .args(flags)
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--")
+            .args(cmd);
+        c
+    }
+
     /// `pidbeat ps --run-dir <run dir> ARGS…`.
     pub fn ps_cmd(&self, args: &[&str]) -> Command {
         let mut c = self.cmd();
