@@ -6,8 +6,9 @@
 //! - `sandbox`: the `Sandbox` (temp dir, private HOME, run dir, pidbeat commands, leak check)
 //! - `proc`: the `Guard`, spawners, signals, reaping
 //! - `procfs`: what /proc says about a process
-//! - `deadline`: the poll loop and `run_with_deadline`
-//! - `record`: records and `ps --json` as text
+//! - `deadline`: the poll loop, and `run_with_deadline` / `finish()`, the one way to run a
+//!   command to completion
+//! - `record`: records, `ps --json` and `ps --prom` as text
 //! - `plant`: records and locks made as a watcher makes them, from the contract alone
 //! - `mountns`: a private mount namespace with a small tmpfs, for run-dir faults
 //! - `skip`: the one skip policy (a failure where tools are required, else loud and counted)

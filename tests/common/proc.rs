@@ -1,7 +1,6 @@
 //! Processes a test starts: the one `Guard` that kills and reaps them, the spawners, signals
 //! and reaping.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitOptions};
 
-use super::{Finish, have, poll, poll_for, skip, wait_until};
+use super::{Finish, have, line_channel, poll, poll_for, skip, wait_until};
 
 const TICK: Duration = Duration::from_millis(5);
 
@@ -314,10 +313,9 @@ pub fn spawn_python(code: &str) -> (Guard, i32, ChildStdin) {
             .stderr(Stdio::null()),
     );
     let stdin = g.child().stdin.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(g.child().stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = line_channel(g.child().stdout.take().unwrap())
+        .recv_timeout(Duration::from_secs(10))
+        .expect("python3 printed its PID");
     let pid: i32 = line.trim().parse().expect("python pid");
     assert_eq!(pid, g.pid(), "python3 forked instead of exec'ing (a shim?)");
     (g, pid, stdin)

@@ -345,13 +345,12 @@ fn thread_id_is_refused_not_watched() {
         !Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
     });
     std::thread::sleep(Duration::from_millis(400));
-    for (w, a, backend) in &started {
+    for (_, a, backend) in &started {
         let rec = read_record(&sb.record_path(a));
         problems.push(format!(
             "{backend}: watched thread {tid} of process {pid}; process alive={}, record: {rec:?}",
             pid_running(pid)
         ));
-        let _ = w;
     }
     p.kill();
     drop(started);
