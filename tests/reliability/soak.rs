@@ -30,6 +30,9 @@ fn vm_rss_kib(pid: i32) -> u64 {
 
 #[test]
 fn soak_both_backends_at_1ms_flat_fds_and_rss() {
+    // Two watchers writing 1,000 records a second each keep a core busy: no latency-bound
+    // test runs meanwhile.
+    let _alone = alone();
     let sb = Sandbox::new();
     let mut t = spawn_sleep();
     let pid = t.pid();
