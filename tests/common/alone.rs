@@ -1,8 +1,9 @@
 //! Tests that must not share the machine: all tests run in one binary, two at a time on a
-//! 2-core machine, and the multi-host tests assert latencies of a 3-member etcd cluster that
-//! would measure the other tests' load. Such a test calls `alone()` first and runs once every
-//! other test has let go of its `Share`; every `Sandbox` holds one, so a test that starts
-//! processes holds one for as long as it runs.
+//! 2-core machine. The multi-host tests assert latencies of a 3-member etcd cluster that
+//! would measure the other tests' load, and the soak's load would disturb the latencies other
+//! tests assert. Such a test calls `alone()` first and runs once every other test has let go
+//! of its `Share`; every `Sandbox` holds one, so a test that starts processes holds one for
+//! as long as it runs.
 
 use std::cell::RefCell;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
