@@ -74,7 +74,7 @@ impl Out {
     }
 }
 
-/// How long a command run by `output` may take: far beyond any command a test runs to
+/// How long a command run by `finish` may take: far beyond any command a test runs to
 /// completion, so only a hang reaches it.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 

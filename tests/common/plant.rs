@@ -1,14 +1,14 @@
 //! States real processes cannot hold still for, made the way a watcher makes them, from the
 //! contract alone (docs/DESIGN.md, docs/record.schema.json): a record planted as the exact
 //! bytes a watcher writes (a temp file renamed over `<agent>.hb`), and an agent's lock held as
-//! a watcher holds it (an exclusive flock on `.<agent>.lock`).
+//! a watcher holds it (an exclusive flock on `.<agent>.lock`, which names its holder).
 
 use std::os::fd::OwnedFd;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use serde::Serialize;
 
-use super::{Sandbox, assert_contract_keys_in_order};
+use super::{Sandbox, assert_contract_keys_in_order, start_time};
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -96,8 +96,8 @@ impl Sandbox {
     }
 
     /// Takes `agent`'s lock (creating the run dir) the way its watcher does, an exclusive
-    /// flock on `.<agent>.lock`: this test process then stands for a running watcher until
-    /// the returned fd is dropped.
+    /// flock on `.<agent>.lock` that holds the holder's PID and start time: this test process
+    /// then stands for a running watcher until the returned fd is dropped.
     pub fn hold_lock(&self, agent: &str) -> OwnedFd {
         std::fs::create_dir_all(self.run_dir()).unwrap();
         let path = self.run_dir().join(format!(".{agent}.lock"));
@@ -109,6 +109,11 @@ impl Sandbox {
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive)
             .unwrap_or_else(|e| panic!("{} is locked already: {e}", path.display()));
+        // What a watcher writes there, for the readers that name the holder.
+        let me = std::process::id() as i32;
+        let line = format!("{me} {}\n", start_time(me).unwrap());
+        rustix::fs::ftruncate(&fd, 0).unwrap();
+        rustix::io::pwrite(&fd, line.as_bytes(), 0).unwrap();
         fd
     }
 }
