@@ -435,6 +435,9 @@ openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out c
 #[test]
 fn tls_with_client_certificates() {
     require_etcd!();
+    if !crate::common::have("openssl", "openssl") {
+        return;
+    }
     let _s = serial();
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
