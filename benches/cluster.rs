@@ -15,6 +15,11 @@
 //! missed. Without etcd on PATH the bench says so and exits 0, or fails under
 //! `PIDBEAT_REQUIRE_ETCD=1`. Run dirs and etcd data live on /dev/shm when there is one.
 
+// The fixture stands on the tests' harness (its guards, deadlines and skip policy), of which
+// the bench uses a part.
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
 #[path = "../tests/cluster/etcd_fixture.rs"]
 #[allow(dead_code)]
 mod etcd_fixture;

@@ -13,7 +13,7 @@
 //! `admin/` (`forget`, `prune`) judges agents through what is re-exported here.
 
 pub(crate) mod batch;
-pub mod dirwatch;
+mod dirwatch;
 pub(crate) mod file;
 pub(crate) mod follow;
 mod pins;

@@ -21,10 +21,10 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 mod death;
 mod detach;
 mod history;
-pub mod lock;
+mod lock;
 mod oom;
 pub mod run;
-pub mod store;
+mod store;
 mod target;
 
 pub use target::BackendPref;

@@ -123,15 +123,11 @@ pub fn ps_etcd(sb: &Sandbox, urls: &str) -> BTreeMap<String, Value> {
 
 /// `ps_etcd`, or its stderr when it fails (etcd unavailable).
 pub fn try_ps_etcd(sb: &Sandbox, urls: &str) -> Result<BTreeMap<String, Value>, String> {
-    let o = sb
-        .cmd()
-        .args(["ps", "--etcd", urls, "--json"])
-        .output()
-        .expect("run ps --etcd");
+    let o = sb.cmd().args(["ps", "--etcd", urls, "--json"]).finish();
     if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        return Err(o.stderr);
     }
-    let v: Value = serde_json::from_slice(&o.stdout).expect("ps --etcd --json is JSON");
+    let v: Value = serde_json::from_str(&o.stdout).expect("ps --etcd --json is JSON");
     Ok(v.as_array()
         .unwrap()
         .iter()

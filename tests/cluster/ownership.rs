@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::client::client;
+use super::client::client;
+use super::etcd_fixture::Cluster;
+use super::hosts::*;
+use super::keys;
+use super::serial;
 use crate::common::*;
-use crate::etcd_fixture::Cluster;
-use crate::hosts::*;
-use crate::keys;
-use crate::{require_etcd, serial};
+use crate::require_etcd;
 use etcd_gateway::{Client, Compare, EventKind, Op};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -50,7 +51,7 @@ fn bridge(cl: &mut Client, host: &str) -> Option<(Value, i64)> {
 
 /// A dead record planted as a watcher writes it.
 fn plant_dead(h: &Host, agent: &str, code: u32) {
-    let ms = pidbeat::testing::now_ms();
+    let ms = now_ms();
     let me = std::process::id();
     let line = format!(
         r#"{{"ts":{},"pid":{me},"status":"dead","ts_ms":{ms},"seq":7,"interval":15.0,"backend":"pidfd","watcher_pid":{me},"start_time":1,"exit":{{"code":{code},"signal":null,"core":false}},"died_ms":{ms},"watcher_start_time":1}}"#,
@@ -251,7 +252,7 @@ fn keys_deleted_or_changed_by_someone_else_are_put_back_within_1s() {
     assert_eq!(before.len(), 3);
 
     let o = c.etcdctl(&["del", "--prefix", "/pidbeat/h1/"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", o.stderr);
     let deleted = Instant::now();
     let at = poll(
         5 * SEC,

@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::etcd_fixture::{Cluster, MEMBERS};
+use super::hosts::*;
+use super::lab::{Lab, Node};
+use super::relay::{Relay, Stalls};
+use super::serial;
 use crate::common::*;
-use crate::etcd_fixture::{Cluster, MEMBERS};
-use crate::hosts::*;
-use crate::lab::{Lab, Node};
-use crate::relay::{Relay, Stalls};
-use crate::{require_etcd, require_lab, serial};
+use crate::{require_etcd, require_lab};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -478,7 +479,7 @@ fn all_alive(n: usize) -> impl Fn(&BTreeMap<String, Value>) -> bool {
 
 #[test]
 fn lab_a_reader_pinned_to_a_minority_member_says_its_view_is_not_current() {
-    require_lab!("lab_a_reader_pinned_to_a_minority_member");
+    require_lab!();
     let _s = serial();
     let mut lab = Lab::start();
     let leader = lab.wait_leader(10 * SEC);
@@ -559,7 +560,7 @@ fn lab_a_reader_pinned_to_a_minority_member_says_its_view_is_not_current() {
 
 #[test]
 fn lab_an_isolated_leader_causes_no_false_unreachable() {
-    require_lab!("lab_an_isolated_leader_causes_no_false_unreachable");
+    require_lab!();
     let _s = serial();
     let mut lab = Lab::start();
     let leader = lab.wait_leader(10 * SEC);
@@ -623,7 +624,7 @@ fn lab_an_isolated_leader_causes_no_false_unreachable() {
 
 #[test]
 fn lab_asymmetric_drop_moves_bridge_and_reader_without_false_unreachable() {
-    require_lab!("lab_asymmetric_drop");
+    require_lab!();
     let _s = serial();
     let mut lab = Lab::start();
     let leader = lab.wait_leader(10 * SEC);
@@ -688,7 +689,7 @@ fn lab_asymmetric_drop_moves_bridge_and_reader_without_false_unreachable() {
 
 #[test]
 fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_nothing() {
-    require_lab!("lab_a_member_killed_and_restarted");
+    require_lab!();
     let _s = serial();
     let mut lab = Lab::start();
     let leader = lab.wait_leader(10 * SEC);
@@ -784,7 +785,7 @@ fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_n
 
 #[test]
 fn lab_an_isolated_bridge_host_shows_its_deaths_after_the_heal_and_never_alive_between() {
-    require_lab!("lab_an_isolated_bridge_host");
+    require_lab!();
     let _s = serial();
     let mut lab = Lab::start();
     // The 20 s at the default ttl 10; by default 8 s at ttl 3, which shows the same:
@@ -874,7 +875,7 @@ fn lab_an_isolated_bridge_host_shows_its_deaths_after_the_heal_and_never_alive_b
 
 #[test]
 fn lab_a_slow_stalling_link_keeps_the_lease_and_commits_each_change_once() {
-    require_lab!("lab_a_slow_stalling_link");
+    require_lab!();
     let _s = serial();
     let mut lab = Lab::start();
     let mut ha = LabHost::new(&mut lab, "hA");

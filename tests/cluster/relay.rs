@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::lab::enter;
+use super::lab::enter;
 
 /// When the link delivers nothing: `len` out of every `every`, from the relay's start.
 #[derive(Debug, Clone, Copy)]

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::client::client;
-use crate::etcd_fixture::{Cluster, MEMBERS};
-use crate::hosts::*;
-use crate::keys;
-use crate::{require_etcd, serial};
+use super::client::client;
+use super::etcd_fixture::{Cluster, MEMBERS};
+use super::hosts::*;
+use super::keys;
+use super::serial;
+use crate::require_etcd;
 use etcd_gateway::EventKind;
 
 const SEC: Duration = Duration::from_secs(1);

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use super::etcd_fixture::Cluster;
+use super::hosts::*;
+use super::serial;
 use crate::common::*;
-use crate::etcd_fixture::Cluster;
-use crate::hosts::*;
-use crate::{require_etcd, serial};
+use crate::require_etcd;
 use etcd_gateway::Tls;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -17,7 +18,7 @@ fn publish_over_tls_with_client_certificates() {
     require_etcd!();
     let _s = serial();
     let certs = tempfile::tempdir().unwrap();
-    crate::client::make_certs(certs.path());
+    super::client::make_certs(certs.path());
     let p = |f: &str| certs.path().join(f);
     let tls = Tls {
         cacert: Some(p("ca.pem")),
