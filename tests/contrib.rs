@@ -106,3 +106,112 @@ fn man_pages_render_without_backticks_and_name_every_file() {
         }
     }
 }
+
+/// A PATH of only what deps.sh itself uses, and a fake `apt-get` that logs its arguments and
+/// answers the first `update` as apt does when another apt holds the lists' lock.
+fn fake_apt(sb: &Sandbox) -> PathBuf {
+    let bin = sb.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["bash", "sort", "grep", "mktemp", "rm", "cat", "sleep"] {
+        let real = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} not found"));
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    let log = sb.path("apt.log");
+    let script = format!(
+        "#!/bin/bash\n\
+         echo \"$*\" >> {log}\n\
+         if [[ $* == *update* && ! -e {log}.busy ]]; then\n\
+             : > {log}.busy\n\
+             echo 'E: Could not get lock /var/lib/apt/lists/lock. It is held by process 1 (apt-get)' >&2\n\
+             exit 100\n\
+         fi\n",
+        log = log.display()
+    );
+    let apt = bin.join("apt-get");
+    std::fs::write(&apt, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&apt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn deps_installs_only_what_the_task_needs_and_waits_for_the_apt_lock() {
+    let sb = Sandbox::new();
+    let bin = fake_apt(&sb);
+    let deps = |task: &str| {
+        let mut c = Command::new(bin.join("bash"));
+        c.arg(root().join("scripts/deps.sh"))
+            .arg(task)
+            .env("PATH", &bin);
+        run_with_deadline(c, 30 * SEC)
+    };
+    let o = deps("nope");
+    assert_eq!(o.code(), Some(2), "{}", o.stderr);
+
+    let o = deps("demo");
+    if !rustix::process::geteuid().is_root() {
+        // No sudo on this PATH: it names what to install.
+        assert_eq!(o.code(), Some(1), "{}", o.stderr);
+        assert!(
+            o.stderr.contains("please install: tmux util-linux\n"),
+            "{}",
+            o.stderr
+        );
+        return;
+    }
+    assert!(o.status.success(), "{}", o.stderr);
+    assert!(o.stderr.contains("waiting for it"), "{}", o.stderr);
+    let log = std::fs::read_to_string(sb.path("apt.log")).unwrap();
+    let calls: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        calls.len(),
+        3,
+        "update (refused: locked), update, install: {log}"
+    );
+    assert!(calls[..2].iter().all(|c| c.starts_with("update")), "{log}");
+    assert!(
+        calls[2].starts_with("install")
+            && calls[2].contains("-o DPkg::Lock::Timeout=300")
+            && calls[2].ends_with(" tmux util-linux"),
+        "the demo needs tmux and util-linux only: {log}"
+    );
+}
+
+/// The demo, run as a newcomer runs it after `cargo build --release` with a CARGO_TARGET_DIR
+/// of their own: it finds the binary where cargo put it (here, this test's pidbeat linked
+/// into a temp target dir), and names PIDBEAT= when there is none.
+#[test]
+fn demo_finds_the_binary_in_cargo_target_dir() {
+    if !tool("demo_finds_the_binary", "tmux", "tmux") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let target = sb.path("target");
+    let demo = |target: &Path| {
+        let mut c = Command::new("bash");
+        c.arg(root().join("scripts/demo.sh"))
+            .env("CARGO_TARGET_DIR", target)
+            .env_remove("PIDBEAT")
+            .env_remove("CARGO_BUILD_TARGET_DIR");
+        run_with_deadline(c, 60 * SEC)
+    };
+    let o = demo(&target);
+    assert_eq!(o.code(), Some(1), "{}", o.stderr);
+    let want = format!("no pidbeat at {}/release/pidbeat", target.display());
+    assert!(
+        o.stderr.contains(&want) && o.stderr.contains("PIDBEAT="),
+        "{}",
+        o.stderr
+    );
+
+    std::fs::create_dir_all(target.join("release")).unwrap();
+    std::os::unix::fs::symlink(BIN, target.join("release/pidbeat")).unwrap();
+    let o = demo(&target);
+    assert!(o.status.success(), "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("demo-codex dead code 3"), "{}", o.stdout);
+    assert!(o.stdout.contains("demo-pi dead signal 1"), "{}", o.stdout);
+}
