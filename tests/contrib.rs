@@ -215,3 +215,75 @@ fn demo_finds_the_binary_in_cargo_target_dir() {
     assert!(o.stdout.contains("demo-codex dead code 3"), "{}", o.stdout);
     assert!(o.stdout.contains("demo-pi dead signal 1"), "{}", o.stdout);
 }
+
+#[test]
+fn prometheus_rules_check_and_pass_their_unit_tests() {
+    if !tool("prometheus_rules", "promtool", "prometheus") {
+        return;
+    }
+    let dir = root().join("contrib/prometheus");
+    let mut c = Command::new("promtool");
+    c.args(["check", "rules", "pidbeat.rules.yml"])
+        .current_dir(&dir);
+    let o = succeeds(c, 60 * SEC);
+    assert!(o.stdout.contains("SUCCESS"), "{}", o.stdout);
+    let mut c = Command::new("promtool");
+    c.args(["test", "rules", "pidbeat.rules.test.yml"])
+        .current_dir(&dir);
+    let o = succeeds(c, 60 * SEC);
+    assert!(o.stdout.contains("SUCCESS"), "{}{}", o.stdout, o.stderr);
+}
+
+/// Every pidbeat metric the rules read is one `ps --prom` exports, and every state they
+/// alert on is one `ps --prom` can report: a renamed metric or state breaks this test, not
+/// the alerts in silence.
+#[test]
+fn prometheus_rules_read_only_what_ps_prom_exports() {
+    let sb = Sandbox::new();
+    let target = spawn_sleep();
+    let _w = sb.watch_alive(target.pid(), "pi", &["--interval", "15"]);
+    let o = sb.ps(&["--prom"]);
+    assert!(o.status.success());
+    let prom = String::from_utf8(o.stdout).unwrap();
+    // The rules without their comments (the placeholder for states to come).
+    let rules: String =
+        std::fs::read_to_string(root().join("contrib/prometheus/pidbeat.rules.yml"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    let exported: Vec<&str> = prom
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut read = 0;
+    for (i, _) in rules.match_indices("pidbeat_") {
+        // A recording rule's name (`level:pidbeat_x:op`) is not an exported metric.
+        if rules[..i].ends_with(':') {
+            continue;
+        }
+        let name: String = rules[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // Inside a label value (`file=~"…pidbeat[^/]*…"`), not a metric.
+        if name == "pidbeat_" {
+            continue;
+        }
+        assert!(
+            exported.contains(&name.as_str()),
+            "the rules read {name}, which ps --prom does not export: {exported:?}"
+        );
+        read += 1;
+    }
+    assert!(read >= 6, "{read}");
+    for (i, _) in rules.match_indices("state=\"") {
+        let state: String = rules[i + 7..].chars().take_while(|c| *c != '"').collect();
+        assert!(
+            prom.contains(&format!("state=\"{state}\"")),
+            "the rules alert on state {state}, which ps --prom never reports"
+        );
+    }
+}
