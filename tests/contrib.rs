@@ -287,3 +287,82 @@ fn prometheus_rules_read_only_what_ps_prom_exports() {
         );
     }
 }
+
+/// The units in contrib/systemd/, each as an instance for `user`, in `dir`, with ExecStart
+/// run from this test's build instead of /usr/bin: the instance files' paths.
+fn units(dir: &Path, user: &str) -> Vec<PathBuf> {
+    let src = root().join("contrib/systemd");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix("@.service") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        assert!(text.contains("/usr/bin/pidbeat "), "{name}");
+        let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
+        std::fs::write(dir.join(&name), text.replace("/usr/bin", &bin_dir)).unwrap();
+        let instance = dir.join(format!("{stem}@{user}.service"));
+        std::os::unix::fs::symlink(&name, &instance).unwrap();
+        out.push(instance);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn systemd_units_verify_and_stay_hardened() {
+    if !tool("systemd_units", "systemd-analyze", "systemd") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let dir = sb.path("units");
+    std::fs::create_dir(&dir).unwrap();
+    let units = units(&dir, "root");
+    let names: Vec<String> = units
+        .iter()
+        .map(|u| u.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "pidbeat-publish@root.service",
+            "pidbeat-textfile@root.service"
+        ]
+    );
+    // verify runs `man` for Documentation=man:…: the pages pidbeat generates.
+    let man = sb.path("man");
+    let mut c = sb.cmd();
+    c.args(["man", "--dir"]).arg(man.join("man1"));
+    succeeds(c, 20 * SEC);
+    let mut c = Command::new("systemd-analyze");
+    c.arg("verify").args(&units).env("MANPATH", &man);
+    let o = succeeds(c, 60 * SEC);
+    assert_eq!(o.stderr, "", "systemd-analyze verify warns");
+
+    // The exposure docs/GUIDE.md gives, for a user that is not root, must not grow.
+    let units = {
+        let dir = sb.path("units-agents");
+        std::fs::create_dir(&dir).unwrap();
+        self::units(&dir, "agents")
+    };
+    for (unit, most) in units.iter().zip(["1.6", "0.6"]) {
+        let mut c = Command::new("systemd-analyze");
+        c.args(["security", "--offline=yes", "--no-pager"])
+            .arg(unit);
+        let o = succeeds(c, 60 * SEC);
+        let level = o
+            .stdout
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|l| l.split(": ").nth(1))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no exposure level: {}", o.stdout));
+        assert!(
+            level.parse::<f64>().unwrap() <= most.parse::<f64>().unwrap(),
+            "{}: exposure {level}, more than {most}:\n{}",
+            unit.display(),
+            o.stdout
+        );
+    }
+}
