@@ -4,7 +4,8 @@
 #
 #   scripts/deps.sh demo   what scripts/demo.sh needs: tmux, util-linux
 #   scripts/deps.sh test   what `cargo test` runs for real (the default): the demo's, and
-#                          libfaketime, etcd, node_exporter, man-db, promtool, systemd-analyze …
+#                          libfaketime, etcd, node_exporter, man-db, promtool, systemd-analyze,
+#                          zsh …
 #   scripts/deps.sh deb    what scripts/package-deb.sh and scripts/check-deb.sh need: dpkg-dev,
 #                          lintian, man-db
 #   scripts/deps.sh ci     all of the above, and shellcheck (what .ci/run needs)
@@ -34,6 +35,7 @@ test_tools() {
     want openssl openssl
     want promtool prometheus
     want systemd-analyze systemd
+    want zsh zsh
 }
 deb() {
     want dpkg-shlibdeps dpkg-dev

@@ -366,3 +366,48 @@ fn systemd_units_verify_and_stay_hardened() {
         );
     }
 }
+
+/// The zsh script as the package installs it, `_pidbeat` in a directory of `$fpath`: zsh
+/// autoloads it at the first TAB, which must complete already (clap's script alone only
+/// binds its completer then); sourced, as the README shows, it binds the completer and
+/// returns 0.
+#[test]
+fn zsh_completion_completes_at_the_first_tab_from_fpath() {
+    if !tool("zsh_completion", "zsh", "zsh") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (fp, bin) = (sb.path("fpath"), sb.path("bin"));
+    std::fs::create_dir(&fp).unwrap();
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("pidbeat")).unwrap();
+    let mut c = sb.cmd();
+    c.args(["completions", "zsh"]);
+    std::fs::write(fp.join("_pidbeat"), succeeds(c, 10 * SEC).stdout).unwrap();
+    let path = format!("{}:{}", bin.display(), real_path());
+    // `_describe` stands in for zsh's: it prints the candidates it is given.
+    let first_tab = format!(
+        "fpath=({} $fpath); autoload -Uz compinit && compinit -D; \
+         _describe() {{ print -l -- ${{(P)${{@[-1]}}}}; }}; \
+         words=(pidbeat w); CURRENT=2; _pidbeat",
+        fp.display()
+    );
+    let mut c = Command::new("zsh");
+    c.args(["-df", "-c", &first_tab]).env("PATH", &path);
+    let o = succeeds(c, 20 * SEC);
+    assert!(
+        o.stdout.lines().any(|l| l.starts_with("watch:"))
+            && o.stdout.lines().any(|l| l.starts_with("wait:")),
+        "the first TAB completed nothing: {o:?}"
+    );
+    let mut c = Command::new("zsh");
+    c.args([
+        "-df",
+        "-c",
+        "autoload -Uz compinit && compinit -D; source <(pidbeat completions zsh) && \
+         whence -w _clap_dynamic_completer_pidbeat",
+    ])
+    .env("PATH", &path);
+    let o = succeeds(c, 20 * SEC);
+    assert_eq!(o.stdout, "_clap_dynamic_completer_pidbeat: function\n");
+}
