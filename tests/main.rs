@@ -17,6 +17,7 @@ mod common;
 mod cli;
 mod cluster;
 mod completion;
+mod contrib;
 mod docker;
 mod harness;
 mod launcher;
