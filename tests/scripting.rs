@@ -79,7 +79,7 @@ fn ps_columns_header_and_uptime() {
         "{started} not in {before}..{after}"
     );
 
-    // Once dead, UP says how long ago: `-0s`, `-1s`…
+    // Once dead, UP says how long ago: `-<1s` within its first second, then `-1s`…
     target.kill();
     sb.wait_status("pi", "dead", 5 * SEC);
     let o = sb.ps(&["-o", "up", "--no-header"]);
