@@ -4,7 +4,7 @@
 //! readable (`death.rs`). How the target is pinned is `target.rs`; how records reach the disk,
 //! `store.rs`; the lock that follows the path, `lock.rs`; keeping the replaced record's
 //! death, `history.rs`; `--detach`, `detach.rs`; `pidbeat run`,
-//! `run.rs`. This side reads nothing a reader writes and imports nothing of `reader/`: it
+//! `run/`. This side reads nothing a reader writes and imports nothing of `reader/`: it
 //! shares the contract (`rundir.rs`, `record.rs`) and the plumbing (`clock`, `pidns`,
 //! `incarnation`, `procfs`, `eventloop`, `timer`, `wholefile`) with the readers.
 
