@@ -243,23 +243,32 @@ pub fn prepare(dir: &Path) -> Result<()> {
 
 fn check_safe(dir: &Path) -> Result<()> {
     let m = std::fs::metadata(dir).map_err(|e| runtime!("run dir {}: {e}", dir.display()))?;
+    match distrust(dir, &m) {
+        Some(why) => Err(runtime!("{why}")),
+        None => Ok(()),
+    }
+}
+
+/// Why nobody should trust what `dir` (whose metadata is `m`) holds, if anyone but this user
+/// could have written it: another owner, or write permission for group or others. The one
+/// rule for the writers, who refuse such a dir, and the readers, who say so.
+pub fn distrust(dir: &Path, m: &std::fs::Metadata) -> Option<String> {
     let euid = rustix::process::geteuid().as_raw();
     if m.uid() != euid {
-        return Err(runtime!(
+        return Some(format!(
             "run dir {} is owned by uid {}, not by you (uid {euid}); use a run dir of your own",
             dir.display(),
             m.uid()
         ));
     }
     let mode = m.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(runtime!(
+    (mode & 0o022 != 0).then(|| {
+        format!(
             "run dir {} is writable by group or others (mode {mode:04o}); fix with: chmod go-w {}",
             dir.display(),
             dir.display()
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 // The names an agent owns in the run dir: its record, its lock, its watchers' temp names.

@@ -187,3 +187,62 @@ fn short_flags_collide_nowhere() {
         assert_eq!(seen.get(s).map(String::as_str), Some(l), "{seen:?}");
     }
 }
+
+/// A run dir anyone could write to may hold forged records: `ps` lists it with a loud warning,
+/// `status` and `wait` refuse it (exit 1) unless told `--trust-run-dir`.
+#[test]
+fn readers_say_so_of_a_run_dir_others_can_write_to() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let ms = now_ms();
+    sb.plant(
+        "gone",
+        &record_at(Status::Dead, std::process::id() as i32, ms),
+    );
+    let open = |mode| {
+        std::fs::set_permissions(sb.run_dir(), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+
+    // Trusted (0700): no word about trust.
+    open(0o700);
+    let o = sb.ps(&[]);
+    assert_eq!(o.code(), Some(0), "{}", o.stderr);
+    assert!(!o.stderr.contains("forge"), "{}", o.stderr);
+
+    for mode in [0o777, 0o770] {
+        open(mode);
+        let o = sb.ps(&[]);
+        assert_eq!(o.code(), Some(0), "{}", o.stderr);
+        assert!(o.stdout.contains("gone"), "{}", o.stdout);
+        assert!(
+            o.stderr.contains("WARNING") && o.stderr.contains("writable by group or others"),
+            "mode {mode:o}: {}",
+            o.stderr
+        );
+
+        let o = status(&sb, &["gone"]);
+        assert_eq!(o.code(), Some(1), "mode {mode:o}: {}", o.stderr);
+        assert!(o.stdout.is_empty(), "{}", o.stdout);
+        assert!(o.stderr.contains("--trust-run-dir"), "{}", o.stderr);
+        let o = status(&sb, &["--trust-run-dir", "gone"]);
+        assert_eq!(
+            (o.code(), o.stdout.as_str()),
+            (Some(3), "dead\n"),
+            "{}",
+            o.stderr
+        );
+
+        let o = sb.pidbeat(&["wait", "--run-dir", sb.run_dir().to_str().unwrap(), "gone"]);
+        assert_eq!(o.code(), Some(1), "mode {mode:o}: {}", o.stderr);
+        assert!(o.stderr.contains("--trust-run-dir"), "{}", o.stderr);
+        let o = sb.pidbeat(&[
+            "wait",
+            "--trust-run-dir",
+            "--run-dir",
+            sb.run_dir().to_str().unwrap(),
+            "gone",
+        ]);
+        assert_eq!(o.code(), Some(0), "{}", o.stderr);
+    }
+    open(0o700);
+}

@@ -12,6 +12,7 @@ use crate::cluster::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exitcode::{Error, Result};
 use crate::reader::ps::{Column, Format, Layout, PsConfig, View};
 use crate::reader::status::StatusConfig;
+use crate::reader::trust::Untrusted;
 use crate::reader::wait::{Until, WaitConfig};
 
 #[derive(Args, Debug)]
@@ -111,6 +112,8 @@ pub struct WaitArgs {
     #[arg(long)]
     pub exists: bool,
     #[command(flatten)]
+    pub trust: TrustArg,
+    #[command(flatten)]
     pub etcd: EtcdArgs,
     /// Agents to wait for (HOST/AGENT with --etcd)
     #[arg(required = true, value_name = "AGENT", value_parser = parse_agent_arg)]
@@ -139,6 +142,7 @@ impl WaitArgs {
         };
         Ok(WaitConfig {
             run_dir: self.run_dir.resolve()?,
+            untrusted: self.trust.policy(),
             timeout: self.timeout,
             agents: self.agents,
             until: match self.until {
@@ -148,6 +152,24 @@ impl WaitArgs {
             count,
             exists: self.exists,
         })
+    }
+}
+
+/// `status` and `wait` refuse a run dir others could write to, unless told to trust it.
+#[derive(Args, Debug)]
+pub struct TrustArg {
+    /// Read the run dir even if it is writable by group or others or owned by someone else (anyone who can write there can forge records)
+    #[arg(long)]
+    pub trust_run_dir: bool,
+}
+
+impl TrustArg {
+    fn policy(&self) -> Untrusted {
+        if self.trust_run_dir {
+            Untrusted::Accept
+        } else {
+            Untrusted::Refuse
+        }
     }
 }
 
@@ -168,6 +190,8 @@ pub struct StatusArgs {
     /// Print nothing; only the exit status tells
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub trust: TrustArg,
     /// Agents to report, one line each in this order
     #[arg(required = true, value_name = "AGENT", value_parser = parse_agent)]
     pub agents: Vec<String>,
@@ -177,6 +201,7 @@ impl StatusArgs {
     pub fn into_config(self) -> Result<StatusConfig> {
         Ok(StatusConfig {
             run_dir: self.run_dir.resolve()?,
+            untrusted: self.trust.policy(),
             agents: self.agents,
             quiet: self.quiet,
         })

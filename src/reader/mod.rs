@@ -21,6 +21,7 @@ pub mod ps;
 pub(crate) mod settle;
 pub mod status;
 mod text;
+pub mod trust;
 pub(crate) mod verdict;
 pub mod wait;
 

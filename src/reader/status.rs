@@ -14,6 +14,7 @@ use crate::exitcode::{ExitCode, Result};
 #[derive(Debug)]
 pub struct StatusConfig {
     pub run_dir: PathBuf,
+    pub untrusted: super::trust::Untrusted,
     pub agents: Vec<String>,
     /// Print nothing; the exit status says it all.
     pub quiet: bool,
@@ -21,6 +22,7 @@ pub struct StatusConfig {
 
 pub fn command(config: StatusConfig) -> Result<ExitCode> {
     let dir = &config.run_dir;
+    super::trust::vet(dir, config.untrusted)?;
     let mut named = config.agents.clone();
     named.sort();
     named.dedup();

@@ -35,6 +35,7 @@ pub const NO_RECORD_NOTE: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub struct WaitConfig {
     pub run_dir: PathBuf,
+    pub untrusted: super::trust::Untrusted,
     pub timeout: Option<Duration>,
     pub agents: Vec<String>,
     pub until: Until,
@@ -53,6 +54,7 @@ pub enum Until {
 
 pub fn command(config: WaitConfig) -> Result<ExitCode> {
     let dir = config.run_dir;
+    super::trust::vet(&dir, config.untrusted)?;
     let mut waiting: Vec<String> = Vec::new();
     for a in config.agents {
         if !waiting.contains(&a) {

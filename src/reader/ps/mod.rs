@@ -98,6 +98,7 @@ impl Snapshot {
 
 pub fn command(config: PsConfig) -> Result<ExitCode> {
     let dir = config.run_dir;
+    super::trust::vet(&dir, super::trust::Untrusted::Warn)?;
     let mut named = config.agents;
     named.sort();
     named.dedup();
