@@ -17,7 +17,6 @@ mod hosts;
 mod ownership;
 mod partitions;
 mod publish;
-mod slow_link;
 mod tls_publish;
 
 /// Held for a test's whole run, taken before its first `Sandbox`: no other test runs
