@@ -308,12 +308,7 @@ impl Lab {
     fn status(&self, i: usize) -> Option<serde_json::Value> {
         let url = self.url(i);
         in_ns(&self.members[i].node.ns, move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_millis(500)))
-                .http_status_as_error(false)
-                .build()
-                .into();
-            agent
+            probe_agent()
                 .post(format!("{url}/v3/maintenance/status"))
                 .send("{}")
                 .ok()
@@ -325,12 +320,7 @@ impl Lab {
     pub fn healthy(&self, i: usize) -> bool {
         let url = self.url(i);
         in_ns(&self.members[i].node.ns, move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_millis(500)))
-                .http_status_as_error(false)
-                .build()
-                .into();
-            agent
+            probe_agent()
                 .get(format!("{url}/health"))
                 .call()
                 .ok()
@@ -472,4 +462,14 @@ fn the_lab_sweeps_namespaces_of_dead_creators_and_keeps_live_ones() {
     sh_quiet(&["ip", "netns", "del", &live]);
     assert!(!names.contains(&leftover.as_str()), "{names:?}");
     assert!(names.contains(&live.as_str()), "{names:?}");
+}
+
+/// The agent a member's health and status are asked with: an answer within 500 ms, and a
+/// non-2xx answer read as one rather than as an error.
+fn probe_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(500)))
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
