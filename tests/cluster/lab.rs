@@ -19,7 +19,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -330,20 +330,13 @@ impl Lab {
     }
 
     pub fn wait_healthy(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        for i in 0..MEMBERS {
-            if self.members[i].child.is_none() {
-                continue;
-            }
-            while !self.healthy(i) {
-                if Instant::now() > deadline {
-                    let log = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
-                        .unwrap_or_default();
-                    panic!("lab member m{i} not healthy after {timeout:?}; its log:\n{log}");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        super::etcd_fixture::wait_members_healthy(
+            self.dir.path(),
+            timeout,
+            "lab member m",
+            |i| self.members[i].child.is_some(),
+            |i| self.healthy(i),
+        );
     }
 
     /// The member that is leader now, as the members say.
