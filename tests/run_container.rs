@@ -108,19 +108,7 @@ fn as_pid_1_every_catchable_signal_reaches_the_child() {
     }
     let sb = Sandbox::new();
     let script = trap_all_script();
-    let mut c = sb.cmd_of("unshare");
-    c.args([
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        BIN,
-        "run",
-        "--agent",
-        "init",
-    ])
-    .arg("--run-dir")
-    .arg(sb.run_dir())
-    .args(["--", "bash", "-c", &script]);
+    let mut c = sb.run_as_pid1_cmd("init", &["bash", "-c", &script]);
     let mut g = Guard::spawn(
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
