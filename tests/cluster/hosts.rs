@@ -127,8 +127,13 @@ pub fn try_ps_etcd(sb: &Sandbox, urls: &str) -> Result<BTreeMap<String, Value>, 
     if !o.status.success() {
         return Err(o.stderr);
     }
-    let v: Value = serde_json::from_str(&o.stdout).expect("ps --etcd --json is JSON");
-    Ok(v.as_array()
+    Ok(ps_json_view(&o.stdout))
+}
+
+/// The stdout of `ps --etcd --json` (which must be JSON) as HOST/AGENT → object.
+pub fn ps_json_view(stdout: &str) -> BTreeMap<String, Value> {
+    let v: Value = serde_json::from_str(stdout).expect("ps --etcd --json is JSON");
+    v.as_array()
         .unwrap()
         .iter()
         .map(|o| {
@@ -139,7 +144,7 @@ pub fn try_ps_etcd(sb: &Sandbox, urls: &str) -> Result<BTreeMap<String, Value>, 
             );
             (name, o.clone())
         })
-        .collect())
+        .collect()
 }
 
 pub fn states(view: &BTreeMap<String, Value>) -> BTreeMap<String, String> {

@@ -410,19 +410,7 @@ fn lab_ps(
     if !o.status.success() {
         return Err(o.stderr);
     }
-    let v: Value = serde_json::from_str(&o.stdout).expect("ps --etcd --json is JSON");
-    Ok(v.as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            let name = format!(
-                "{}/{}",
-                o["host"].as_str().unwrap(),
-                o["agent"].as_str().unwrap()
-            );
-            (name, o.clone())
-        })
-        .collect())
+    Ok(ps_json_view(&o.stdout))
 }
 
 fn poll_lab_ps(
