@@ -79,6 +79,14 @@ impl Host {
         self.bridge.as_ref().expect("bridge running").pid()
     }
 
+    /// Host `h1` with the agents `pi` and `codex`, each watched at `--interval SECS`.
+    pub fn h1_pi_and_codex(interval: &str) -> Host {
+        let mut h = Host::new("h1");
+        h.add_agent("pi", interval);
+        h.add_agent("codex", interval);
+        h
+    }
+
     /// A `sleep` target and its watcher (`--interval SECS`), once its first record is on disk.
     pub fn add_agent(&mut self, agent: &str, interval: &str) -> i32 {
         self.add_target(agent, interval, spawn_sleep())

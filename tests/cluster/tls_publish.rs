@@ -28,9 +28,7 @@ fn publish_over_tls_with_client_certificates() {
             .arg("--key")
             .arg(p("client.key"));
     };
-    let mut h = Host::new("h1");
-    h.add_agent("pi", "1");
-    h.add_agent("codex", "1");
+    let mut h = Host::h1_pi_and_codex("1");
     let mut bridge = h.publish_cmd(&urls, 3);
     tls_args(&mut bridge);
     let log = h.sb.path("bridge.log");
