@@ -1,6 +1,6 @@
 //! `pidbeat run -- CMD`: the child's exact status, passed through; PID 1 duties.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::*;
@@ -98,21 +98,7 @@ fn as_pid_1_it_reaps_orphans() {
         echo "pid1=$(cat /proc/1/comm) zombies=$n"
         exit "$n"
     "#;
-    let out = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            BIN,
-            "run",
-            "--agent",
-            "init",
-            "--run-dir",
-        ])
-        .arg(sb.run_dir())
-        .args(["--", "bash", "-c", script])
-        .env("HOME", sb.home())
-        .finish();
+    let out = sb.run_as_pid1_cmd("init", &["bash", "-c", script]).finish();
     let stdout = &out.stdout;
     assert!(stdout.contains("pid1=pidbeat"), "{stdout} {out:?}");
     assert_eq!(out.status.code(), Some(0), "zombies left: {stdout}");

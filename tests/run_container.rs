@@ -15,18 +15,6 @@ use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
-fn run_cmd(sb: &Sandbox, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
-    let mut c = sb.cmd();
-    c.args(["run", "--agent", agent])
-        .args(flags)
-        .arg("--run-dir")
-        .arg(sb.run_dir())
-        .arg("--")
-        .args(cmd);
-    c
-}
-
 /// The signals `run` forwards: all but KILL, STOP (uncatchable), CHLD (reaping), TTIN,
 /// TTOU (ignored, as tini does) and glibc's 32 and 33.
 fn forwarded() -> Vec<i32> {
@@ -96,7 +84,7 @@ fn every_catchable_signal_reaches_the_child_and_none_stops_pidbeat() {
     let sb = Sandbox::new();
     let script = trap_all_script();
     let mut g = Guard::spawn(
-        run_cmd(&sb, "sigs", &[], &["bash", "-c", &script])
+        sb.run_cmd("sigs", &[], &["bash", "-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null()),
@@ -120,19 +108,7 @@ fn as_pid_1_every_catchable_signal_reaches_the_child() {
     }
     let sb = Sandbox::new();
     let script = trap_all_script();
-    let mut c = sb.cmd_of("unshare");
-    c.args([
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        BIN,
-        "run",
-        "--agent",
-        "init",
-    ])
-    .arg("--run-dir")
-    .arg(sb.run_dir())
-    .args(["--", "bash", "-c", &script]);
+    let mut c = sb.run_as_pid1_cmd("init", &["bash", "-c", &script]);
     let mut g = Guard::spawn(
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -202,8 +178,7 @@ fn the_child_inherits_exactly_the_parents_signal_mask_and_ignores() {
                 | bit(45),
         ),
     ] {
-        let mut c = run_cmd(
-            &sb,
+        let mut c = sb.run_cmd(
             agent,
             &[],
             &["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"],
@@ -253,7 +228,7 @@ fn set_signal_state(c: &mut Command, blocked: u64, ignored: u64) {
 #[test]
 fn sigterm_blocked_by_the_parent_is_still_forwarded() {
     let sb = Sandbox::new();
-    let mut c = run_cmd(&sb, "deaf", &[], &["sleep", "1000"]);
+    let mut c = sb.run_cmd("deaf", &[], &["sleep", "1000"]);
     set_signal_state(&mut c, bit(libc::SIGTERM), 0);
     let mut g = Guard::spawn(c.stdin(Stdio::null()).stdout(Stdio::null()));
     let v = sb.wait_status("deaf", "alive", 5 * SEC);
@@ -287,7 +262,7 @@ fn kill_group_signals_the_childs_whole_process_group() {
     for (flags, ends) in [(&["--kill-group"][..], true), (&[][..], false)] {
         let agent = if ends { "grp" } else { "nogrp" };
         let mut g = Guard::spawn(
-            run_cmd(&sb, agent, flags, &["sh", "-c", script])
+            sb.run_cmd(agent, flags, &["sh", "-c", script])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null()),
@@ -320,7 +295,7 @@ fn subreaper_adopts_and_reaps_orphans() {
     let pidfile = sb.path("orphan.pid");
     let script = format!("(sleep 0.3 & echo $! > '{}'); sleep 1.2", pidfile.display());
     let g = Guard::spawn(
-        run_cmd(&sb, "reaper", &["--subreaper"], &["sh", "-c", &script])
+        sb.run_cmd("reaper", &["--subreaper"], &["sh", "-c", &script])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
@@ -492,15 +467,12 @@ fn an_untrusted_run_dir_runs_cmd_without_records_and_watch_refuses_it() {
 #[test]
 fn a_failed_start_leaves_nothing() {
     let sb = Sandbox::new();
-    let out = run_with_deadline(
-        run_cmd(&sb, "k", &[], &["/nonexistent/nosuchcmd"]),
-        10 * SEC,
-    );
+    let out = run_with_deadline(sb.run_cmd("k", &[], &["/nonexistent/nosuchcmd"]), 10 * SEC);
     assert_eq!(out.code(), Some(127), "{}", out.stderr);
     assert!(!sb.run_dir().exists(), "the run dir was created");
     // In an existing run dir: no lock, no record.
     sb.private_run_dir();
-    let out = run_with_deadline(run_cmd(&sb, "k", &[], &["nosuchcmd-pidbeat"]), 10 * SEC);
+    let out = run_with_deadline(sb.run_cmd("k", &[], &["nosuchcmd-pidbeat"]), 10 * SEC);
     assert_eq!(out.code(), Some(127), "{}", out.stderr);
     assert_eq!(dir_names(&sb.run_dir()), Vec::<String>::new());
 }

@@ -432,16 +432,11 @@ openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out c
     assert!(o.status.success(), "openssl: {}", &o.stderr);
 }
 
-#[test]
-fn tls_with_client_certificates() {
-    require_etcd!();
-    if !crate::common::have("openssl", "openssl") {
-        return;
-    }
-    let _s = serial();
-    let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
-    let p = |f: &str| certs.path().join(f);
+/// Certificates made in `certs` (`make_certs`) and a cluster whose members serve TLS and
+/// require client certificates; the `Tls` that a client presents to it.
+pub fn tls_cluster(certs: &std::path::Path) -> (Tls, Cluster) {
+    make_certs(certs);
+    let p = |f: &str| certs.join(f);
     let tls = Tls {
         cacert: Some(p("ca.pem")),
         cert: Some(p("client.pem")),
@@ -460,6 +455,19 @@ fn tls_with_client_certificates() {
     .map(|s| s.to_string())
     .collect();
     let c = Cluster::start_with(&extra, &tls);
+    (tls, c)
+}
+
+#[test]
+fn tls_with_client_certificates() {
+    require_etcd!();
+    if !crate::common::have("openssl", "openssl") {
+        return;
+    }
+    let _s = serial();
+    let certs = tempfile::tempdir().unwrap();
+    let (tls, c) = tls_cluster(certs.path());
+    let p = |f: &str| certs.path().join(f);
     let endpoints: Vec<String> = c.urls_from(0).split(',').map(str::to_owned).collect();
     assert!(endpoints[0].starts_with("https://"));
     let cfg = |tls: Tls| Config {

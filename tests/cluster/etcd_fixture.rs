@@ -234,20 +234,13 @@ impl Cluster {
 
     /// Waits until every running member is healthy.
     pub fn wait_healthy(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        for i in 0..MEMBERS {
-            if self.members[i].etcd.is_none() {
-                continue;
-            }
-            while !self.healthy(i) {
-                if Instant::now() > deadline {
-                    let log = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
-                        .unwrap_or_default();
-                    panic!("etcd member {i} not healthy after {timeout:?}; its log:\n{log}");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        wait_members_healthy(
+            self.dir.path(),
+            timeout,
+            "etcd member ",
+            |i| self.members[i].etcd.is_some(),
+            |i| self.healthy(i),
+        );
     }
 
     /// The index of the member that is leader now, asked of the running members.
@@ -321,6 +314,29 @@ impl Drop for Cluster {
                 signal(pid, Signal::CONT);
             }
             self.kill(i);
+        }
+    }
+}
+
+/// Waits until `healthy(i)` holds for every member `i` that is `running(i)`, polling every
+/// 50 ms; past `timeout` it panics naming the member (`{name}{i}`) with its log `dir/m{i}.log`.
+/// The cluster here and the lab (`lab.rs`) both wait this way.
+pub fn wait_members_healthy(
+    dir: &std::path::Path,
+    timeout: Duration,
+    name: &str,
+    running: impl Fn(usize) -> bool,
+    healthy: impl Fn(usize) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    for i in (0..MEMBERS).filter(|&i| running(i)) {
+        while !healthy(i) {
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(dir.join(format!("m{i}.log"))).unwrap_or_default();
+                panic!("{name}{i} not healthy after {timeout:?}; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -79,6 +79,14 @@ impl Host {
         self.bridge.as_ref().expect("bridge running").pid()
     }
 
+    /// Host `h1` with the agents `pi` and `codex`, each watched at `--interval SECS`.
+    pub fn h1_pi_and_codex(interval: &str) -> Host {
+        let mut h = Host::new("h1");
+        h.add_agent("pi", interval);
+        h.add_agent("codex", interval);
+        h
+    }
+
     /// A `sleep` target and its watcher (`--interval SECS`), once its first record is on disk.
     pub fn add_agent(&mut self, agent: &str, interval: &str) -> i32 {
         self.add_target(agent, interval, spawn_sleep())
@@ -127,8 +135,13 @@ pub fn try_ps_etcd(sb: &Sandbox, urls: &str) -> Result<BTreeMap<String, Value>, 
     if !o.status.success() {
         return Err(o.stderr);
     }
-    let v: Value = serde_json::from_str(&o.stdout).expect("ps --etcd --json is JSON");
-    Ok(v.as_array()
+    Ok(ps_json_view(&o.stdout))
+}
+
+/// The stdout of `ps --etcd --json` (which must be JSON) as HOST/AGENT → object.
+pub fn ps_json_view(stdout: &str) -> BTreeMap<String, Value> {
+    let v: Value = serde_json::from_str(stdout).expect("ps --etcd --json is JSON");
+    v.as_array()
         .unwrap()
         .iter()
         .map(|o| {
@@ -139,7 +152,7 @@ pub fn try_ps_etcd(sb: &Sandbox, urls: &str) -> Result<BTreeMap<String, Value>, 
             );
             (name, o.clone())
         })
-        .collect())
+        .collect()
 }
 
 pub fn states(view: &BTreeMap<String, Value>) -> BTreeMap<String, String> {

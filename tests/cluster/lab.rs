@@ -19,7 +19,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -308,12 +308,7 @@ impl Lab {
     fn status(&self, i: usize) -> Option<serde_json::Value> {
         let url = self.url(i);
         in_ns(&self.members[i].node.ns, move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_millis(500)))
-                .http_status_as_error(false)
-                .build()
-                .into();
-            agent
+            probe_agent()
                 .post(format!("{url}/v3/maintenance/status"))
                 .send("{}")
                 .ok()
@@ -325,12 +320,7 @@ impl Lab {
     pub fn healthy(&self, i: usize) -> bool {
         let url = self.url(i);
         in_ns(&self.members[i].node.ns, move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_millis(500)))
-                .http_status_as_error(false)
-                .build()
-                .into();
-            agent
+            probe_agent()
                 .get(format!("{url}/health"))
                 .call()
                 .ok()
@@ -340,20 +330,13 @@ impl Lab {
     }
 
     pub fn wait_healthy(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        for i in 0..MEMBERS {
-            if self.members[i].child.is_none() {
-                continue;
-            }
-            while !self.healthy(i) {
-                if Instant::now() > deadline {
-                    let log = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
-                        .unwrap_or_default();
-                    panic!("lab member m{i} not healthy after {timeout:?}; its log:\n{log}");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        super::etcd_fixture::wait_members_healthy(
+            self.dir.path(),
+            timeout,
+            "lab member m",
+            |i| self.members[i].child.is_some(),
+            |i| self.healthy(i),
+        );
     }
 
     /// The member that is leader now, as the members say.
@@ -472,4 +455,14 @@ fn the_lab_sweeps_namespaces_of_dead_creators_and_keeps_live_ones() {
     sh_quiet(&["ip", "netns", "del", &live]);
     assert!(!names.contains(&leftover.as_str()), "{names:?}");
     assert!(names.contains(&live.as_str()), "{names:?}");
+}
+
+/// The agent a member's health and status are asked with: an answer within 500 ms, and a
+/// non-2xx answer read as one rather than as an error.
+fn probe_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(500)))
+        .http_status_as_error(false)
+        .build()
+        .into()
 }

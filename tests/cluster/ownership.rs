@@ -66,18 +66,23 @@ fn published(c: &Cluster, h: &Host, n: usize) {
     });
 }
 
+/// `Host::h1_pi_and_codex` with a planted verdict `done` (exit 3), published on `urls` (ttl 3)
+/// until `ps --etcd` shows all three.
+fn published_with_a_dead_one(c: &Cluster, urls: &str, interval: &str) -> Host {
+    let mut h = Host::h1_pi_and_codex(interval);
+    plant_dead(&h, "done", 3);
+    h.publish(urls, 3);
+    published(c, &h, 3);
+    h
+}
+
 #[test]
 fn a_second_bridge_with_the_same_host_name_exits_1_naming_the_holder_and_writes_nothing() {
     require_etcd!();
     let _s = serial();
     let c = Cluster::start();
     let urls = c.urls_from(0);
-    let mut h = Host::new("h1");
-    h.add_agent("pi", "1");
-    h.add_agent("codex", "1");
-    plant_dead(&h, "done", 3);
-    h.publish(&urls, 3);
-    published(&c, &h, 3);
+    let mut h = published_with_a_dead_one(&c, &urls, "1");
     let mut cl = client(&c, 1, SEC);
     let before = host_keys(&mut cl, "h1");
     let rev = c.revision();
@@ -235,12 +240,7 @@ fn keys_deleted_or_changed_by_someone_else_are_put_back_within_1s() {
     let _s = serial();
     let c = Cluster::start();
     let urls = c.urls_from(0);
-    let mut h = Host::new("h1");
-    h.add_agent("pi", "15");
-    h.add_agent("codex", "15");
-    plant_dead(&h, "done", 3);
-    h.publish(&urls, 3);
-    published(&c, &h, 3);
+    let mut h = published_with_a_dead_one(&c, &urls, "15");
     let mut cl = client(&c, 1, SEC);
     let agents = |m: &BTreeMap<String, (Value, i64)>| -> BTreeMap<String, String> {
         m.iter()

@@ -368,6 +368,15 @@ impl LabHost {
         }
     }
 
+    /// `new` with the agents `a0`…`a{n-1}`, each watched at `--interval 15`.
+    fn with_agents(lab: &mut Lab, name: &str, n: usize) -> LabHost {
+        let mut h = LabHost::new(lab, name);
+        for k in 0..n {
+            h.h.add_agent(&format!("a{k}"), "15");
+        }
+        h
+    }
+
     fn publish(&mut self, lab: &Lab, urls: &str, ttl: u64) {
         let log = self.h.sb.path(&format!("lab-publish-{}.log", self.logs));
         self.logs += 1;
@@ -410,19 +419,7 @@ fn lab_ps(
     if !o.status.success() {
         return Err(o.stderr);
     }
-    let v: Value = serde_json::from_str(&o.stdout).expect("ps --etcd --json is JSON");
-    Ok(v.as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            let name = format!(
-                "{}/{}",
-                o["host"].as_str().unwrap(),
-                o["agent"].as_str().unwrap()
-            );
-            (name, o.clone())
-        })
-        .collect())
+    Ok(ps_json_view(&o.stdout))
 }
 
 fn poll_lab_ps(
@@ -444,6 +441,37 @@ fn poll_lab_ps(
                 .map(|v| (v, Instant::now()))
         },
         || format!("timed out after {timeout:?} waiting for {what}"),
+    )
+}
+
+/// `poll_lab_ps` until `n` agents are all alive.
+fn poll_lab_all_alive(
+    lab: &Lab,
+    sb: &Sandbox,
+    node: &Node,
+    urls: &str,
+    timeout: Duration,
+    n: usize,
+) {
+    poll_lab_ps(
+        lab,
+        sb,
+        node,
+        urls,
+        timeout,
+        &format!("{n} alive"),
+        all_alive(n),
+    );
+}
+
+/// `ps --etcd URLS --watch --json` inside `node`'s namespace.
+fn lab_json_reader(lab: &Lab, sb: &Sandbox, node: &Node, urls: &str) -> Reader {
+    lab_reader(
+        lab,
+        sb,
+        node,
+        &["ps", "--etcd", urls, "--watch", "--json"],
+        "json",
     )
 }
 
@@ -484,26 +512,18 @@ fn lab_a_reader_pinned_to_a_minority_member_says_its_view_is_not_current() {
     let mut lab = Lab::start();
     let leader = lab.wait_leader(10 * SEC);
     let minority = (leader + 1) % MEMBERS;
-    let mut ha = LabHost::new(&mut lab, "hA");
+    let mut ha = LabHost::with_agents(&mut lab, "hA", 2);
     let r = lab.node("r");
-    ha.h.add_agent("a0", "15");
-    ha.h.add_agent("a1", "15");
     ha.publish(&lab, &lab.urls_from(leader), 3);
     let url = lab.url(minority);
-    poll_lab_ps(&lab, &ha.h.sb, &r, &url, 10 * SEC, "2 alive", all_alive(2));
+    poll_lab_all_alive(&lab, &ha.h.sb, &r, &url, 10 * SEC, 2);
     let sb = &ha.h.sb;
     let mut tty = TtyReader::spawn(
         sb,
         &["ps", "--etcd", &url, "--watch"],
         &["ip", "netns", "exec", &r.ns],
     );
-    let json = lab_reader(
-        &lab,
-        sb,
-        &r,
-        &["ps", "--etcd", &url, "--watch", "--json"],
-        "json",
-    );
+    let json = lab_json_reader(&lab, sb, &r, &url);
     let mut wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &url, "hA/a0"], "wait");
     std::thread::sleep(2 * SEC);
 
@@ -565,31 +585,14 @@ fn lab_an_isolated_leader_causes_no_false_unreachable() {
     let mut lab = Lab::start();
     let leader = lab.wait_leader(10 * SEC);
     let follower = (leader + 1) % MEMBERS;
-    let mut ha = LabHost::new(&mut lab, "hA");
+    let mut ha = LabHost::with_agents(&mut lab, "hA", 20);
     let r = lab.node("r");
-    for k in 0..20 {
-        ha.h.add_agent(&format!("a{k}"), "15");
-    }
     // The bridge starts on the leader: the worst place to be when it is cut off.
     ha.publish(&lab, &lab.urls_from(leader), 3);
     let urls = lab.urls_from(follower);
-    poll_lab_ps(
-        &lab,
-        &ha.h.sb,
-        &r,
-        &urls,
-        10 * SEC,
-        "20 alive",
-        all_alive(20),
-    );
+    poll_lab_all_alive(&lab, &ha.h.sb, &r, &urls, 10 * SEC, 20);
     let sb = &ha.h.sb;
-    let json = lab_reader(
-        &lab,
-        sb,
-        &r,
-        &["ps", "--etcd", &urls, "--watch", "--json"],
-        "json",
-    );
+    let json = lab_json_reader(&lab, sb, &r, &urls);
     let wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &urls, "hA/a0"], "wait");
     std::thread::sleep(SEC);
 
@@ -631,30 +634,13 @@ fn lab_asymmetric_drop_moves_bridge_and_reader_without_false_unreachable() {
     // A follower whose replies to the bridge and the reader are dropped: their requests
     // still reach it (and are served), the answers never come back.
     let bad = (leader + 1) % MEMBERS;
-    let mut ha = LabHost::new(&mut lab, "hA");
+    let mut ha = LabHost::with_agents(&mut lab, "hA", 10);
     let r = lab.node("r");
-    for k in 0..10 {
-        ha.h.add_agent(&format!("a{k}"), "15");
-    }
     let urls = lab.urls_from(bad);
     ha.publish(&lab, &urls, 3);
-    poll_lab_ps(
-        &lab,
-        &ha.h.sb,
-        &r,
-        &urls,
-        10 * SEC,
-        "10 alive",
-        all_alive(10),
-    );
+    poll_lab_all_alive(&lab, &ha.h.sb, &r, &urls, 10 * SEC, 10);
     let sb = &ha.h.sb;
-    let json = lab_reader(
-        &lab,
-        sb,
-        &r,
-        &["ps", "--etcd", &urls, "--watch", "--json"],
-        "json",
-    );
+    let json = lab_json_reader(&lab, sb, &r, &urls);
     let wait = lab_reader(&lab, sb, &r, &["wait", "--etcd", &urls, "hA/a0"], "wait");
     std::thread::sleep(SEC);
 
@@ -694,31 +680,14 @@ fn lab_a_member_killed_and_restarted_under_a_watching_reader_loses_and_repeats_n
     let mut lab = Lab::start();
     let leader = lab.wait_leader(10 * SEC);
     let victim = (leader + 1) % MEMBERS;
-    let mut ha = LabHost::new(&mut lab, "hA");
-    let r = lab.node("r");
     let n = 12;
-    for k in 0..n {
-        ha.h.add_agent(&format!("a{k}"), "15");
-    }
+    let mut ha = LabHost::with_agents(&mut lab, "hA", n);
+    let r = lab.node("r");
     ha.publish(&lab, &lab.urls_from(leader), 3);
     let urls = lab.urls_from(victim);
-    poll_lab_ps(
-        &lab,
-        &ha.h.sb,
-        &r,
-        &urls,
-        10 * SEC,
-        "all alive",
-        all_alive(n),
-    );
+    poll_lab_all_alive(&lab, &ha.h.sb, &r, &urls, 10 * SEC, n);
     let sb = &ha.h.sb;
-    let json = lab_reader(
-        &lab,
-        sb,
-        &r,
-        &["ps", "--etcd", &urls, "--watch", "--json"],
-        "json",
-    );
+    let json = lab_json_reader(&lab, sb, &r, &urls);
     let names: Vec<String> = (0..n).map(|k| format!("hA/a{k}")).collect();
     let mut args = vec!["wait", "--etcd", &urls];
     args.extend(names.iter().map(String::as_str));
@@ -801,15 +770,9 @@ fn lab_an_isolated_bridge_host_shows_its_deaths_after_the_heal_and_never_alive_b
     ha.publish(&lab, &lab.urls_from(0), ttl);
     hb.publish(&lab, &lab.urls_from(1), ttl);
     let (u1, u2) = (lab.urls_from(1), lab.urls_from(2));
-    poll_lab_ps(&lab, &ha.h.sb, &r1, &u1, 10 * SEC, "3 alive", all_alive(3));
+    poll_lab_all_alive(&lab, &ha.h.sb, &r1, &u1, 10 * SEC, 3);
     let sb = &ha.h.sb;
-    let json = lab_reader(
-        &lab,
-        sb,
-        &r1,
-        &["ps", "--etcd", &u1, "--watch", "--json"],
-        "json",
-    );
+    let json = lab_json_reader(&lab, sb, &r1, &u1);
     let w1 = lab_reader(&lab, sb, &r1, &["wait", "--etcd", &u1, "hA/a0"], "w1");
     let w2 = lab_reader(&lab, sb, &r2, &["wait", "--etcd", &u2, "hA/a0"], "w2");
     std::thread::sleep(SEC);
@@ -878,11 +841,8 @@ fn lab_a_slow_stalling_link_keeps_the_lease_and_commits_each_change_once() {
     require_lab!();
     let _s = serial();
     let mut lab = Lab::start();
-    let mut ha = LabHost::new(&mut lab, "hA");
+    let mut ha = LabHost::with_agents(&mut lab, "hA", 10);
     let r = lab.node("r");
-    for k in 0..10 {
-        ha.h.add_agent(&format!("a{k}"), "15");
-    }
     // 200 ms each way, and every 6 s a stall of 1.5 s: a request then takes up to about
     // 1.9 s, which TCP gets through.
     let stalls = Stalls {
@@ -899,23 +859,9 @@ fn lab_a_slow_stalling_link_keeps_the_lease_and_commits_each_change_once() {
     let ttl = 10;
     ha.publish(&lab, &relay.url(), ttl);
     let urls = lab.urls_from(1);
-    poll_lab_ps(
-        &lab,
-        &ha.h.sb,
-        &r,
-        &urls,
-        30 * SEC,
-        "10 alive",
-        all_alive(10),
-    );
+    poll_lab_all_alive(&lab, &ha.h.sb, &r, &urls, 30 * SEC, 10);
     let sb = &ha.h.sb;
-    let json = lab_reader(
-        &lab,
-        sb,
-        &r,
-        &["ps", "--etcd", &urls, "--watch", "--json"],
-        "json",
-    );
+    let json = lab_json_reader(&lab, sb, &r, &urls);
     std::thread::sleep(SEC);
     let rev0 = lab.revision(1);
     let t0 = Instant::now();

@@ -26,9 +26,7 @@ fn publishes_verdicts_and_readers_see_them() {
     client(&c, 0, SEC)
         .put(keys::agent_key("h1", "forgotten").as_bytes(), b"{}", 0)
         .unwrap();
-    let mut h = Host::new("h1");
-    h.add_agent("pi", "1");
-    h.add_agent("codex", "1");
+    let mut h = Host::h1_pi_and_codex("1");
     // A death recorded before the bridge started (planted as a watcher writes it).
     let ms = now_ms();
     let done = format!(
@@ -323,9 +321,7 @@ fn a_lost_lease_is_replaced_and_every_key_put_again() {
     let _s = serial();
     let c = Cluster::start();
     let urls = c.urls_from(0);
-    let mut h = Host::new("h1");
-    h.add_agent("pi", "1");
-    h.add_agent("codex", "1");
+    let mut h = Host::h1_pi_and_codex("1");
     h.publish(&urls, 3);
     poll_ps_etcd(&h.sb, &urls, 5 * SEC, "two alive", |v| {
         v.len() == 2 && v.values().all(|o| o["state"] == "alive")
@@ -360,9 +356,7 @@ fn a_reader_whose_history_was_compacted_reads_everything_again() {
     let _s = serial();
     let c = Cluster::start();
     let follower = (c.wait_leader(5 * SEC) + 1) % super::etcd_fixture::MEMBERS;
-    let mut h = Host::new("h1");
-    h.add_agent("pi", "1");
-    h.add_agent("codex", "1");
+    let mut h = Host::h1_pi_and_codex("1");
     // The bridge on another member than the reader's.
     h.publish(&c.urls_from((follower + 1) % 3), 3);
     let reader_urls = c.urls_from(follower);

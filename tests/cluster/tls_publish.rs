@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use super::etcd_fixture::Cluster;
 use super::hosts::*;
 use super::serial;
 use crate::common::*;
 use crate::require_etcd;
-use etcd_gateway::Tls;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -18,26 +16,8 @@ fn publish_over_tls_with_client_certificates() {
     require_etcd!();
     let _s = serial();
     let certs = tempfile::tempdir().unwrap();
-    super::client::make_certs(certs.path());
+    let (_, c) = super::client::tls_cluster(certs.path());
     let p = |f: &str| certs.path().join(f);
-    let tls = Tls {
-        cacert: Some(p("ca.pem")),
-        cert: Some(p("client.pem")),
-        key: Some(p("client.key")),
-    };
-    let extra: Vec<String> = [
-        "--cert-file",
-        p("server.pem").to_str().unwrap(),
-        "--key-file",
-        p("server.key").to_str().unwrap(),
-        "--trusted-ca-file",
-        p("ca.pem").to_str().unwrap(),
-        "--client-cert-auth",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let c = Cluster::start_with(&extra, &tls);
     let urls = c.urls_from(0);
     assert!(urls.starts_with("https://"), "{urls}");
     let tls_args = |cmd: &mut std::process::Command| {
@@ -48,9 +28,7 @@ fn publish_over_tls_with_client_certificates() {
             .arg("--key")
             .arg(p("client.key"));
     };
-    let mut h = Host::new("h1");
-    h.add_agent("pi", "1");
-    h.add_agent("codex", "1");
+    let mut h = Host::h1_pi_and_codex("1");
     let mut bridge = h.publish_cmd(&urls, 3);
     tls_args(&mut bridge);
     let log = h.sb.path("bridge.log");

@@ -152,6 +152,20 @@ impl Sandbox {
         c
     }
 
+    /// `unshare --pid --fork --mount-proc pidbeat run --agent AGENT --run-dir <run dir> --
+    /// CMD…`: `run` as PID 1 of a new PID namespace, as in a container.
+    pub fn run_as_pid1_cmd(&self, agent: &str, cmd: &[&str]) -> Command {
+        let mut c = self.cmd_of("unshare");
+        c.args(["--pid", "--fork", "--mount-proc"])
+            .arg(BIN)
+            .args(["run", "--agent", agent])
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--")
+            .args(cmd);
+        c
+    }
+
     /// `pidbeat ps --run-dir <run dir> ARGS…`.
     pub fn ps_cmd(&self, args: &[&str]) -> Command {
         let mut c = self.cmd();
