@@ -272,7 +272,7 @@ fn unreadable_run_dirs_say_why() {
             .contains("Permission denied"),
         "{v}"
     );
-    let o = as_nobody(&["wait", "--timeout", "1"]);
+    let o = as_nobody(&["wait", "--trust-run-dir", "--timeout", "1"]);
     assert_eq!(o.code(), Some(1), "{o:?}");
     assert!(o.stderr.contains("Permission denied"), "{}", o.stderr);
     assert!(
