@@ -228,6 +228,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         watcher_pid: Some(me),
         watcher_start_time: Some(read_start_time(me)),
         exit_unknown: None,
+        progress: None,
         ..dead_record(None, None)
     };
     sb.plant("racy", &alive);

@@ -78,6 +78,7 @@ fn planted(pid: i32, watcher_pid: i32, age_ms: u64) -> Record {
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
+        progress: None,
     }
 }
 

@@ -209,6 +209,7 @@ fn already_ended_agents_return_at_once() {
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
+        progress: None,
     };
     sb.plant("gone", &r);
     // Says alive, but no target and no watcher: lost.
@@ -253,6 +254,7 @@ fn a_death_being_recorded_is_not_called_lost() {
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
+        progress: None,
     };
     sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
@@ -337,6 +339,7 @@ fn lost_when_a_lockless_sidecar_dies() {
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
+        progress: None,
     };
     sb.plant("sh", &r);
     let ps_state = || {

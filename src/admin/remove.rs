@@ -65,7 +65,11 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         if read_record(dir, agent) != before {
             continue;
         }
-        let mut names = vec![rundir::record_name(agent), rundir::deaths_name(agent)];
+        let mut names = vec![
+            rundir::record_name(agent),
+            rundir::deaths_name(agent),
+            rundir::notify_name(agent),
+        ];
         if filter.logs {
             names.push(rundir::log_name(agent));
         }
@@ -136,6 +140,7 @@ fn any_file(dir: &Path, agent: &str, logs: bool) -> bool {
         rundir::record_name(agent),
         rundir::deaths_name(agent),
         rundir::lock_name(agent),
+        rundir::notify_name(agent),
     ];
     if logs {
         names.push(rundir::log_name(agent));

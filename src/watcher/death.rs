@@ -141,6 +141,8 @@ mod tests {
                 agent: "a".into(),
                 run_dir: dir.path().to_path_buf(),
                 interval: Interval::DEFAULT,
+                progress: true,
+                watchdog: None,
             };
             let mut child = Reaped::spawn(Command::new("sleep").arg("30"));
             let target = Target::open(child.pid(), BackendPref::Pidfd, false).unwrap();

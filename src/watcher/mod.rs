@@ -24,24 +24,33 @@ mod death;
 mod detach;
 mod history;
 pub mod lock;
+mod notify;
 pub mod run;
+mod sample;
 pub mod store;
 mod target;
 
 pub use target::BackendPref;
 
 use crate::exitcode::{ExitCode, Result, runtime};
-use crate::record::{ExitInfo, Record, Status, now_ms};
+use crate::record::{ExitInfo, Progress, Record, Status, now_ms};
 use crate::rundir::Interval;
 use crate::timer::Timer;
 use detach::Detach;
 use lock::AgentLock;
+use notify::Listener;
+use sample::Sampler;
 use store::{RecordWriter, Written};
 use target::{Backend, Target};
 
 const SIG: Token = Token(0);
 const BEAT: Token = Token(1);
 const TARGET: Token = Token(2);
+const NOTIFY: Token = Token(3);
+
+/// Writes a change the agent told over sd_notify at once, but at most once per this period:
+/// `wait --until waiting` returns promptly, and a flood of claims costs a few writes a second.
+pub const NOTIFY_WRITE_PERIOD: Duration = Duration::from_millis(250);
 
 /// How often the poll backend looks at /proc: death shows within 250 ms with margin.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
@@ -76,6 +85,10 @@ pub struct WriterConfig {
     pub agent: String,
     pub run_dir: PathBuf,
     pub interval: Interval,
+    /// Sample the evidence of progress and listen for sd_notify (`--no-progress` turns off).
+    pub progress: bool,
+    /// `--watchdog`: the watchdog the agent is held to from the start.
+    pub watchdog: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -109,6 +122,17 @@ pub struct Watcher {
     child_exit: Option<ExitInfo>,
     /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
     exit_unknown: Option<&'static str>,
+    /// The evidence of progress the records carry (`None`: `--no-progress`), with what
+    /// samples it each beat and what hears the agent's sd_notify datagrams.
+    progress: Option<Progress>,
+    sampler: Option<Sampler>,
+    listener: Option<Listener>,
+    /// When the last record was written (rate-limits the writes sd_notify asks for), and
+    /// whether a change heard is still to be written.
+    last_write: Option<Instant>,
+    notify_pending: bool,
+    /// The watchdog expiry (its `watchdog_ms`) that a record has already shown.
+    expiry_written: Option<u64>,
 }
 
 impl Watcher {
@@ -134,7 +158,43 @@ impl Watcher {
             superseded: false,
             child_exit: None,
             exit_unknown: None,
+            progress: None,
+            sampler: None,
+            listener: None,
+            last_write: None,
+            notify_pending: false,
+            expiry_written: None,
         }
+        .with_progress(config)
+    }
+
+    fn with_progress(mut self, config: &WriterConfig) -> Self {
+        if !config.progress {
+            return self;
+        }
+        let pid = self.target.pid();
+        let sampler = Sampler::new(pid);
+        let mut p = Progress::default();
+        if let Some(w) = config.watchdog {
+            p.watchdog_usec = Some(w.as_micros().max(1) as u64);
+            p.watchdog_ms = Some(now_ms());
+        }
+        // Only the target's uid is heard: the owner of its /proc entry is its effective uid.
+        match sampler.uid() {
+            Some(uid) => match Listener::bind(&config.run_dir, &config.agent, uid) {
+                Ok(l) => self.listener = Some(l),
+                Err(e) => eprintln!(
+                    "pidbeat: warning: no sd_notify socket for {}: {e}",
+                    config.agent
+                ),
+            },
+            None => {
+                eprintln!("pidbeat: warning: cannot read the target's uid; no sd_notify socket")
+            }
+        }
+        self.sampler = Some(sampler);
+        self.progress = Some(p);
+        self
     }
 
     fn record(&self, status: Status, exit: Option<ExitInfo>, died_ms: Option<u64>) -> Record {
@@ -157,6 +217,7 @@ impl Watcher {
             boottime_ms: self.boot_id.map(|_| boottime_ms),
             pidns: crate::pidns::own(),
             exit_unknown: self.exit_unknown.map(Cow::Borrowed),
+            progress: None,
         }
     }
 
@@ -176,8 +237,13 @@ impl Watcher {
             return Ok(Ok(()));
         }
         self.seq += 1;
-        self.record(status, exit, died_ms)
-            .write_line(&mut self.line);
+        // The evidence is moved into the record and back, not copied: no allocation.
+        let mut record = self.record(status, exit, died_ms);
+        record.progress = self.progress.take();
+        record.write_line(&mut self.line);
+        self.progress = record.progress.take();
+        self.last_write = Some(Instant::now());
+        self.notify_pending = false;
         Ok(match self.writer.write(&self.line, durable) {
             Ok(Written::Done) => {
                 if self.failing {
@@ -238,10 +304,15 @@ impl Watcher {
                 (None, Some(t)) => t.as_raw_fd(),
                 (None, None) => unreachable!("a poll target always has a check timer"),
             };
-            reg.register(&mut SourceFd(&target_fd), TARGET, Interest::READABLE)
+            reg.register(&mut SourceFd(&target_fd), TARGET, Interest::READABLE)?;
+            if let Some(l) = &self.listener {
+                reg.register(&mut SourceFd(&l.as_raw_fd()), NOTIFY, Interest::READABLE)?;
+            }
+            Ok::<(), io::Error>(())
         })();
         r.map_err(|e| runtime!("epoll register: {e}"))?;
 
+        self.sample();
         self.write(Status::Alive, None, None, false)?.map_err(|e| {
             runtime!(
                 "cannot write the first record {}: {e}",
@@ -259,15 +330,18 @@ impl Watcher {
 
         let mut events = Events::with_capacity(8);
         loop {
-            if !crate::eventloop::wait(&mut poll, &mut events, None)? {
+            let timeout = self.progress_timeout();
+            if !crate::eventloop::wait(&mut poll, &mut events, timeout)? {
                 continue;
             }
-            let (mut sig, mut beat_due, mut target_ev) = (false, false, false);
+            let (mut sig, mut beat_due, mut target_ev, mut notify_ev) =
+                (false, false, false, false);
             for ev in events.iter() {
                 match ev.token() {
                     SIG => sig = true,
                     BEAT => beat_due = true,
                     TARGET => target_ev = true,
+                    NOTIFY => notify_ev = true,
                     _ => {}
                 }
             }
@@ -294,11 +368,69 @@ impl Watcher {
                     None => {}
                 }
             }
+            if notify_ev {
+                self.hear();
+            }
             if beat_due {
                 beat.drain();
+                self.sample();
+                let _ = self.write(Status::Alive, None, None, false)?;
+            } else if self.progress_write_due() {
                 let _ = self.write(Status::Alive, None, None, false)?;
             }
         }
+    }
+
+    /// One beat's sample of the evidence.
+    fn sample(&mut self) {
+        if let (Some(s), Some(p)) = (&mut self.sampler, &mut self.progress) {
+            s.sample(self.target.pid(), p, now_ms());
+        }
+    }
+
+    /// Takes what the agent said over sd_notify.
+    fn hear(&mut self) {
+        if let (Some(l), Some(p)) = (&mut self.listener, &mut self.progress) {
+            let heard = l.drain(p, now_ms());
+            self.notify_pending |= heard.changed;
+        }
+    }
+
+    /// When the event loop must wake up with no event: to write a change heard once the
+    /// rate limit allows, or to write that the agent's watchdog expired.
+    fn progress_timeout(&self) -> Option<Duration> {
+        let mut wake: Option<Duration> = None;
+        if self.notify_pending {
+            let since = self.last_write.map_or(NOTIFY_WRITE_PERIOD, |t| t.elapsed());
+            wake = Some(NOTIFY_WRITE_PERIOD.saturating_sub(since));
+        }
+        if let Some(expiry) = self.unwritten_expiry() {
+            let until = Duration::from_millis(expiry.saturating_sub(now_ms()));
+            wake = Some(wake.map_or(until, |w| w.min(until)));
+        }
+        wake
+    }
+
+    /// The wall-clock ms just past the agent's watchdog period, if no record has shown that
+    /// expiry yet.
+    fn unwritten_expiry(&self) -> Option<u64> {
+        let p = self.progress.as_ref()?;
+        let (usec, at) = (p.watchdog_usec?, p.watchdog_ms?);
+        (self.expiry_written != Some(at)).then_some(at + usec / 1000 + 1)
+    }
+
+    /// Is a write for the evidence due now (outside the beats)?
+    fn progress_write_due(&mut self) -> bool {
+        if let Some(expiry) = self.unwritten_expiry()
+            && now_ms() >= expiry
+        {
+            self.expiry_written = self.progress.as_ref().and_then(|p| p.watchdog_ms);
+            return true;
+        }
+        self.notify_pending
+            && self
+                .last_write
+                .is_none_or(|t| t.elapsed() >= NOTIFY_WRITE_PERIOD)
     }
 
     /// Returns `Some` when a signal ends the watch.

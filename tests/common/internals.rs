@@ -33,6 +33,7 @@ pub fn record_at(status: Status, pid: i32, written_ms: u64) -> Record {
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
+        progress: None,
     }
 }
 
