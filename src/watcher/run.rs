@@ -24,7 +24,14 @@ pub fn command(config: RunConfig) -> Result<ExitCode> {
     let signals = signals(Mode::Run)?;
 
     let (prog, rest) = config.cmd.split_first().expect("clap requires CMD");
-    let child = match Command::new(prog).args(rest).spawn() {
+    let mut cmd = Command::new(prog);
+    cmd.args(rest);
+    if w.progress {
+        // CMD and its hooks speak sd_notify to the socket the watcher binds for the agent.
+        let socket = w.run_dir.join(rundir::notify_name(&w.agent));
+        cmd.env(crate::notify::NOTIFY_SOCKET_ENV, socket);
+    }
+    let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             // The shell's convention, which container runtimes follow too.
