@@ -346,6 +346,7 @@ mod tests {
             progress: Some(Progress {
                 cpu_ms: Some(u64::MAX),
                 cpu_at_ms: Some(u64::MAX),
+                cpu_since_ms: Some(u64::MAX),
                 output_ms: Some(u64::MAX),
                 input_ms: Some(u64::MAX),
                 notify_ms: Some(u64::MAX),

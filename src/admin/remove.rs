@@ -105,7 +105,7 @@ pub fn matches(dir: &Path, v: &AgentVerdict, filter: &Filter) -> bool {
 fn refuse(dir: &Path, v: &AgentVerdict, filter: &Filter) -> Option<String> {
     // A target that died a moment ago under its watcher: about to be `dead`.
     let dying = v.unsettled.is_some();
-    if matches!(v.state, State::Alive | State::Stale) && !dying {
+    if v.is_live() && !dying {
         return Some(format!("it is {} (stop its watcher first)", v.state));
     }
     let state = if dying { State::Dead } else { v.state };

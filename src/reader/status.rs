@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use super::activity::Thresholds;
 use super::ps::settled_snapshot;
 use super::verdict::State;
 use crate::exitcode::{ExitCode, Result};
@@ -17,6 +18,8 @@ pub struct StatusConfig {
     pub agents: Vec<String>,
     /// Print nothing; the exit status says it all.
     pub quiet: bool,
+    /// What live agents' activity is judged by.
+    pub thresholds: Thresholds,
 }
 
 pub fn command(config: StatusConfig) -> Result<ExitCode> {
@@ -24,16 +27,15 @@ pub fn command(config: StatusConfig) -> Result<ExitCode> {
     let mut named = config.agents.clone();
     named.sort();
     named.dedup();
+    // The thresholds are taken (for the CLI's symmetry with ps and wait), but the state alone
+    // is printed and decides the exit status: scripts compare the word.
+    let _ = config.thresholds;
     let snap = settled_snapshot(dir, &named)?;
     let mut code = ExitCode::Success;
     let mut out = String::new();
     for agent in &config.agents {
-        let state = snap
-            .entries
-            .iter()
-            .find(|e| &e.agent == agent)
-            .map(|e| e.state);
-        let (word, c) = match state {
+        let entry = snap.entries.iter().find(|e| &e.agent == agent);
+        let (word, c) = match entry.map(|e| e.state) {
             Some(State::Alive) => ("alive", ExitCode::Success),
             Some(s) => (s.name(), ExitCode::NotAlive),
             None => ("missing", ExitCode::NoRecord),

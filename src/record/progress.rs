@@ -37,6 +37,9 @@ pub struct Progress {
     /// When a CPU counter of the tree was last seen to change (a sum can drop as children
     /// exit: any change is progress).
     pub cpu_at_ms: Option<u64>,
+    /// When the current run of beats that each saw CPU progress began (`wait --until working
+    /// --for`): a beat without progress ends the run.
+    pub cpu_since_ms: Option<u64>,
     /// The target's terminal's mtime: its last output, to the kernel's 8 s stamp.
     pub output_ms: Option<u64>,
     /// The terminal's atime: its last input read, to 8 s.

@@ -27,6 +27,8 @@ pub struct Sampler {
     /// one's (pid, ticks), which moves when any one counter moves even if the sum drops.
     tree_ticks: u64,
     tree_digest: u64,
+    /// The last beat saw CPU progress.
+    moving: bool,
 }
 
 /// The fields of `/proc/PID/stat` the sampler reads.
@@ -48,6 +50,7 @@ impl Sampler {
             own: None,
             tree_ticks: 0,
             tree_digest: 0,
+            moving: false,
         };
         if let Some(cpu) = s.read_own() {
             s.pty = open_pty(cpu.tty_nr);
@@ -87,8 +90,12 @@ impl Sampler {
             p.cpu_ms = Some(total * self.ticks_ms);
             // The first sample is the baseline: progress is counted from the watch's start.
             if moved || p.cpu_at_ms.is_none() {
+                if !self.moving {
+                    p.cpu_since_ms = Some(now_ms);
+                }
                 p.cpu_at_ms = Some(now_ms);
             }
+            self.moving = moved;
         }
         if let Some(st) = self.pty.as_ref().and_then(|fd| rustix::fs::fstat(fd).ok()) {
             let ms = |s: i64, ns: i64| (s.max(0) as u64) * 1000 + (ns.max(0) as u64) / 1_000_000;

@@ -56,7 +56,16 @@ fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
     };
     // The renderer writes these from the verdict itself: the state and age as this reader
     // sees them now, `foreign_pids` as the bridge judged it (PID namespaces are the host's).
-    let ours = ["host", "agent", "state", "age_ms", "foreign_pids"];
+    let ours = [
+        "host",
+        "agent",
+        "state",
+        "age_ms",
+        "foreign_pids",
+        "activity",
+        "idle_ms",
+        "status_text",
+    ];
     let foreign_pids = fields
         .iter()
         .any(|(k, v)| k == "foreign_pids" && *v == Value::Bool(true));
@@ -65,7 +74,7 @@ fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
         .into_iter()
         .chain(fields.into_iter().filter(|(k, _)| !ours.contains(&&**k)))
         .collect();
-    Some(Entry {
+    let mut entry = Entry {
         agent,
         state: State::from_name(state).unwrap_or(State::Corrupt),
         age_ms: Some(now_ms().saturating_sub(record.written_ms())),
@@ -75,7 +84,11 @@ fn entry(view: &View, name: &Name, label: Label) -> Option<Entry> {
         unreadable: false,
         foreign_pids,
         unsettled: None,
-    })
+        activity: None,
+    };
+    // The activity as this reader judges the published record's evidence now.
+    entry.rejudge_activity(&crate::reader::activity::Thresholds::DEFAULT);
+    Some(entry)
 }
 
 /// The rows for `format`, in name order.
