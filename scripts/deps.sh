@@ -19,6 +19,12 @@ want groff groff-base
 want man man-db
 want shellcheck shellcheck
 want openssl openssl
+want docker docker.io
+want dockerd docker.io
+want busybox busybox-static
+want tini tini
+want dumb-init dumb-init
+want script util-linux
 ((${#need[@]})) || exit 0
 
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

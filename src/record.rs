@@ -26,6 +26,10 @@ pub struct ExitInfo {
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub core: bool,
+    /// Killed by the kernel's OOM killer: SIGKILL while the OOM-kill counter of the target's
+    /// own memory cgroup rose (`watcher/oom.rs`). Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom: bool,
 }
 
 impl ExitInfo {
@@ -36,12 +40,14 @@ impl ExitInfo {
                 code: None,
                 signal: Some(libc::WTERMSIG(status)),
                 core: libc::WCOREDUMP(status),
+                oom: false,
             }
         } else {
             ExitInfo {
                 code: Some(libc::WEXITSTATUS(status)),
                 signal: None,
                 core: false,
+                oom: false,
             }
         }
     }
@@ -270,7 +276,8 @@ mod tests {
             ExitInfo {
                 code: Some(7),
                 signal: None,
-                core: false
+                core: false,
+                oom: false
             }
         );
         assert_eq!(
@@ -278,7 +285,8 @@ mod tests {
             ExitInfo {
                 code: None,
                 signal: Some(9),
-                core: false
+                core: false,
+                oom: false
             }
         );
         assert!(ExitInfo::from_wait_status(0x80 | 11).core);
@@ -336,6 +344,7 @@ mod tests {
                 code: Some(i32::MIN),
                 signal: Some(i32::MIN),
                 core: false,
+                oom: true,
             }),
             died_ms: Some(u64::MAX),
             watcher_start_time: Some(u64::MAX),

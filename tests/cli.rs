@@ -200,8 +200,11 @@ fn ps_run_and_wait_help_say_what_users_ask() {
     assert!(!ps.contains("&& mv"), "{ps}");
     let run = stdout_of(&sb, &["run", "--help"]);
     for needle in [
-        "SIGTERM, SIGINT, SIGHUP",
+        "Every catchable signal",
         "forwarded to CMD",
+        "--kill-group",
+        "--subreaper",
+        "--pdeathsig",
         "128 + n",
         "126",
         "127",

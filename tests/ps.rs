@@ -61,6 +61,7 @@ fn dead_record(code: Option<i32>, signal: Option<i32>) -> Record {
         code,
         signal,
         core: false,
+        oom: false,
     });
     r
 }

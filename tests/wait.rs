@@ -265,6 +265,7 @@ fn a_death_being_recorded_is_not_called_lost() {
             code: Some(3),
             signal: None,
             core: false,
+            oom: false,
         }),
         ..alive
     };

@@ -61,5 +61,39 @@ pub fn command(config: PruneConfig) -> Result<ExitCode> {
             }
         }
     }
+    // Lock files with no record, which nobody holds: left by a watcher killed before its
+    // first record (or by a `run` whose CMD could not start, before pidbeat started CMD
+    // first). One that is held belongs to a watcher that has not written yet: left alone.
+    for agent in ownerless_locks(dir) {
+        if config.dry_run {
+            if !crate::rundir::lock_held(dir, &agent).unwrap_or(false) {
+                println!("would forget {agent} (a lock file with no record)");
+            }
+            continue;
+        }
+        let r = remove(dir, &agent, &filter).map_err(|e| runtime!("prune {agent}: {e}"))?;
+        if let Removed::Yes(None) = r {
+            println!("forgot {agent} (a lock file with no record)");
+        }
+    }
     Ok(code)
+}
+
+/// Agents with a lock file (`.<agent>.lock`) and no record (`<agent>.hb`).
+fn ownerless_locks(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let agent = name.strip_prefix('.')?.strip_suffix(".lock")?;
+            crate::rundir::validate_agent(agent).ok()?;
+            let record = dir.join(crate::rundir::record_name(agent));
+            (std::fs::symlink_metadata(record).is_err()).then(|| agent.to_owned())
+        })
+        .collect();
+    v.sort();
+    v
 }

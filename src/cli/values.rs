@@ -127,6 +127,21 @@ pub fn parse_agent_arg(s: &str) -> std::result::Result<String, ValueError> {
     }
 }
 
+/// `--pdeathsig`: a signal by name (`TERM`, `SIGTERM`, any case) or number.
+pub fn parse_signal(s: &str) -> std::result::Result<rustix::process::Signal, String> {
+    let t = s.trim();
+    let upper = t.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match t.parse::<i32>() {
+        Ok(n) => n,
+        Err(_) => (1..32)
+            .find(|&n| crate::reader::ps::table::signal_name(n) == Some(name))
+            .ok_or_else(|| format!("`{s}` is not a signal name (TERM, HUP, USR1 …)"))?,
+    };
+    rustix::process::Signal::from_named_raw(n)
+        .ok_or_else(|| format!("`{s}` is not a standard signal (1 to 31)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,15 @@ impl WatchArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub writer: WriterArgs,
+    /// Forward signals to CMD's process group instead of CMD alone (tini's -g)
+    #[arg(short = 'g', long)]
+    pub kill_group: bool,
+    /// Adopt and reap orphaned descendants even when not PID 1 (tini's -s)
+    #[arg(short = 's', long)]
+    pub subreaper: bool,
+    /// Get SIG (and so forward it to CMD) when pidbeat's parent dies (tini's -p), e.g. TERM
+    #[arg(short = 'p', long, value_name = "SIG", value_parser = super::values::parse_signal)]
+    pub pdeathsig: Option<rustix::process::Signal>,
     /// The command to run, after `--`
     #[arg(required = true, last = true, value_name = "CMD")]
     pub cmd: Vec<std::ffi::OsString>,
@@ -109,6 +118,9 @@ impl RunArgs {
         Ok(RunConfig {
             writer: self.writer.into_config()?,
             cmd: self.cmd,
+            kill_group: self.kill_group,
+            subreaper: self.subreaper,
+            pdeathsig: self.pdeathsig,
         })
     }
 }

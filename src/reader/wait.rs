@@ -243,6 +243,7 @@ mod tests {
             code: None,
             signal: None,
             core: false,
+            oom: false,
         };
         assert_eq!(dead_line(Some(unknown)), "dead");
         assert_eq!(dead_line(None), "dead");

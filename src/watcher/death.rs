@@ -12,19 +12,19 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll};
 use rustix::process::WaitOptions;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 
 use super::target::ExitQuery;
-use super::{FINAL_WRITE_GRACE, Mode, Outcome, Watcher, retry_period};
+use super::{Mode, Outcome, Signals, Watcher, retry_period};
 use crate::exitcode::Result;
 use crate::record::{ExitInfo, Status, now_ms};
 use crate::rundir::EXIT_GRACE;
 
 impl Watcher {
     /// As a container's PID 1 we inherit every orphan; reap them all so none stays a zombie.
-    /// Our own child's status is kept for its `dead` record.
+    /// Our own child's status is kept for its `dead` record. Any child, whatever its process
+    /// group (`run`'s child has its own): rustix's `waitpid(None)` would ask only ours.
     pub(super) fn reap_orphans(&mut self) {
-        while let Ok(Some((pid, st))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        while let Ok(Some((pid, st))) = rustix::process::wait(WaitOptions::NOHANG) {
             if pid.as_raw_nonzero().get() == self.target.pid() {
                 self.child_exit = Some(ExitInfo::from_wait_status(st.as_raw()));
             }
@@ -52,17 +52,18 @@ impl Watcher {
         };
         // The death is written first, whatever we know of the exit: a reader must not wait.
         // `watch` exists to record it, so it retries until the run dir takes it (or SIGTERM);
-        // `run` must hand back the child's status, so it gives up after a bound.
-        let give_up = (self.mode == Mode::Run).then(|| Instant::now() + FINAL_WRITE_GRACE);
+        // `run` must hand back the child's status at once, so it tries once more, no longer.
+        let mut retries = (self.mode == Mode::Run).then_some(1);
         while self
             .write(Status::Dead, known(query), Some(died_ms), true)?
             .is_err()
         {
-            if give_up.is_some_and(|t| Instant::now() >= t) {
-                eprintln!(
-                    "pidbeat: warning: the death of PID {} is not recorded",
-                    self.target.pid()
-                );
+            if let Some(n @ 1..) = retries {
+                retries = Some(n - 1);
+                continue;
+            }
+            if retries.is_some() {
+                self.warn_unrecorded_death();
                 return Ok(Outcome::Dead(known(query)));
             }
             let _ = poll.poll(events, Some(retry_period(self.interval)));
@@ -148,13 +149,13 @@ mod tests {
             let target = Target::open(child.pid(), BackendPref::Pidfd, false).unwrap();
             let pidfd = target.incarnation.pidfd().unwrap().as_raw_fd();
             let lock = AgentLock::acquire(dir.path(), "a").unwrap();
-            let mut watcher = Watcher::new(target, &config, Mode::Watch, lock);
+            let mut watcher = Watcher::new(target, &config, Mode::Watch, Some(lock));
             let mut poll = Poll::new().unwrap();
             poll.registry()
                 .register(&mut SourceFd(&pidfd), TARGET, Interest::READABLE)
                 .unwrap();
             let mut events = Events::with_capacity(8);
-            let mut signals = Signals::new([0; 0]).unwrap();
+            let mut signals = Signals::Watch(signal_hook_mio::v1_0::Signals::new([0; 0]).unwrap());
             watcher
                 .write(Status::Alive, None, None, false)
                 .unwrap()

@@ -15,16 +15,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
-use rustix::process::Signal;
+use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 
 mod death;
 mod detach;
 mod history;
 pub mod lock;
 mod notify;
+mod oom;
 pub mod run;
 mod sample;
 pub mod store;
@@ -54,9 +53,9 @@ pub const NOTIFY_WRITE_PERIOD: Duration = Duration::from_millis(250);
 
 /// How often the poll backend looks at /proc: death shows within 250 ms with margin.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
-/// How long a final record that cannot be written is retried when the watcher must end
-/// anyway: `unwatched` on SIGTERM/SIGINT (then exit 1), `dead` under `pidbeat run` (whose
-/// exit status is the child's). `watch` retries a `dead` record until it lands.
+/// How long a final `unwatched` record that cannot be written is retried when `watch` must
+/// end anyway (SIGTERM/SIGINT, then exit 1). `watch` retries a `dead` record until it lands;
+/// `run`, whose exit status is the child's, tries it once more and exits.
 pub const FINAL_WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the event loop stops on a signal.
@@ -80,7 +79,7 @@ pub enum Mode {
 }
 
 /// What every record-writing command (`watch`, `run`) is told.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub agent: String,
     pub run_dir: PathBuf,
@@ -115,9 +114,12 @@ pub struct Watcher {
     line: Vec<u8>,
     /// Set while writes fail, so a persistent fault warns once, not once per beat.
     failing: bool,
-    /// `run` only: another watcher took the agent's lock at the path. This one writes no
-    /// more records but keeps supervising its child, whose status it must still return.
-    superseded: bool,
+    /// `run` only: this watcher writes no records but keeps supervising its child, whose
+    /// status it must still return: another watcher took the agent's lock at the path, or
+    /// the run dir is one nobody may trust (`run::Attach`).
+    unrecorded: bool,
+    /// `run` only: the run dir could not be prepared or locked yet; every write tries again.
+    attach: Option<run::Attach>,
     /// Our child's status when the orphan reaper collected it before the pidfd event.
     child_exit: Option<ExitInfo>,
     /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
@@ -133,17 +135,24 @@ pub struct Watcher {
     notify_pending: bool,
     /// The watchdog expiry (its `watchdog_ms`) that a record has already shown.
     expiry_written: Option<u64>,
+    /// The OOM-kill counter of the target's memory cgroup, where there is one.
+    oom: Option<oom::OomCounter>,
 }
 
 impl Watcher {
-    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: AgentLock) -> Self {
-        let writer = RecordWriter::new(&config.run_dir, &config.agent).with_lock(lock);
-        // We hold the agent's lock, so no other watcher of this agent lives: any temp file
-        // of an earlier one was left by a crash (SIGKILL between create and rename).
-        writer.sweep_stale_tmps();
-        // Before our first write replaces it: the record may tell of the last death.
-        history::archive_previous(&config.run_dir, &config.agent);
+    /// A watcher holding the agent's `lock`, or (`run` only, `None`) one that takes it at its
+    /// first write that can (`run::Attach`).
+    pub fn new(target: Target, config: &WriterConfig, mode: Mode, lock: Option<AgentLock>) -> Self {
+        let mut writer = RecordWriter::new(&config.run_dir, &config.agent);
+        let attach = match lock {
+            Some(lock) => {
+                writer = attached(writer, lock, config);
+                None
+            }
+            None => Some(run::Attach::new(config)),
+        };
         Watcher {
+            oom: oom::OomCounter::of(target.pid()),
             target,
             writer,
             interval: config.interval,
@@ -155,7 +164,8 @@ impl Watcher {
             boot_id: crate::clock::boot_id().filter(|id| id.len() <= 64),
             line: Vec::with_capacity(crate::record::LINE_CAPACITY),
             failing: false,
-            superseded: false,
+            unrecorded: false,
+            attach,
             child_exit: None,
             exit_unknown: None,
             progress: None,
@@ -179,6 +189,21 @@ impl Watcher {
             p.watchdog_usec = Some(w.as_micros().max(1) as u64);
             p.watchdog_ms = Some(now_ms());
         }
+        self.sampler = Some(sampler);
+        self.progress = Some(p);
+        // `run` binds it once it holds the agent's lock (its first write that can).
+        if self.attach.is_none() {
+            self.bind_listener(config);
+        }
+        self
+    }
+
+    /// Binds the agent's sd_notify socket; the caller holds the agent's lock, which makes the
+    /// name ours (a socket file there is a dead watcher's). The event loop registers it.
+    fn bind_listener(&mut self, config: &WriterConfig) {
+        let Some(sampler) = &self.sampler else {
+            return;
+        };
         // Only the target's uid is heard: the owner of its /proc entry is its effective uid.
         match sampler.uid() {
             Some(uid) => match Listener::bind(&config.run_dir, &config.agent, uid) {
@@ -192,9 +217,6 @@ impl Watcher {
                 eprintln!("pidbeat: warning: cannot read the target's uid; no sd_notify socket")
             }
         }
-        self.sampler = Some(sampler);
-        self.progress = Some(p);
-        self
     }
 
     fn record(&self, status: Status, exit: Option<ExitInfo>, died_ms: Option<u64>) -> Record {
@@ -210,7 +232,10 @@ impl Watcher {
             backend: Some(Cow::Borrowed(self.target.backend.name())),
             watcher_pid: Some(self.watcher_pid),
             start_time: self.target.incarnation.start_time(),
-            exit,
+            exit: exit.map(|e| ExitInfo {
+                oom: e.signal == Some(libc::SIGKILL) && self.oom.as_ref().is_some_and(|o| o.rose()),
+                ..e
+            }),
             died_ms,
             watcher_start_time: Some(self.watcher_start_time),
             boot_id: self.boot_id.map(Cow::Borrowed),
@@ -233,10 +258,34 @@ impl Watcher {
         died_ms: Option<u64>,
         durable: bool,
     ) -> Result<io::Result<()>> {
-        if self.superseded {
+        if self.unrecorded {
             return Ok(Ok(()));
         }
+        if let Some(attach) = &mut self.attach {
+            match attach.try_lock() {
+                run::Attached::Locked(lock, config) => {
+                    let writer = RecordWriter::new(&config.run_dir, &config.agent);
+                    self.writer = attached(writer, lock, &config);
+                    self.attach = None;
+                    self.bind_listener(&config);
+                }
+                run::Attached::Never => {
+                    self.unrecorded = true;
+                    return Ok(Ok(()));
+                }
+                run::Attached::Later(e) => return Ok(Err(self.warn_failing(e))),
+            }
+        }
         self.seq += 1;
+        // `run` hands CMD's status to its parent by exiting, and a disk flush (milliseconds,
+        // up to a hundred on a busy disk) must not hold that back: its records are visible at
+        // the rename and reach the disk with the filesystem's next commit. A crash before
+        // that leaves the `alive` record of a watcher that is gone, which readers judge
+        // `lost`, never alive.
+        let durable = durable && self.mode == Mode::Watch;
+        if self.mode == Mode::Run && status == Status::Dead {
+            self.writer.last_write();
+        }
         // The evidence is moved into the record and back, not copied: no allocation.
         let mut record = self.record(status, exit, died_ms);
         record.progress = self.progress.take();
@@ -259,23 +308,39 @@ impl Watcher {
                 self.seq -= 1;
                 if self.mode == Mode::Run {
                     eprintln!("pidbeat: {s}; CMD keeps running under this pidbeat, unrecorded");
-                    self.superseded = true;
+                    self.unrecorded = true;
                     return Ok(Ok(()));
                 }
                 return Err(runtime!("{s}"));
             }
             Err(e) => {
                 self.seq -= 1;
-                if !self.failing {
-                    self.failing = true;
-                    eprintln!(
-                        "pidbeat: warning: cannot write {}: {e}; retrying",
-                        self.writer.record_path().display()
-                    );
-                }
-                Err(e)
+                Err(self.warn_failing(e))
             }
         })
+    }
+
+    /// `run` gave up on the `dead` record. Said unless no record was ever written: then the
+    /// one warning `run` gave about its run dir already said it.
+    fn warn_unrecorded_death(&self) {
+        if self.attach.is_none() {
+            eprintln!(
+                "pidbeat: warning: the death of PID {} is not recorded",
+                self.target.pid()
+            );
+        }
+    }
+
+    /// The once-per-outage warning of a failed write.
+    fn warn_failing(&mut self, e: io::Error) -> io::Error {
+        if !self.failing {
+            self.failing = true;
+            eprintln!(
+                "pidbeat: warning: cannot write {}: {e}; retrying",
+                self.writer.record_path().display()
+            );
+        }
+        e
     }
 
     /// Runs until the target dies or a signal ends the watch. `ready` runs once the first
@@ -297,28 +362,29 @@ impl Watcher {
         };
         let reg = poll.registry();
         let r = (|| {
-            reg.register(&mut signals, SIG, Interest::READABLE)?;
+            signals.register(reg, SIG)?;
             reg.register(&mut SourceFd(&beat.as_raw_fd()), BEAT, Interest::READABLE)?;
             let target_fd = match (self.target.incarnation.pidfd(), &check) {
                 (Some(fd), _) => fd.as_raw_fd(),
                 (None, Some(t)) => t.as_raw_fd(),
                 (None, None) => unreachable!("a poll target always has a check timer"),
             };
-            reg.register(&mut SourceFd(&target_fd), TARGET, Interest::READABLE)?;
-            if let Some(l) = &self.listener {
-                reg.register(&mut SourceFd(&l.as_raw_fd()), NOTIFY, Interest::READABLE)?;
-            }
-            Ok::<(), io::Error>(())
+            reg.register(&mut SourceFd(&target_fd), TARGET, Interest::READABLE)
         })();
         r.map_err(|e| runtime!("epoll register: {e}"))?;
 
         self.sample();
-        self.write(Status::Alive, None, None, false)?.map_err(|e| {
-            runtime!(
-                "cannot write the first record {}: {e}",
-                self.writer.record_path().display()
-            )
-        })?;
+        let first = self.write(Status::Alive, None, None, false)?;
+        // `run` never keeps its CMD from running for want of a record (it warned, and retries
+        // at every beat); `watch` exists for the record.
+        if self.mode == Mode::Watch {
+            first.map_err(|e| {
+                runtime!(
+                    "cannot write the first record {}: {e}",
+                    self.writer.record_path().display()
+                )
+            })?;
+        }
         if let Err(e) = ready() {
             // Whoever started us was told we did not start: say that nobody watches (unless
             // the target is already gone; then the `alive` record reads `lost`, which is true).
@@ -329,7 +395,16 @@ impl Watcher {
         }
 
         let mut events = Events::with_capacity(8);
+        let mut listening = false;
         loop {
+            // Bound at start, or (`run`) once the lock is taken at a later write.
+            if let (false, Some(l)) = (listening, &self.listener) {
+                let fd = l.as_raw_fd();
+                poll.registry()
+                    .register(&mut SourceFd(&fd), NOTIFY, Interest::READABLE)
+                    .map_err(|e| runtime!("epoll register: {e}"))?;
+                listening = true;
+            }
             let timeout = self.progress_timeout();
             if !crate::eventloop::wait(&mut poll, &mut events, timeout)? {
                 continue;
@@ -373,6 +448,9 @@ impl Watcher {
             }
             if beat_due {
                 beat.drain();
+                if let Some(o) = &mut self.oom {
+                    o.beat();
+                }
                 self.sample();
                 let _ = self.write(Status::Alive, None, None, false)?;
             } else if self.progress_write_due() {
@@ -435,6 +513,7 @@ impl Watcher {
 
     /// Returns `Some` when a signal ends the watch.
     fn on_signals(&mut self, signals: &mut Signals) -> Result<Option<Stop>> {
+        let group = signals.kill_group();
         for sig in signals.pending() {
             match (self.mode, sig) {
                 (Mode::Watch, SIGTERM | SIGINT) => {
@@ -462,28 +541,62 @@ impl Watcher {
                 }
                 (Mode::Watch, _) => {} // SIGHUP: a detached watcher outlives its terminal.
                 (Mode::Run, SIGCHLD) => self.reap_orphans(),
-                (Mode::Run, s) => {
-                    let sig = match s {
-                        SIGTERM => Signal::TERM,
-                        SIGINT => Signal::INT,
-                        _ => Signal::HUP,
-                    };
-                    self.target.signal(sig);
-                }
+                (Mode::Run, s) => run::forward(&self.target, s, group),
             }
         }
         Ok(None)
     }
 }
 
-/// Takes over the signals a mode handles. Call it before spawning or announcing anything, so
-/// no SIGTERM can arrive while the default action (die silently) is still in place.
-pub fn signals(mode: Mode) -> Result<Signals> {
-    let mut sigs = vec![SIGTERM, SIGINT, SIGHUP];
-    if mode == Mode::Run {
-        sigs.push(SIGCHLD);
+/// The signals a watcher reacts to: `watch`'s three, by handlers (signal-hook); every
+/// forwardable one under `run`, by a signalfd (`run::Forwarded`).
+pub enum Signals {
+    Watch(signal_hook_mio::v1_0::Signals),
+    Run(run::Forwarded),
+}
+
+impl Signals {
+    fn register(&mut self, reg: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Signals::Watch(s) => reg.register(s, token, Interest::READABLE),
+            Signals::Run(f) => f.register(reg, token),
+        }
     }
-    Signals::new(&sigs).map_err(|e| runtime!("cannot install signal handlers: {e}"))
+
+    /// Every signal that has arrived since the last call, in order.
+    pub(super) fn pending(&mut self) -> std::vec::IntoIter<i32> {
+        match self {
+            Signals::Watch(s) => s.pending().collect::<Vec<_>>().into_iter(),
+            Signals::Run(f) => f.pending().into_iter(),
+        }
+    }
+
+    fn kill_group(&self) -> bool {
+        matches!(self, Signals::Run(f) if f.kill_group)
+    }
+}
+
+/// Takes over `watch`'s signals. Call it before announcing anything, so no SIGTERM can arrive
+/// while the default action (die silently) is still in place. They are unblocked too: a
+/// parent that blocked SIGTERM must not leave the watcher deaf to it.
+pub fn signals() -> Result<Signals> {
+    let sigs = [SIGTERM, SIGINT, SIGHUP];
+    let s = signal_hook_mio::v1_0::Signals::new(sigs)
+        .map_err(|e| runtime!("cannot install signal handlers: {e}"))?;
+    let bits = sigs.iter().fold(0, |b, &s| b | crate::sys::sig_bit(s));
+    crate::sys::mask_signals(bits, false)
+        .map_err(|e| runtime!("cannot unblock SIGTERM, SIGINT, SIGHUP: {e}"))?;
+    Ok(Signals::Watch(s))
+}
+
+/// Gives a watcher the agent's `lock`: it is the only watcher of the agent now, so any temp
+/// file of an earlier one was left by a crash (SIGKILL between create and rename), and the
+/// record it replaces may tell of the last death.
+fn attached(writer: RecordWriter, lock: AgentLock, config: &WriterConfig) -> RecordWriter {
+    let writer = writer.with_lock(lock);
+    writer.sweep_stale_tmps();
+    history::archive_previous(&config.run_dir, &config.agent);
+    writer
 }
 
 /// `pidbeat watch`.
@@ -500,8 +613,8 @@ pub fn command(config: WatchConfig) -> Result<ExitCode> {
     crate::rundir::prepare(&w.run_dir)?;
     let lock = AgentLock::acquire(&w.run_dir, &w.agent)?;
     let target = Target::open(config.pid, config.backend, false)?;
-    let signals = signals(Mode::Watch)?;
-    let watcher = Watcher::new(target, w, Mode::Watch, lock);
+    let signals = signals()?;
+    let watcher = Watcher::new(target, w, Mode::Watch, Some(lock));
     watcher.run(signals, || match detached {
         Some(d) => d.ready(),
         None => Ok(()),

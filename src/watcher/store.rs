@@ -41,6 +41,9 @@ pub struct RecordWriter {
     spare: Option<File>,
     /// A watcher's lock, verified in the dir of every write; `None` for a test's planted record.
     lock: Option<AgentLock>,
+    /// Cleared before a write known to be the last (`run`'s `dead`, which exits next): no
+    /// spare inode is made for a next one, which would only delay the exit.
+    next: bool,
 }
 
 impl RecordWriter {
@@ -59,7 +62,13 @@ impl RecordWriter {
             tmp_name,
             spare: None,
             lock: None,
+            next: true,
         }
+    }
+
+    /// No write follows the next one (see `next`).
+    pub fn last_write(&mut self) {
+        self.next = false;
     }
 
     /// A writer that only writes while `lock` is the agent's lock at the path.
@@ -118,6 +127,9 @@ impl RecordWriter {
             // After the rename, so readers see the death without waiting on the disk.
             file.sync_all()?;
             rfs::fsync(&dirfd)?;
+        }
+        if !self.next {
+            return Ok(Written::Done);
         }
         self.spare = rfs::openat(
             &dirfd,

@@ -170,12 +170,14 @@ impl Target {
                         code: Some(code),
                         signal: None,
                         core: false,
+                        oom: false,
                     })
                 } else {
                     st.terminating_signal().map(|sig| ExitInfo {
                         code: None,
                         signal: Some(sig),
                         core: st.dumped(),
+                        oom: false,
                     })
                 }
             }

@@ -97,10 +97,13 @@ pub(crate) fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
     out.push(b'}');
 }
 
-/// Whether `v` is an object of exactly `ExitInfo`'s keys (so the typed form drops nothing).
+/// Whether `v` is an object of exactly `ExitInfo`'s keys (so the typed form drops nothing):
+/// `code`, `signal`, `core`, and `oom` when it is true.
 fn is_exit_info(v: &Value) -> bool {
     v.as_object().is_some_and(|o| {
-        o.len() == 3
+        let oom = o.get("oom").map(|v| v == true);
+        o.len() == 3 + usize::from(oom == Some(true))
+            && oom != Some(false)
             && ["code", "signal", "core"]
                 .iter()
                 .all(|k| o.contains_key(*k))

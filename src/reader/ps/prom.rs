@@ -156,6 +156,11 @@ pub fn render(entries: &[AgentVerdict], dir_readable: bool) -> String {
         "Signal that killed a dead agent's runtime, when known.",
         &mut exits().filter_map(|(e, x)| Some((agent(e), x.signal?.to_string()))),
     );
+    family(
+        "pidbeat_agent_exit_oom",
+        "1 if the kernel's OOM killer killed a dead agent's runtime, 0 if something else ended it.",
+        &mut exits().map(|(e, x)| (agent(e), u8::from(x.oom).to_string())),
+    );
     out
 }
 

@@ -312,6 +312,9 @@ pub fn exit_text(x: &ExitInfo) -> String {
             if x.core {
                 notes.push("core dumped");
             }
+            if x.oom {
+                notes.push("oom");
+            }
             if notes.is_empty() {
                 x.to_string()
             } else {
@@ -376,7 +379,12 @@ mod tests {
 
     #[test]
     fn exits() {
-        let x = |code, signal, core| ExitInfo { code, signal, core };
+        let x = |code, signal, core| ExitInfo {
+            code,
+            signal,
+            core,
+            oom: false,
+        };
         assert_eq!(exit_text(&x(Some(7), None, false)), "code 7");
         assert_eq!(exit_text(&x(None, Some(9), false)), "signal 9 (KILL)");
         assert_eq!(
@@ -384,6 +392,11 @@ mod tests {
             format!("signal {} (SEGV, core dumped)", libc::SIGSEGV)
         );
         assert_eq!(exit_text(&x(None, Some(40), false)), "signal 40");
+        let oom = ExitInfo {
+            oom: true,
+            ..x(None, Some(9), false)
+        };
+        assert_eq!(exit_text(&oom), "signal 9 (KILL, oom)");
     }
 
     #[test]

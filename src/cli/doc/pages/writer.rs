@@ -37,7 +37,7 @@ pub const WATCH: Page = Page {
 };
 
 pub const RUN: Page = Page {
-    description: "Spawns CMD as a child, keeps its record like `watch` does, forwards SIGTERM, SIGINT and SIGHUP to it, and exits with its status, which is exact on every kernel. Made for containers where pidbeat is the entrypoint.",
+    description: "Spawns CMD as a child, keeps its record like `watch` does, forwards every signal it can catch to it, and exits with its status, which is exact on every kernel. Made for containers where pidbeat is the entrypoint (PID 1), and behaves there as tini does.\n\nMonitoring never stops CMD: CMD starts first, and a run dir that cannot be made or written is warned about once and retried at every beat; one that must not be trusted (group- or world-writable, another user's) is said once and never written. Either way pidbeat exits with CMD's status.",
     exit_line: "Exit status: CMD's status (128+n if killed by signal n), 126/127 CMD not executable/not found, 1 runtime error, 2 usage error.",
     examples: &[
         (
@@ -56,7 +56,7 @@ pub const RUN: Page = Page {
         ("127", "CMD was not found"),
         (
             "1",
-            "runtime error before CMD ran (lock held, unsafe run dir), or its status could not be learned",
+            "runtime error before CMD ran (another watcher holds the agent's lock), or its status could not be learned",
         ),
         USAGE,
     ],
@@ -64,12 +64,16 @@ pub const RUN: Page = Page {
         "SIGNALS",
         &[
             (
-                "SIGTERM, SIGINT, SIGHUP",
-                "forwarded to CMD; pidbeat keeps running until CMD exits, records `dead` and exits with CMD's status",
+                "Every catchable signal",
+                "forwarded to CMD (to its process group with --kill-group); none kills or stops pidbeat, whatever its parent blocked or ignored. Not forwarded: SIGCHLD (pidbeat reaps), SIGTTIN and SIGTTOU (ignored, as by tini), glibc's reserved 32 and 33",
+            ),
+            (
+                "The terminal",
+                "CMD runs in its own process group, in the terminal's foreground when pidbeat holds it, so one Ctrl-C is one SIGINT for CMD; CMD inherits exactly the signal mask and ignored signals pidbeat inherited",
             ),
             (
                 "As PID 1",
-                "(a container, `unshare --pid --fork`) pidbeat also reaps every orphan reparented to it, so none stays a zombie",
+                "(a container, `unshare --pid --fork`) or with --subreaper, pidbeat also reaps every orphan reparented to it, so none stays a zombie",
             ),
         ],
     )],
