@@ -29,6 +29,7 @@ struct Tree(Guard);
 
 impl Tree {
     fn spawn(sb: &Sandbox, script: &str) -> Tree {
+        become_subreaper();
         let mut c = sb.cmd_of("sh");
         c.args(["-c", script])
             .process_group(0)
@@ -43,10 +44,21 @@ impl Tree {
 }
 
 impl Drop for Tree {
+    /// The group's other members are orphaned when the target dies: this test, a subreaper,
+    /// adopts and reaps them (PID 1 here reaps late, or never).
     fn drop(&mut self) {
-        let pgid = rustix::process::Pid::from_raw(self.0.pid()).unwrap();
+        let pid = self.0.pid();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default();
+        let pgid = rustix::process::Pid::from_raw(pid).unwrap();
         let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
         self.0.kill();
+        for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            wait_until(5 * SEC, "an orphan of the tree is reaped", || {
+                reap(child);
+                proc_state(child).is_none()
+            });
+        }
     }
 }
 
