@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::contenders::{Contender, FLOOR, PIDFD, POLL, SHELL1};
+use crate::contenders::{Contender, FLOOR, PIDFD, PIDFD_BARE, POLL, SHELL1};
 use crate::forks::ForkCounter;
 use crate::procs::{Cpu, pss_kib, status_kib};
 use crate::rundir::{DirWatch, mkdir_private, seq_of};
@@ -18,6 +18,7 @@ pub fn run_cost(ctx: &mut Ctx) -> io::Result<()> {
     mkdir_private(&dir)?;
     let contenders: Vec<(&Contender, u64)> = [
         (&PIDFD, ctx.cfg.cost_beats),
+        (&PIDFD_BARE, ctx.cfg.cost_beats),
         (&FLOOR, ctx.cfg.cost_beats),
         (&POLL, ctx.cfg.cost_beats),
         (&SHELL1, ctx.cfg.shell_cost_beats),
