@@ -48,12 +48,15 @@ impl Drop for Tree {
     /// adopts and reaps them (PID 1 here reaps late, or never).
     fn drop(&mut self) {
         let pid = self.0.pid();
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         let pgid = rustix::process::Pid::from_raw(pid).unwrap();
         let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
         self.0.kill();
-        for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
             wait_until(5 * SEC, "an orphan of the tree is reaped", || {
                 reap(child);
                 proc_state(child).is_none()

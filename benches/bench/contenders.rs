@@ -17,7 +17,9 @@ pub enum Kind {
     PidfdBare,
     Poll,
     Floor,
-    Shell { interval_s: u32 },
+    Shell {
+        interval_s: u32,
+    },
 }
 
 pub struct Contender {
