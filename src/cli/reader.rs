@@ -213,8 +213,6 @@ fn parse_columns(s: &str) -> std::result::Result<Columns, ValueError> {
 pub struct StatusArgs {
     #[command(flatten)]
     pub run_dir: RunDirArg,
-    #[command(flatten)]
-    pub thresholds: ThresholdArgs,
     /// Print nothing; only the exit status tells
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -229,7 +227,6 @@ impl StatusArgs {
             run_dir: self.run_dir.resolve()?,
             agents: self.agents,
             quiet: self.quiet,
-            thresholds: self.thresholds.thresholds(),
         })
     }
 }

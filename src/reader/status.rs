@@ -7,7 +7,6 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use super::activity::Thresholds;
 use super::ps::settled_snapshot;
 use super::verdict::State;
 use crate::exitcode::{ExitCode, Result};
@@ -18,8 +17,6 @@ pub struct StatusConfig {
     pub agents: Vec<String>,
     /// Print nothing; the exit status says it all.
     pub quiet: bool,
-    /// What live agents' activity is judged by.
-    pub thresholds: Thresholds,
 }
 
 pub fn command(config: StatusConfig) -> Result<ExitCode> {
@@ -27,9 +24,6 @@ pub fn command(config: StatusConfig) -> Result<ExitCode> {
     let mut named = config.agents.clone();
     named.sort();
     named.dedup();
-    // The thresholds are taken (for the CLI's symmetry with ps and wait), but the state alone
-    // is printed and decides the exit status: scripts compare the word.
-    let _ = config.thresholds;
     let snap = settled_snapshot(dir, &named)?;
     let mut code = ExitCode::Success;
     let mut out = String::new();
