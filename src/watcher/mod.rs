@@ -258,6 +258,10 @@ impl Watcher {
         died_ms: Option<u64>,
         durable: bool,
     ) -> Result<io::Result<()>> {
+        // Every attempt counts for the rate limit, written or not: a change heard is never
+        // retried faster than a beat would (no busy loop while the run dir cannot be written).
+        self.last_write = Some(Instant::now());
+        self.notify_pending = false;
         if self.unrecorded {
             return Ok(Ok(()));
         }
@@ -291,8 +295,6 @@ impl Watcher {
         record.progress = self.progress.take();
         record.write_line(&mut self.line);
         self.progress = record.progress.take();
-        self.last_write = Some(Instant::now());
-        self.notify_pending = false;
         Ok(match self.writer.write(&self.line, durable) {
             Ok(Written::Done) => {
                 if self.failing {

@@ -1,11 +1,13 @@
 //! Sampling the evidence of progress each beat (the record's `progress`, `record/progress.rs`):
 //! the target's CPU counters by one pread of its `/proc/PID/stat` on a kept fd, its terminal's
 //! times by one fstat of a kept `O_PATH` fd to the pty that `tty_nr` names, and, when those
-//! go quiet (or every [`WALK_EVERY`]th beat), a walk of the tree's `task/*/children` for the
-//! CPU of live descendants, where tool calls do their work. Never a scan of all of /proc.
+//! go quiet (or every [`WALK_EVERY`]th beat; at most once per [`WALK_GAP`]), a walk of the
+//! tree's `task/*/children` for the CPU of live descendants, where tool calls do their work.
+//! Never a scan of all of /proc.
 //! Nothing here is on the death path.
 
 use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -13,6 +15,9 @@ use crate::record::Progress;
 
 /// The tree walk runs at least this often (in beats), whatever the cheap signals say.
 pub const WALK_EVERY: u64 = 4;
+/// And at most this often: at a short interval a walk per beat would cost more than the beat
+/// (a walk is tens of µs; the evidence is judged in tens of seconds).
+pub const WALK_GAP: Duration = Duration::from_secs(1);
 /// A walk stops after this many processes: a fork bomb must not make a beat expensive.
 const WALK_MAX: usize = 256;
 
@@ -20,7 +25,6 @@ pub struct Sampler {
     stat: Option<OwnedFd>,
     pty: Option<OwnedFd>,
     ticks_ms: u64,
-    beats: u64,
     /// The target's own four counters at the last sample.
     own: Option<[u64; 4]>,
     /// The live descendants at the last walk: their summed CPU ticks, and a digest of each
@@ -29,6 +33,9 @@ pub struct Sampler {
     tree_digest: u64,
     /// The last beat saw CPU progress.
     moving: bool,
+    /// When the tree was last walked, and the beats since.
+    walked: Option<Instant>,
+    beats_since_walk: u64,
 }
 
 /// The fields of `/proc/PID/stat` the sampler reads.
@@ -46,11 +53,12 @@ impl Sampler {
             stat,
             pty: None,
             ticks_ms: 1000 / hz,
-            beats: 0,
             own: None,
             tree_ticks: 0,
             tree_digest: 0,
             moving: false,
+            walked: None,
+            beats_since_walk: 0,
         };
         if let Some(cpu) = s.read_own() {
             s.pty = open_pty(cpu.tty_nr);
@@ -73,17 +81,20 @@ impl Sampler {
     /// Updates `p` with this beat's sample, `now_ms` being the beat's wall-clock time, for the
     /// target `pid`.
     pub fn sample(&mut self, pid: i32, p: &mut Progress, now_ms: u64) {
-        self.beats += 1;
         let mut moved = false;
         if let Some(cpu) = self.read_own() {
             moved = self.own.is_some_and(|o| o != cpu.ticks);
             self.own = Some(cpu.ticks);
         }
-        if !moved || self.beats % WALK_EVERY == 0 {
+        self.beats_since_walk += 1;
+        let gap_over = self.walked.is_none_or(|t| t.elapsed() >= WALK_GAP);
+        if gap_over && (!moved || self.beats_since_walk >= WALK_EVERY) {
             let (ticks, digest) = walk(pid);
-            moved |= self.beats > 1 && digest != self.tree_digest;
+            moved |= self.walked.is_some() && digest != self.tree_digest;
             self.tree_ticks = ticks;
             self.tree_digest = digest;
+            self.walked = Some(Instant::now());
+            self.beats_since_walk = 0;
         }
         if let Some(own) = self.own {
             let total = own.iter().sum::<u64>() + self.tree_ticks;
@@ -213,7 +224,8 @@ mod tests {
         );
         let (mut pa, mut pb) = (Progress::default(), Progress::default());
         for beat in 1..=3u64 {
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            // Past WALK_GAP, so that each beat walks the tree.
+            std::thread::sleep(WALK_GAP + std::time::Duration::from_millis(50));
             a.sample(busy.id() as i32, &mut pa, beat);
             b.sample(sleeper.id() as i32, &mut pb, beat);
         }
