@@ -15,6 +15,11 @@
 //! missed. Without etcd on PATH the bench says so and exits 0, or fails under
 //! `PIDBEAT_REQUIRE_ETCD=1`. Run dirs and etcd data live on /dev/shm when there is one.
 
+// The fixture stands on the tests' harness (its guards, deadlines and skip policy), of which
+// the bench uses a part.
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
 #[path = "../tests/cluster/etcd_fixture.rs"]
 #[allow(dead_code)]
 mod etcd_fixture;
@@ -282,11 +287,17 @@ fn main() {
             s.p50, s.p90, s.p99, s.max
         );
     }
-    let ratio_met = ratio <= 1.5;
+    // A quick run's 20 rounds on a shared machine cannot judge a p99: that goal is shown,
+    // not judged. Memory does not depend on load, so it is judged in every run.
+    let ratio_met = quick || ratio <= 1.5;
     let rss_met = hwm < 8 * 1024;
     println!(
         "\nremote p99 / floor p99 = {ratio:.2}× (goal ≤ 1.5×: {})",
-        if ratio_met { "met" } else { "MISSED" }
+        match (quick, ratio <= 1.5) {
+            (true, _) => "not judged: a quick run is a smoke run, not a goal check",
+            (false, true) => "met",
+            (false, false) => "MISSED",
+        }
     );
     println!(
         "`publish` with 1000 agents: VmHWM {hwm} KiB (goal < 8192 KiB: {})",

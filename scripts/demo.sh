@@ -5,8 +5,22 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-export PIDBEAT=${PIDBEAT:-$root/target/release/pidbeat}
-[[ -x $PIDBEAT ]] || { echo "demo: build first: cargo build --release" >&2; exit 1; }
+# The binary `cargo build --release` made, wherever cargo puts it (CARGO_TARGET_DIR,
+# build.target-dir in a config …): cargo itself says where. PIDBEAT=/path/to/pidbeat picks
+# another build.
+target_dir() {
+    cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" 2>/dev/null |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+if [[ -z ${PIDBEAT:-} ]]; then
+    target=$(target_dir || true)
+    PIDBEAT=${target:-$root/target}/release/pidbeat
+fi
+export PIDBEAT
+[[ -x $PIDBEAT ]] || {
+    echo "demo: no pidbeat at $PIDBEAT: build it first (cargo build --release), or set PIDBEAT=/path/to/pidbeat" >&2
+    exit 1
+}
 
 tmp=$(mktemp -d)
 export TMUX_TMPDIR=$tmp/tmux MOSAIC_HEARTBEAT_RUN_DIR=$tmp/run MOSAIC_HEARTBEAT_INTERVAL=2

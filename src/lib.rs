@@ -4,9 +4,8 @@
 //! record true; the readers (`reader/`: `ps`, `wait`) judge records they do not trust. They
 //! meet only in the contract modules, never in each other's code.
 //!
-//! Nothing is public but [`main`], `etcd_main` (the `pidbeat-etcd` executable's entry) and the
-//! [`testing`] surface, so the dead-code lint sees
-//! every unused item. `unsafe` is denied everywhere but in `sys.rs`.
+//! Nothing is public but [`main`] and `etcd_main` (the `pidbeat-etcd` executable's entry), so
+//! the dead-code lint sees every unused item. `unsafe` is denied everywhere but in `sys.rs`.
 #![deny(unsafe_code)]
 
 // The contract both sides obey: the record, the run dir's names and rules, the exit codes.
@@ -47,17 +46,6 @@ mod cluster;
 // types. `cli::doc` adds help texts and completers to the command clap derives from them, and
 // renders the man pages and completion scripts.
 mod cli;
-
-/// What the integration tests build on: planting records, reading /proc, watching the run
-/// dir. Not an API.
-#[doc(hidden)]
-pub mod testing {
-    pub use crate::procfs::read_stat;
-    pub use crate::reader::dirwatch::DirWatch;
-    pub use crate::record::{ExitInfo, Record, Status, now_ms};
-    pub use crate::watcher::lock::AgentLock;
-    pub use crate::watcher::store::RecordWriter;
-}
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 

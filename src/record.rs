@@ -123,6 +123,7 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 pub const LINE_CAPACITY: usize = 2048;
 
 impl Record {
+    #[cfg(test)]
     pub fn to_line(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(LINE_CAPACITY);
         self.write_line(&mut v);

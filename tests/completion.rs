@@ -3,14 +3,12 @@
 //! from the run dir, the run dir named on the line, and commands after `run --`. The other
 //! shells (not installed here) are checked on the script and on the engine's answers.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::tmux::TmuxSandbox;
-use common::*;
+use crate::common::tmux::TmuxSandbox;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -40,7 +38,7 @@ impl Shell {
         std::fs::write(&cmd, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&cmd, PermissionsExt::from_mode(0o755)).unwrap();
         let script = h.path("pidbeat.bash");
-        let out = h.sb.cmd().args(["completions", "bash"]).output().unwrap();
+        let out = h.sb.cmd().args(["completions", "bash"]).finish();
         assert!(out.status.success(), "{out:?}");
         std::fs::write(&script, &out.stdout).unwrap();
 
@@ -86,7 +84,7 @@ impl Shell {
 
     fn screen(&self) -> String {
         let out = self.h.tmux(&["capture-pane", "-p", "-t", "comp"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        out.stdout
     }
 
     /// Waits (up to 10 s) until the screen satisfies `ok`.
@@ -177,9 +175,9 @@ fn zsh_fish_and_others_get_scripts_and_answers() {
         ),
         ("bash", &["PIDBEAT_COMPLETE=\"bash\"", "complete "][..]),
     ] {
-        let out = sb.cmd().args(["completions", shell]).output().unwrap();
+        let out = sb.cmd().args(["completions", shell]).finish();
         assert!(out.status.success(), "{shell}: {out:?}");
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = out.utf8_stdout().to_owned();
         for m in marks {
             assert!(text.contains(m), "{shell} script lacks {m:?}:\n{text}");
         }
@@ -195,10 +193,9 @@ fn zsh_fish_and_others_get_scripts_and_answers() {
             .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.run_dir())
             .arg("--")
             .args(words)
-            .output()
-            .unwrap();
+            .finish();
         assert!(out.status.success(), "{shell} {words:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
+        out.utf8_stdout().to_owned()
     };
     let zsh = ask("zsh", &["pidbeat", "forget-me-not", ""]);
     assert!(

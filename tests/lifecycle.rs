@@ -1,12 +1,10 @@
 //! Records end: `forget` and `prune` remove ended agents (never a live one, never racing a
 //! starting watcher), and the death history survives a new watcher of the same name.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -115,7 +113,7 @@ fn forget_waits_for_a_finishing_watcher_but_never_takes_a_held_lock() {
     // An alive record under a held lock is refused at once.
     let target = spawn_sleep();
     let mut r = record_at(Status::Alive, target.pid(), now_ms());
-    r.start_time = Some(read_start_time(target.pid()));
+    r.start_time = Some(start_time(target.pid()).unwrap());
     r.watcher_pid = Some(std::process::id() as i32);
     sb.plant("held", &r);
     let _lock = sb.hold_lock("held");

@@ -2,15 +2,13 @@
 //! output) and what an agent says over sd_notify (Debian's real `systemd-notify` and
 //! `pidbeat notify`), against real processes in temp run dirs.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -216,10 +214,7 @@ fn the_socket_goes_with_a_stopped_watcher_and_with_forget() {
 fn a_datagram_from_another_uid_changes_nothing() {
     let sb = Sandbox::new();
     if !rustix::process::geteuid().is_root() {
-        return skip(
-            "a_datagram_from_another_uid_changes_nothing",
-            "needs root to run a target as nobody",
-        );
+        return skip("needs root to run a target as nobody");
     }
     let target = spawn_target(&[
         "setpriv",
@@ -387,7 +382,7 @@ fn ps_json(sb: &Sandbox, flags: &[&str]) -> std::collections::BTreeMap<String, V
     args.extend_from_slice(flags);
     let out = sb.ps(&args);
     assert!(out.status.success(), "{out:?}");
-    parse_ps(&String::from_utf8_lossy(&out.stdout))
+    parse_ps(&out.stdout)
 }
 
 /// Polls `ps --json FLAGS` until `agent`'s object satisfies `pred`.
@@ -444,7 +439,7 @@ fn ps_judges_working_idle_and_stuck() {
     // The table: ACTIVITY and IDLE side by side.
     let mut args = vec!["-o", "agent,activity,idle"];
     args.extend_from_slice(&FAST);
-    let table = String::from_utf8_lossy(&sb.ps(&args).stdout).into_owned();
+    let table = sb.ps(&args).stdout;
     let row = table.lines().find(|l| l.starts_with("sleep")).unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[1], "stuck", "{table}");
@@ -468,14 +463,12 @@ fn a_waiting_claim_and_status_show_in_ps() {
     assert_eq!(run_with_deadline(c, 10 * SEC).code(), Some(0));
     let v = wait_ps(&sb, "a", &[], 2 * SEC, |v| v["activity"] == "waiting");
     assert_eq!(v["status_text"], "needs approval", "{v}");
-    let table =
-        String::from_utf8_lossy(&sb.ps(&["-o", "agent,activity,status"]).stdout).into_owned();
+    let table = sb.ps(&["-o", "agent,activity,status"]).stdout;
     assert!(
         table.contains("waiting") && table.contains("needs approval"),
         "{table}"
     );
-    let table =
-        String::from_utf8_lossy(&sb.ps(&["-o", "agent,state,activity,idle"]).stdout).into_owned();
+    let table = sb.ps(&["-o", "agent,state,activity,idle"]).stdout;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["AGENT", "STATE", "ACTIVITY", "IDLE"], "{table}");
     w.kill();
@@ -514,7 +507,7 @@ fn a_silent_watchdog_is_hung_and_status_exits_3() {
         "{out:?}"
     );
     // The prom exposition has it as a state.
-    let prom = String::from_utf8_lossy(&sb.ps(&["--prom"]).stdout).into_owned();
+    let prom = sb.ps(&["--prom"]).stdout;
     assert!(
         prom.contains("pidbeat_agent_state{agent=\"a\",state=\"hung\"} 1"),
         "{prom}"

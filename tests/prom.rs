@@ -5,47 +5,16 @@
 //! package, too big for CI). Also `--output`'s atomic replacement and what a missing or
 //! broken run dir looks like to a scraper.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
-
-fn parse(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
-}
-
-/// The gauge `metric` with all of `labels`, if present.
-fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{metric} is {other:?}"),
-        })
-}
-
-fn node_exporter_present(test: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(NODE_EXPORTER).is_file()));
-    if !found {
-        assert!(
-            std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-            "{NODE_EXPORTER} is required (PIDBEAT_REQUIRE_TOOLS) but not on PATH"
-        );
-        skip(test, "prometheus-node-exporter is not installed");
-    }
-    found
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -69,7 +38,7 @@ fn scrape(port: u16) -> Option<String> {
 
 #[test]
 fn node_exporter_sees_a_death_within_a_second() {
-    if !node_exporter_present("node_exporter_sees_a_death_within_a_second") {
+    if !have(NODE_EXPORTER, NODE_EXPORTER) {
         return;
     }
     let sb = Sandbox::new();
@@ -104,15 +73,18 @@ fn node_exporter_sees_a_death_within_a_second() {
         10 * SEC,
         Duration::from_millis(20),
         || {
-            let s = parse(&scrape(port)?);
-            (value(&s, "pidbeat_agent_up", &[("agent", "pi")]) == Some(1.0)).then_some(s)
+            let s = prom_parse(&scrape(port)?);
+            (prom_value(&s, "pidbeat_agent_up", &[("agent", "pi")]) == Some(1.0)).then_some(s)
         },
         || "node_exporter never showed pi up".into(),
     );
-    assert_eq!(value(&up, "node_textfile_scrape_error", &[]), Some(0.0));
-    assert_eq!(value(&up, "pidbeat_run_dir_readable", &[]), Some(1.0));
     assert_eq!(
-        value(
+        prom_value(&up, "node_textfile_scrape_error", &[]),
+        Some(0.0)
+    );
+    assert_eq!(prom_value(&up, "pidbeat_run_dir_readable", &[]), Some(1.0));
+    assert_eq!(
+        prom_value(
             &up,
             "pidbeat_build_info",
             &[("version", env!("CARGO_PKG_VERSION"))]
@@ -120,7 +92,7 @@ fn node_exporter_sees_a_death_within_a_second() {
         Some(1.0)
     );
     assert_eq!(
-        value(
+        prom_value(
             &up,
             "pidbeat_heartbeat_interval_seconds",
             &[("agent", "pi")]
@@ -128,7 +100,7 @@ fn node_exporter_sees_a_death_within_a_second() {
         Some(15.0)
     );
     // The target's start as Unix time, to a clock tick (10 ms) and the float's rounding.
-    let started = value(&up, "pidbeat_agent_start_time_seconds", &[("agent", "pi")]).unwrap();
+    let started = prom_value(&up, "pidbeat_agent_start_time_seconds", &[("agent", "pi")]).unwrap();
     let (lo, hi) = (
         before_spawn as f64 / 1e3 - 0.02,
         after_spawn as f64 / 1e3 + 0.02,
@@ -141,8 +113,8 @@ fn node_exporter_sees_a_death_within_a_second() {
         5 * SEC,
         Duration::from_millis(10),
         || {
-            let s = parse(&scrape(port)?);
-            let state = value(
+            let s = prom_parse(&scrape(port)?);
+            let state = prom_value(
                 &s,
                 "pidbeat_agent_state",
                 &[("agent", "pi"), ("state", "dead")],
@@ -155,7 +127,7 @@ fn node_exporter_sees_a_death_within_a_second() {
     eprintln!("death → node_exporter scrape: {took:?}");
     assert!(took < SEC, "the death took {took:?} to reach a scrape");
     assert_eq!(
-        value(&dead, "pidbeat_agent_up", &[("agent", "pi")]),
+        prom_value(&dead, "pidbeat_agent_up", &[("agent", "pi")]),
         Some(0.0)
     );
     // The exit status lands in a rewrite of the record once the kernel has it.
@@ -163,13 +135,13 @@ fn node_exporter_sees_a_death_within_a_second() {
         3 * SEC,
         Duration::from_millis(10),
         || {
-            let s = parse(&scrape(port)?);
-            let sig = value(&s, "pidbeat_agent_exit_signal", &[("agent", "pi")]);
+            let s = prom_parse(&scrape(port)?);
+            let sig = prom_value(&s, "pidbeat_agent_exit_signal", &[("agent", "pi")]);
             (sig == Some(9.0)).then_some(s)
         },
         || "node_exporter never showed the exit signal".into(),
     );
-    let died = value(
+    let died = prom_value(
         &dead,
         "pidbeat_agent_death_timestamp_seconds",
         &[("agent", "pi")],
@@ -192,25 +164,17 @@ fn output_replaces_the_file_whole() {
     let _w = sb.watch_alive(target.pid(), "a", &["--interval", "15"]);
     let out = sb.path("metrics.prom");
     std::fs::write(&out, "old\n").unwrap();
-    let o = sb
-        .ps_cmd(&["--prom", "--output"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = sb.ps_cmd(&["--prom", "--output"]).arg(&out).finish();
     assert_eq!(o.status.code(), Some(0));
     assert!(o.stdout.is_empty(), "stdout: {:?}", o.stdout);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
-        value(&parse(&text), "pidbeat_agent_up", &[("agent", "a")]),
+        prom_value(&prom_parse(&text), "pidbeat_agent_up", &[("agent", "a")]),
         Some(1.0)
     );
     // JSON goes there too.
     let json = sb.path("fleet.json");
-    let o = sb
-        .ps_cmd(&["--json", "--output"])
-        .arg(&json)
-        .output()
-        .unwrap();
+    let o = sb.ps_cmd(&["--json", "--output"]).arg(&json).finish();
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v[0]["agent"], "a");
@@ -221,10 +185,9 @@ fn output_replaces_the_file_whole() {
     let o = sb
         .ps_cmd(&["--prom", "--output"])
         .arg(blocked.join("pidbeat.prom"))
-        .output()
-        .unwrap();
+        .finish();
     assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = &o.stderr;
     assert!(err.contains("pidbeat.prom"), "{err}");
     assert_eq!(dir_names(&blocked), ["pidbeat.prom"]);
 }
@@ -247,8 +210,8 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     let (code, out, err) = ps_out(&sb, &missing, &["--prom"]);
     assert_eq!(code, Some(0));
     assert!(err.contains("no run dir"), "{err}");
-    let s = parse(&out);
-    assert_eq!(value(&s, "pidbeat_run_dir_readable", &[]), Some(0.0));
+    let s = prom_parse(&out);
+    assert_eq!(prom_value(&s, "pidbeat_run_dir_readable", &[]), Some(0.0));
     assert!(
         out.lines().all(|l| l.starts_with('#')
             || l.starts_with("pidbeat_build_info")
@@ -266,8 +229,8 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     assert_eq!(o.code(), Some(0));
     assert!(o.stderr.contains("no run dir"), "{}", o.stderr);
     assert_eq!(
-        value(
-            &parse(&std::fs::read_to_string(&file).unwrap()),
+        prom_value(
+            &prom_parse(&std::fs::read_to_string(&file).unwrap()),
             "pidbeat_run_dir_readable",
             &[]
         ),
@@ -278,7 +241,7 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     assert_eq!(code, Some(0));
     assert!(err.is_empty(), "{err}");
     assert_eq!(
-        value(&parse(&out), "pidbeat_run_dir_readable", &[]),
+        prom_value(&prom_parse(&out), "pidbeat_run_dir_readable", &[]),
         Some(1.0)
     );
 
@@ -290,7 +253,7 @@ fn missing_or_broken_run_dir_is_said_on_stderr_and_in_the_exposition() {
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot read run dir"), "{err}");
     assert_eq!(
-        value(&parse(&out), "pidbeat_run_dir_readable", &[]),
+        prom_value(&prom_parse(&out), "pidbeat_run_dir_readable", &[]),
         Some(0.0)
     );
     let (code, out, err) = ps_out(&sb, &broken, &["--json"]);
@@ -331,8 +294,8 @@ fn watch_output_keeps_beats_current_without_a_verdict_change() {
     );
     let beat = || -> Option<f64> {
         let text = std::fs::read_to_string(&file).ok()?;
-        value(
-            &parse(&text),
+        prom_value(
+            &prom_parse(&text),
             "pidbeat_heartbeat_timestamp_seconds",
             &[("agent", "a")],
         )

@@ -1,34 +1,20 @@
 //! `pidbeat ps`: every state from real processes, the three output formats, and the edges
 //! (empty/missing run dir, hostile files, broken pipe, `--watch`).
 
-mod common;
-
-use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+fn stdout(o: &Out) -> String {
+    o.utf8_stdout().to_owned()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `ps --json`, as agent → object.
-fn json(sb: &Sandbox) -> BTreeMap<String, Value> {
-    let o = sb.ps(&["--json"]);
-    assert!(o.status.success(), "ps --json failed: {}", stderr(&o));
-    parse_ps(&stdout(&o))
-}
-
-fn state(sb: &Sandbox, agent: &str) -> String {
-    json(sb)[agent]["state"].as_str().unwrap().to_owned()
+fn stderr(o: &Out) -> String {
+    o.stderr.clone()
 }
 
 /// The table row for `agent`, split into its cells.
@@ -82,7 +68,7 @@ fn alive_with_table_and_json_keys() {
 
     let o = sb.ps(&["--json"]);
     let text = stdout(&o);
-    let obj = &json(&sb)["pi"];
+    let obj = &sb.ps_json(&[])["pi"];
     for k in ["agent", "state", "age_ms", "started_ms"]
         .into_iter()
         .chain(RECORD_KEYS)
@@ -123,14 +109,14 @@ fn stale_when_the_watcher_is_stopped() {
     wait_stopped(w.pid(), 5 * SEC);
     // Past 2 × 0.1 + 1 s.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(state(&sb, "slow"), "stale");
+    assert_eq!(state_of(&sb.ps_json(&[]), "slow"), "stale");
     assert_eq!(row(&sb, "slow")[1], "stale");
 
     send_signal(w.pid(), Signal::CONT); // SIGCONT: beats resume.
     wait_record(&sb.record_path("slow"), 5 * SEC, |v| {
         v["ts_ms"].as_u64().unwrap() + 500 > now_ms()
     });
-    assert_eq!(state(&sb, "slow"), "alive");
+    assert_eq!(state_of(&sb.ps_json(&[]), "slow"), "alive");
 }
 
 #[test]
@@ -153,7 +139,7 @@ fn dead_with_exit_code() {
         "{cells:?}"
     );
     assert_eq!(cells[6..], ["code", "7"]);
-    let obj = &json(&sb)["seven"];
+    let obj = &sb.ps_json(&[])["seven"];
     assert_eq!(obj["state"], "dead");
     assert_eq!(obj["exit"]["code"], 7);
     assert!(obj["died_ms"].is_u64());
@@ -171,7 +157,7 @@ fn dead_with_signal() {
     let cells = row(&sb, "nine");
     assert_eq!(cells[1], "dead");
     assert_eq!(cells[6..], ["signal", "9", "(KILL)"]);
-    assert_eq!(json(&sb)["nine"]["exit"]["signal"], 9);
+    assert_eq!(sb.ps_json(&[])["nine"]["exit"]["signal"], 9);
 }
 
 #[test]
@@ -181,7 +167,7 @@ fn unwatched_after_sigterm() {
     let mut w = sb.watch_alive(target.pid(), "uw", &["--interval", "15"]);
     send_signal(w.pid(), Signal::TERM);
     assert!(w.wait_timeout(5 * SEC).is_some());
-    assert_eq!(state(&sb, "uw"), "unwatched");
+    assert_eq!(state_of(&sb.ps_json(&[]), "uw"), "unwatched");
     assert_eq!(row(&sb, "uw")[1], "unwatched");
 }
 
@@ -196,7 +182,7 @@ fn lost_when_the_watcher_is_killed() {
         read_record(&sb.record_path("orphan")).unwrap()["status"],
         "alive"
     );
-    assert_eq!(state(&sb, "orphan"), "lost");
+    assert_eq!(state_of(&sb.ps_json(&[]), "orphan"), "lost");
     assert_eq!(row(&sb, "orphan")[1], "lost");
 }
 
@@ -209,7 +195,7 @@ fn lost_when_the_target_dies_under_a_stopped_watcher() {
     wait_stopped(w.pid(), 5 * SEC);
     target.kill();
     let t0 = Instant::now();
-    assert_eq!(state(&sb, "frozen"), "lost");
+    assert_eq!(state_of(&sb.ps_json(&[]), "frozen"), "lost");
     // A stopped watcher cannot write `dead`: no grace is owed to it.
     assert!(t0.elapsed() < SEC, "took {:?}", t0.elapsed());
     send_signal(w.pid(), Signal::CONT);
@@ -227,16 +213,15 @@ fn a_death_being_recorded_is_not_called_lost() {
         exit: None,
         died_ms: None,
         watcher_pid: Some(me),
-        watcher_start_time: Some(read_start_time(me)),
+        watcher_start_time: Some(start_time(me).unwrap()),
         exit_unknown: None,
-        progress: None,
         ..dead_record(None, None)
     };
     sb.plant("racy", &alive);
 
     // Nobody writes `dead`: after the grace it is lost.
     let t0 = Instant::now();
-    assert_eq!(state(&sb, "racy"), "lost");
+    assert_eq!(state_of(&sb.ps_json(&[]), "racy"), "lost");
     let waited = t0.elapsed();
     assert!(waited >= Duration::from_millis(900), "no grace: {waited:?}");
 
@@ -271,11 +256,8 @@ fn corrupt_records_are_refused_fast() {
         .unwrap()
         .set_len(1 << 30)
         .unwrap();
-    let mk = Command::new("mkfifo")
-        .arg(d.join("fifo.hb"))
-        .status()
-        .unwrap();
-    assert!(mk.success());
+    let mk = Command::new("mkfifo").arg(d.join("fifo.hb")).finish();
+    assert!(mk.status.success(), "mkfifo: {}", mk.stderr);
 
     let t0 = Instant::now();
     let mut g = spawn_ps(&sb, &["--json"]);
@@ -326,18 +308,8 @@ fn prom_exposition_parses() {
             "no TYPE for {m}"
         );
     }
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
-    let value = |metric: &str, labels: &[(&str, &str)]| -> Option<f64> {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v) => v,
-                ref other => panic!("{metric} is {other:?}"),
-            })
-    };
+    let scrape = prom_parse(&text);
+    let value = |metric: &str, labels: &[(&str, &str)]| prom_value(&scrape, metric, labels);
     assert_eq!(value("pidbeat_agent_up", &[("agent", "up")]), Some(1.0));
     assert_eq!(value("pidbeat_agent_up", &[("agent", "code3")]), Some(0.0));
     for s in ["alive", "stale", "dead", "lost", "unwatched", "corrupt"] {
@@ -408,20 +380,18 @@ fn table_aligns_and_colour_obeys_no_color() {
         .ps_cmd(&[])
         .env_remove("NO_COLOR")
         .env("CLICOLOR_FORCE", "1")
-        .output()
-        .unwrap();
+        .finish();
     assert!(
-        forced.stdout.contains(&0x1b),
+        forced.raw_stdout.contains(&0x1b),
         "CLICOLOR_FORCE gave no colour"
     );
     let no_color = sb
         .ps_cmd(&[])
         .env("CLICOLOR_FORCE", "1")
         .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(!no_color.stdout.contains(&0x1b));
-    assert_eq!(no_color.stdout, o.stdout);
+        .finish();
+    assert!(!no_color.raw_stdout.contains(&0x1b));
+    assert_eq!(no_color.raw_stdout, o.raw_stdout);
 }
 
 #[test]
@@ -470,14 +440,17 @@ fn broken_pipe_is_quiet() {
     for args in [&[][..], &["--json"], &["--prom"]] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader); // Every write now fails with EPIPE.
-        let o = sb
-            .ps_cmd(args)
-            .stdout(writer)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+        let err = sb.path("ps.stderr");
+        let g = Guard::spawn(
+            sb.ps_cmd(args)
+                .stdin(Stdio::null())
+                .stdout(writer)
+                .stderr(std::fs::File::create(&err).unwrap()),
+        );
+        let st = g.reap_within(10 * SEC);
+        let err = std::fs::read_to_string(&err).unwrap();
+        assert_eq!(st.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
 

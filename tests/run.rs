@@ -1,26 +1,12 @@
 //! `pidbeat run -- CMD`: the child's exact status, passed through; PID 1 duties.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
-/// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
-fn run_cmd(sb: &Sandbox, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
-    let mut c = sb.cmd();
-    c.args(["run", "--agent", agent])
-        .args(flags)
-        .arg("--run-dir")
-        .arg(sb.run_dir())
-        .arg("--")
-        .args(cmd);
-    c
-}
-
-fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> std::process::Output {
-    run_cmd(sb, agent, &[], cmd).output().unwrap()
+fn run(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Out {
+    sb.run_cmd(agent, &[], cmd).finish()
 }
 
 #[test]
@@ -65,7 +51,8 @@ fn exit_codes_pass_through_and_are_recorded_exactly() {
 fn the_child_is_watched_while_it_runs() {
     let sb = Sandbox::new();
     let mut r = Guard::spawn(
-        run_cmd(&sb, "live", &["--interval", "0.05"], &["sleep", "1000"]).stdout(Stdio::null()),
+        sb.run_cmd("live", &["--interval", "0.05"], &["sleep", "1000"])
+            .stdout(Stdio::null()),
     );
     let v = wait_record(&sb.record_path("live"), Duration::from_secs(5), |v| {
         v["seq"].as_u64() >= Some(3)
@@ -89,15 +76,14 @@ fn missing_command_is_127() {
     let sb = Sandbox::new();
     let out = run(&sb, "nope", &["/nonexistent/binary"]);
     assert_eq!(out.status.code(), Some(127));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
+    assert!(out.stderr.contains("cannot run"));
 }
 
 #[test]
 fn as_pid_1_it_reaps_orphans() {
     let sb = Sandbox::new();
     if !unshare_pid_ns_works(&[]) {
-        eprintln!("SKIP: unshare --pid --fork --mount-proc is not available here");
-        return;
+        return skip("unshare --pid --fork --mount-proc does not work here");
     }
     // The subshell orphans `sleep 0.1` to PID 1 (pidbeat). Once it has exited, count zombies
     // in the namespace: the exit status is that count, so 0 means pidbeat reaped it.
@@ -126,9 +112,8 @@ fn as_pid_1_it_reaps_orphans() {
         .arg(sb.run_dir())
         .args(["--", "bash", "-c", script])
         .env("HOME", sb.home())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .finish();
+    let stdout = &out.stdout;
     assert!(stdout.contains("pid1=pidbeat"), "{stdout} {out:?}");
     assert_eq!(out.status.code(), Some(0), "zombies left: {stdout}");
     let v = read_record(&sb.record_path("init")).unwrap();
@@ -143,8 +128,7 @@ fn as_pid_1_it_reaps_orphans() {
 fn superseded_run_still_returns_its_childs_status() {
     let sb = Sandbox::new();
     let mut r = Guard::spawn(
-        run_cmd(
-            &sb,
+        sb.run_cmd(
             "over",
             &["--interval", "30"],
             &["sh", "-c", "sleep 1.5; exit 7"],

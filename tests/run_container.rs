@@ -6,33 +6,14 @@
 //! Real processes on the host and as PID 1 of `unshare --pid`, a real pty through `script`,
 //! a private tmpfs for the full disk. The Docker engine cases are tests/docker/.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// Fails where the tools are required (CI), says so loudly elsewhere; `true` = go on.
-fn have(test: &str, tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-            "{test}: {tool} is required (PIDBEAT_REQUIRE_TOOLS) but not on PATH"
-        );
-        skip(test, &format!("{tool} is not installed"));
-    }
-    ok
-}
 
 /// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
 fn run_cmd(sb: &Sandbox, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
@@ -83,9 +64,8 @@ fn wait_line(rx: &Receiver<String>, want: &str, timeout: Duration) -> Vec<String
 fn kill_n(pid: i32, sig: i32) {
     let st = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -{sig} {pid}");
+        .finish();
+    assert!(st.status.success(), "kill -{sig} {pid}: {}", st.stderr);
 }
 
 /// Sends every forwarded signal, and TTIN/TTOU, to `pidbeat` one at a time: each forwarded
@@ -135,13 +115,8 @@ fn every_catchable_signal_reaches_the_child_and_none_stops_pidbeat() {
 
 #[test]
 fn as_pid_1_every_catchable_signal_reaches_the_child() {
-    let test = "as_pid_1_every_catchable_signal_reaches_the_child";
     if !unshare_pid_ns_works(&[]) {
-        assert!(
-            std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-            "{test}: unshare --pid is required"
-        );
-        return skip(test, "unshare --pid --fork --mount-proc is not available");
+        return skip("unshare --pid --fork --mount-proc is not available");
     }
     let sb = Sandbox::new();
     let script = trap_all_script();
@@ -387,8 +362,7 @@ fn pdeathsig_forwards_the_signal_when_the_parent_dies() {
 /// Ctrl-C is one SIGINT for it (not one from the terminal and one forwarded). 25 of 25.
 #[test]
 fn ctrl_c_through_script_reaches_the_child_exactly_once() {
-    let test = "ctrl_c_through_script_reaches_the_child_exactly_once";
-    if !have(test, "script") {
+    if !have("script", "util-linux") {
         return;
     }
     let sb = Sandbox::new();
@@ -535,16 +509,11 @@ fn a_failed_start_leaves_nothing() {
 /// with CMD's status.
 #[test]
 fn a_full_run_dir_does_not_delay_the_exit() {
-    let test = "a_full_run_dir_does_not_delay_the_exit";
     let sb = Sandbox::new();
     let ns = match MountNs::new(&sb, "64k") {
         Ok(ns) => ns,
         Err(e) => {
-            assert!(
-                std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-                "{test}: {e}"
-            );
-            return skip(test, &e);
+            return skip(&e);
         }
     };
     let run = ns.mnt.join("run");
@@ -647,16 +616,11 @@ impl Drop for MemCgroup {
 /// `ps`, `pidbeat_agent_exit_oom 1` in `--prom`; a plain SIGKILL in the same cgroup is not.
 #[test]
 fn an_oom_kill_is_named_and_a_plain_sigkill_is_not() {
-    let test = "an_oom_kill_is_named_and_a_plain_sigkill_is_not";
     let sb = Sandbox::new();
     let cg = match MemCgroup::new(&format!("pidbeat-test-{}", std::process::id()), 32 << 20) {
         Ok(cg) => cg,
         Err(e) => {
-            assert!(
-                std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-                "{test}: cannot make a memory cgroup: {e}"
-            );
-            return skip(test, &e);
+            return skip(&e);
         }
     };
     let procs = cg.dir.join("cgroup.procs");

@@ -3,12 +3,10 @@
 //! `ps --json` element of every state. They also refuse what the contract forbids, so that a
 //! schema that accepts anything fails here.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jsonschema::Validator;
 use serde_json::{Value, json};
 
@@ -46,12 +44,7 @@ fn assert_valid(v: &Validator, doc: &Value, what: &str) {
 
 /// Runs `pidbeat run` for CMD to completion in the sandbox's run dir.
 fn run_to_end(sb: &Sandbox, agent: &str, cmd: &[&str]) -> Out {
-    let mut c = sb.cmd();
-    c.args(["run", "--agent", agent, "--run-dir"])
-        .arg(sb.run_dir())
-        .arg("--")
-        .args(cmd);
-    run_with_deadline(c, 10 * SEC)
+    run_with_deadline(sb.run_cmd(agent, &[], cmd), 10 * SEC)
 }
 
 fn me_pid() -> i32 {
@@ -70,15 +63,14 @@ fn planted(pid: i32, watcher_pid: i32, age_ms: u64) -> Record {
         interval: Some(0.1),
         backend: Some("pidfd".into()),
         watcher_pid: Some(watcher_pid),
-        start_time: Some(read_start_time(watcher_pid)),
+        start_time: Some(start_time(watcher_pid).unwrap()),
         exit: None,
         died_ms: None,
-        watcher_start_time: Some(read_start_time(watcher_pid)),
+        watcher_start_time: Some(start_time(watcher_pid).unwrap()),
         boot_id: None,
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
-        progress: None,
     }
 }
 
@@ -190,7 +182,7 @@ fn real_records_and_ps_json_match_the_schemas() {
     let me = me_pid();
     let mut old = planted(me, me, 60_000);
     old.pid = t1.pid();
-    old.start_time = Some(read_start_time(t1.pid()));
+    old.start_time = Some(start_time(t1.pid()).unwrap());
     sb.plant("old", &old);
     let _lock = sb.hold_lock("old");
     let gone = exited_pid();
@@ -201,8 +193,8 @@ fn real_records_and_ps_json_match_the_schemas() {
 
     let out = sb.ps(&["--json"]);
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let all: Value = serde_json::from_str(&text).unwrap();
+    let text = out.utf8_stdout();
+    let all: Value = serde_json::from_str(text).unwrap();
     let mut states: Vec<&str> = Vec::new();
     for e in all.as_array().unwrap() {
         assert_valid(&entry, e, &format!("ps --json element {}", e["agent"]));

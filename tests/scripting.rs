@@ -1,12 +1,10 @@
 //! What scripts build on: `pidbeat status` and its exit codes, `ps -o`/`--no-header`, the
 //! UP column and `started_ms`, humane durations, and the short flags.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -61,7 +59,7 @@ fn ps_columns_header_and_uptime() {
 
     let o = sb.ps(&["-o", "agent,up,pid,watcher", "--no-header"]);
     assert!(o.status.success());
-    let text = String::from_utf8(o.stdout).unwrap();
+    let text = o.utf8_stdout();
     let cells: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(cells.len(), 4, "{text}");
     assert_eq!(cells[0], "pi");
@@ -72,12 +70,10 @@ fn ps_columns_header_and_uptime() {
     assert_eq!(cells[2], target.pid().to_string());
     assert_eq!(cells[3], w.pid().to_string());
     let o = sb.ps(&["--fields", "state"]);
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), "STATE\nalive\n");
+    assert_eq!(o.utf8_stdout(), "STATE\nalive\n");
 
     // started_ms: the target's start as Unix ms, within a clock tick of the spawn.
-    let o = sb.ps(&["--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let started = v[0]["started_ms"].as_u64().unwrap();
+    let started = sb.ps_json(&[])["pi"]["started_ms"].as_u64().unwrap();
     assert!(
         (before.saturating_sub(20)..=after + 20).contains(&started),
         "{started} not in {before}..{after}"
@@ -87,7 +83,7 @@ fn ps_columns_header_and_uptime() {
     target.kill();
     sb.wait_status("pi", "dead", 5 * SEC);
     let o = sb.ps(&["-o", "up", "--no-header"]);
-    let up = String::from_utf8(o.stdout).unwrap();
+    let up = o.utf8_stdout();
     assert!(up.starts_with('-') && up.trim_end().ends_with('s'), "{up}");
 
     for bad in [
@@ -99,7 +95,7 @@ fn ps_columns_header_and_uptime() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
     }
     let o = sb.ps(&["-o", "nope"]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = &o.stderr;
     assert!(
         err.contains("--fields") && err.contains("columns:"),
         "{err}"

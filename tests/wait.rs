@@ -2,13 +2,13 @@
 //! asserted are loose (a second) so that only a polling regression, not a busy machine,
 //! fails them.
 
-mod common;
-
 use std::process::{Command, Stdio};
+
+use rustix::fs::inotify;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -99,19 +99,17 @@ fn times_out_with_124() {
     let target = spawn_sleep();
     let _w = sb.watch_alive(target.pid(), "busy", &[]);
     let t0 = Instant::now();
-    let o = wait_cmd(&sb, &["--timeout", "0.3", "busy"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--timeout", "0.3", "busy"]).finish();
     let took = t0.elapsed();
     assert_eq!(o.status.code(), Some(124));
     assert!(o.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("busy"));
+    assert!(o.stderr.contains("busy"));
     assert!(
         took >= Duration::from_millis(300) && took < 2 * SEC,
         "{took:?}"
     );
 
-    let o = wait_cmd(&sb, &["--timeout", "0", "busy"]).output().unwrap();
+    let o = wait_cmd(&sb, &["--timeout", "0", "busy"]).finish();
     assert_eq!(o.status.code(), Some(124));
 }
 
@@ -209,7 +207,6 @@ fn already_ended_agents_return_at_once() {
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
-        progress: None,
     };
     sb.plant("gone", &r);
     // Says alive, but no target and no watcher: lost.
@@ -219,14 +216,9 @@ fn already_ended_agents_return_at_once() {
         ..r.clone()
     };
     sb.plant("ghost", &lost);
-    let o = wait_cmd(&sb, &["--timeout", "5", "gone", "ghost"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--timeout", "5", "gone", "ghost"]).finish();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "gone dead\nghost lost\n"
-    );
+    assert_eq!(o.stdout, "gone dead\nghost lost\n");
 }
 
 /// The record says alive and its target is gone, but the watcher (this test, holding the
@@ -249,12 +241,11 @@ fn a_death_being_recorded_is_not_called_lost() {
         start_time: Some(1),
         exit: None,
         died_ms: None,
-        watcher_start_time: Some(read_start_time(me)),
+        watcher_start_time: Some(start_time(me).unwrap()),
         boot_id: None,
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
-        progress: None,
     };
     sb.plant("racy", &alive);
     let mut wait = Waiter::start(&sb, &["racy"]);
@@ -293,7 +284,7 @@ fn survives_the_run_dir_being_deleted_and_recreated() {
 #[test]
 fn needs_an_agent() {
     let sb = Sandbox::new();
-    let o = sb.cmd().arg("wait").output().unwrap();
+    let o = sb.pidbeat(&["wait"]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -304,14 +295,53 @@ fn a_watchers_death_is_a_file_event() {
     let sb = Sandbox::new();
     let target = spawn_sleep();
     let mut w = sb.watch_alive(target.pid(), "x", &[]);
-    let mut dw = DirWatch::new(&sb.run_dir()).unwrap();
-    assert!(!dw.wait(Duration::ZERO).unwrap());
+    let dir = DirEvents::new(&sb.run_dir());
+    assert_eq!(dir.read(Duration::ZERO), vec![], "events before the kill");
     w.kill();
-    assert!(dw.wait(5 * SEC).unwrap());
-    assert!(
-        dw.drain(|n| n == ".x.lock").unwrap(),
+    let on_lock = poll_for(5 * SEC, Duration::ZERO, || {
+        dir.read(SEC).into_iter().find(|(n, _)| n == ".x.lock")
+    });
+    assert_eq!(
+        on_lock.map(|(_, what)| what),
+        Some(inotify::ReadFlags::CLOSE_WRITE),
         "no event on the lock"
     );
+}
+
+/// inotify on a run dir, for the events the readers watch.
+struct DirEvents {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl DirEvents {
+    fn new(dir: &std::path::Path) -> DirEvents {
+        use inotify::WatchFlags as W;
+        let fd =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).unwrap();
+        let mask = W::CREATE | W::MOVED_TO | W::MOVED_FROM | W::CLOSE_WRITE | W::DELETE;
+        inotify::add_watch(&fd, dir, mask).unwrap();
+        DirEvents { fd }
+    }
+
+    /// The events (the name in the dir, what happened) that are there within `timeout`.
+    fn read(&self, timeout: Duration) -> Vec<(String, inotify::ReadFlags)> {
+        let mut pfd = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let t = rustix::time::Timespec::try_from(timeout).unwrap();
+        if rustix::event::poll(&mut pfd, Some(&t)).unwrap() == 0 {
+            return vec![];
+        }
+        let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+        let mut events = inotify::Reader::new(&self.fd, &mut buf);
+        let mut got = Vec::new();
+        while let Ok(e) = events.next() {
+            let name = e.file_name().map(|n| n.to_string_lossy().into_owned());
+            got.push((name.unwrap_or_default(), e.events()));
+        }
+        got
+    }
 }
 
 /// The shell sidecar writes no lock: its `watcher_pid` and `watcher_start_time` are the only
@@ -322,7 +352,7 @@ fn lost_when_a_lockless_sidecar_dies() {
     let target = spawn_sleep();
     let mut sidecar = spawn_sleep();
     let ms = now_ms();
-    let start = |pid: i32| read_start_time(pid);
+    let start = |pid: i32| start_time(pid).unwrap();
     let r = Record {
         ts: ms / 1000,
         pid: target.pid(),
@@ -340,14 +370,9 @@ fn lost_when_a_lockless_sidecar_dies() {
         boottime_ms: None,
         pidns: None,
         exit_unknown: None,
-        progress: None,
     };
     sb.plant("sh", &r);
-    let ps_state = || {
-        let o = sb.ps(&["--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v[0]["state"].as_str().unwrap().to_owned()
-    };
+    let ps_state = || sb.ps_json(&[])["sh"]["state"].clone();
     assert_eq!(ps_state(), "alive");
     let mut wait = Waiter::start(&sb, &["sh"]);
     let t0 = Instant::now();
@@ -399,14 +424,10 @@ fn any_and_count_return_early() {
     assert_eq!(two.line(5 * SEC), "c dead signal 9");
     assert_eq!(two.finish(5 * SEC).0, Some(0));
 
-    let o = wait_cmd(&sb, &["--count", "4", "a", "b", "c"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--count", "4", "a", "b", "c"]).finish();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--count"));
-    let o = wait_cmd(&sb, &["--any", "--count", "2", "a", "b"])
-        .output()
-        .unwrap();
+    assert!(o.stderr.contains("--count"));
+    let o = wait_cmd(&sb, &["--any", "--count", "2", "a", "b"]).finish();
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -433,12 +454,10 @@ fn until_alive_waits_for_the_agent_to_come_up() {
     assert_eq!(up.line(5 * SEC), "fresh alive");
     assert_eq!(up.finish(5 * SEC).0, Some(0));
     // Already alive: at once.
-    let o = wait_cmd(&sb, &["--until", "alive", "-t", "5", "svc"])
-        .output()
-        .unwrap();
+    let o = wait_cmd(&sb, &["--until", "alive", "-t", "5", "svc"]).finish();
     assert_eq!(
-        (o.status.code(), o.stdout.as_slice()),
-        (Some(0), &b"svc alive\n"[..])
+        (o.status.code(), o.stdout.as_str()),
+        (Some(0), "svc alive\n")
     );
 }
 
@@ -448,10 +467,8 @@ fn unknown_agents_are_named_or_refused() {
     let target = spawn_sleep();
     let _w = sb.watch_alive(target.pid(), "real", &[]);
     // --exists: refused at once with 4, naming each unknown agent.
-    let o = wait_cmd(&sb, &["--exists", "real", "typo"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = wait_cmd(&sb, &["--exists", "real", "typo"]).finish();
+    let err = &o.stderr;
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(
         err.contains("typo: no record") && !err.contains("real"),
@@ -459,8 +476,8 @@ fn unknown_agents_are_named_or_refused() {
     );
     // Without it, a note after a few seconds, once, and the wait goes on.
     let t0 = Instant::now();
-    let o = wait_cmd(&sb, &["-t", "4.5", "typo"]).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = wait_cmd(&sb, &["-t", "4.5", "typo"]).finish();
+    let err = &o.stderr;
     assert_eq!(o.status.code(), Some(124), "{err}");
     assert!(t0.elapsed() >= Duration::from_millis(4500));
     assert_eq!(err.matches("typo: still no record").count(), 1, "{err}");

@@ -1,11 +1,9 @@
 //! `pidbeat watch` end to end: real targets, real pidfds, temp run dirs.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Waits (up to 5 s) until `agent`'s record has status `status`.
@@ -33,19 +31,8 @@ fn first_alive_record_is_immediate_and_complete() {
         took < Duration::from_millis(100),
         "first record took {took:?}"
     );
-    // Every contract key, in the contract's order (serde_json's Map sorts, so read the text).
     let text = std::fs::read_to_string(sb.record_path("a")).unwrap();
-    let at: Vec<usize> = RECORD_KEYS
-        .iter()
-        .map(|k| {
-            text.find(&format!("\"{k}\":"))
-                .unwrap_or_else(|| panic!("no {k}: {text}"))
-        })
-        .collect();
-    assert!(
-        at.windows(2).all(|w| w[0] < w[1]),
-        "keys out of order: {text}"
-    );
+    assert_contract_keys_in_order(&text);
     assert_eq!(rec["pid"], target.pid());
     assert_eq!(rec["seq"], 1);
     assert_eq!(rec["interval"], 15.0);
@@ -166,9 +153,9 @@ fn second_watcher_for_an_agent_is_refused_naming_the_holder() {
     let target = spawn_sleep();
     let w = sb.watch(target.pid(), "dup", &[]);
     wait_status(&sb, "dup", "alive");
-    let out = sb.watch_cmd(target.pid(), "dup").output().unwrap();
+    let out = sb.watch_cmd(target.pid(), "dup").finish();
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = &out.stderr;
     assert!(err.contains(&format!("pid {}", w.pid())), "{err}");
     // The first watcher is untouched.
     assert_eq!(
@@ -187,12 +174,8 @@ fn refuses_missing_own_and_zombie_pids() {
     wait_gone(zpid, Duration::from_secs(5));
     for backend in ["pidfd", "poll"] {
         for (pid, what) in [(gone_pid, "no process"), (zpid, "already exited")] {
-            let out = sb
-                .watch_cmd(pid, "r")
-                .args(["--backend", backend])
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
+            let out = sb.watch_cmd(pid, "r").args(["--backend", backend]).finish();
+            let err = &out.stderr;
             assert_eq!(out.status.code(), Some(1), "{backend} {pid}: {err}");
             assert!(err.contains(what), "{backend}: {err}");
         }
@@ -206,9 +189,8 @@ fn refuses_missing_own_and_zombie_pids() {
         ])
         .arg(sb.run_dir())
         .env("HOME", sb.home())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+        .finish();
+    let err = &out.stderr;
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("own PID"), "{err}");
     assert!(read_record(&sb.record_path("r")).is_none());

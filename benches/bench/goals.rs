@@ -27,6 +27,8 @@ pub struct Goal {
     /// `value` with what it was computed from, for the table.
     pub measured: String,
     pub met: Option<bool>,
+    /// Whether this run's figure can tell if the goal is met (see [`smoke_run`]).
+    pub judged: bool,
 }
 
 impl Goal {
@@ -40,6 +42,7 @@ impl Goal {
             limit,
             measured: String::new(),
             met: value.map(|v| v <= limit),
+            judged: true,
         }
     }
 
@@ -126,6 +129,23 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             .in_unit("ms", 1),
     );
     g
+}
+
+/// The goals a quick run (`PIDBEAT_BENCH_QUICK`, CI's smoke run on a shared, loaded machine)
+/// can still judge: forks per beat, which are counted, and PSS per added watcher, which is
+/// memory. Its latency, CPU and `ps` figures, from a few rounds under someone else's load,
+/// show that the bench builds and runs, not whether pidbeat meets those goals: they are
+/// shown, not judged (`met` is null).
+pub fn smoke_run(goals: &mut [Goal]) {
+    const JUDGED: [&str; 3] = [
+        "pidfd_forks_per_beat",
+        "poll_forks_per_beat",
+        "pss_per_added_watcher",
+    ];
+    for g in goals.iter_mut().filter(|g| !JUDGED.contains(&g.id)) {
+        g.judged = false;
+        g.met = None;
+    }
 }
 
 /// CPU per beat of a pidbeat backend at most `CPU_VS_FLOOR` times the floor's.

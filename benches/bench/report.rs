@@ -252,12 +252,23 @@ fn ratios(s: &mut String, r: &Results) {
 
 fn goals_table(s: &mut String, goals: &[Goal]) {
     let _ = writeln!(s, "### Goals\n");
+    if goals.iter().any(|g| !g.judged) {
+        let _ = writeln!(
+            s,
+            "**Quick mode is a smoke run, not a goal check.** Its few rounds, on a machine \
+             that may be running other work, show that the bench builds and runs. Only the \
+             goals no load changes (forks per beat, PSS per added watcher) are judged; run \
+             `cargo bench` without `PIDBEAT_BENCH_QUICK` on a quiet machine to check the \
+             others.\n"
+        );
+    }
     head(s, "goal | target | measured | met", "|---|---|---|---|");
     for g in goals {
-        let met = match g.met {
-            Some(true) => "yes",
-            Some(false) => "**NO**",
-            None => "not measured",
+        let met = match (g.judged, g.met) {
+            (false, _) => "not judged (smoke run)",
+            (true, Some(true)) => "yes",
+            (true, Some(false)) => "**NO**",
+            (true, None) => "not measured",
         };
         row(
             s,
@@ -293,7 +304,8 @@ fn number(v: f64) -> serde_json::Value {
 }
 
 /// Every entry as `{contender, metric, value, unit}`, then every goal as an entry of the
-/// contender `goal` that adds its `target`, `limit` and `met` (`null`: not measured).
+/// contender `goal` that adds its `target`, `limit`, `met` (`null`: not measured, or not
+/// judged) and `judged` (false: a quick run's figure, shown but not judged).
 pub fn write_json(r: &Results, goals: &[Goal]) -> io::Result<PathBuf> {
     let dir = Path::new(PIDBEAT)
         .parent()
@@ -320,6 +332,7 @@ pub fn write_json(r: &Results, goals: &[Goal]) -> io::Result<PathBuf> {
             "limit": number(g.limit),
             "measured": g.measured,
             "met": g.met,
+            "judged": g.judged,
         })
     });
     let arr: Vec<serde_json::Value> = entries.chain(goals).collect();

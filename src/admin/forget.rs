@@ -4,11 +4,12 @@
 //! 1); one with nothing to remove is reported (exit 4). Each agent is done under its lock
 //! (`remove.rs`), so a watcher starting at the same moment is never undone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::remove::{Filter, Removed, remove};
 use crate::exitcode::{ExitCode, Result, runtime};
 use crate::reader::State;
+use crate::rundir;
 
 #[derive(Debug)]
 pub struct ForgetConfig {
@@ -35,13 +36,32 @@ pub fn command(config: ForgetConfig) -> Result<ExitCode> {
                     code = ExitCode::NoRecord;
                 }
             }
-            Removed::Skipped(why) | Removed::Busy(why) => {
+            Removed::Skipped(why) => {
+                eprintln!(
+                    "pidbeat: forget: {agent}: refused: {why}{}",
+                    holder(dir, agent)
+                );
+                code = ExitCode::Failure;
+            }
+            Removed::Busy(why) => {
                 eprintln!("pidbeat: forget: {agent}: refused: {why}");
                 code = ExitCode::Failure;
             }
         }
     }
     Ok(code)
+}
+
+/// Who keeps a refused agent alive, as a second `watch` names it: `; watched by pid N (lock
+/// PATH)` while a watcher holds the agent's lock, else nothing.
+fn holder(dir: &Path, agent: &str) -> String {
+    let lock = dir.join(rundir::lock_name(agent));
+    match rundir::lock_holder(&lock) {
+        Some(pid) if rundir::lock_held(dir, agent) == Some(true) => {
+            format!("; watched by pid {pid} (lock {})", lock.display())
+        }
+        _ => String::new(),
+    }
 }
 
 /// The state shown for a removed agent (`files` when only other files of it were left).

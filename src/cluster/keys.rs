@@ -2,9 +2,10 @@
 //!
 //! - `/pidbeat/<host>/<agent>`: the agent's verdict, as `ps --json` shows it plus `host`.
 //!   Written by that host's bridge only when the verdict changes; carries no lease.
-//! - `/pidbeat/<host>/.bridge`: the host's presence. Carries the host's lease, so it vanishes
-//!   when the bridge, the host or its network has been gone for a TTL. Agent names never start
-//!   with `.`, so this key cannot collide with an agent's.
+//! - `/pidbeat/<host>/.bridge`: the host's presence and owner. Names the bridge that holds the
+//!   host (see `publish::claim`) and carries its lease, so it vanishes when the bridge, the
+//!   host or its network has been gone for a TTL. Agent names never start with `.`, so this
+//!   key cannot collide with an agent's.
 //!
 //! Host names follow the agent-name rule (no `/`), so a key splits back unambiguously.
 

@@ -12,7 +12,6 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
@@ -152,11 +151,6 @@ impl DirWatch {
         }
         Ok(changed)
     }
-
-    /// Blocks up to `timeout` for events, for callers without an event loop.
-    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        crate::eventloop::readable_within(&self.fd, timeout)
-    }
 }
 
 impl AsRawFd for DirWatch {
@@ -167,7 +161,16 @@ impl AsRawFd for DirWatch {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    impl DirWatch {
+        /// Blocks up to `timeout` for events: the tests have no event loop.
+        fn wait(&self, timeout: Duration) -> io::Result<bool> {
+            crate::eventloop::readable_within(&self.fd, timeout)
+        }
+    }
 
     #[test]
     fn follows_a_dir_that_appears_and_goes() {

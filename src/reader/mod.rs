@@ -14,7 +14,7 @@
 
 pub mod activity;
 pub(crate) mod batch;
-pub mod dirwatch;
+mod dirwatch;
 pub(crate) mod file;
 pub(crate) mod follow;
 mod pins;

@@ -169,11 +169,6 @@ impl AgentLock {
             Err(Refused::Io(e)) => Err(e.into()),
         }
     }
-
-    /// The held fd, for tests that stand in for a watcher.
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
-    }
 }
 
 fn held(agent: &str, holder: Option<i32>, path: &Path) -> crate::exitcode::Error {

@@ -21,12 +21,12 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 mod death;
 mod detach;
 mod history;
-pub mod lock;
+mod lock;
 mod notify;
 mod oom;
 pub mod run;
 mod sample;
-pub mod store;
+mod store;
 mod target;
 
 pub use target::BackendPref;

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use etcd_gateway::{Client, Config, Error, EventKind, Tls};
 
-use crate::etcd_fixture::{Cluster, MEMBERS};
-use crate::{require_etcd, serial};
+use super::etcd_fixture::{Cluster, MEMBERS};
+use super::serial;
+use crate::common::Finish;
+use crate::require_etcd;
 
 pub fn client(c: &Cluster, first: usize, timeout: Duration) -> Client {
     Client::new(&Config {
@@ -266,7 +268,7 @@ fn a_watch_from_compacted_history_says_so() {
     let r1 = cl.put(b"/pidbeat/h1/a", b"1", 0).unwrap();
     let r2 = cl.put(b"/pidbeat/h1/a", b"2", 0).unwrap();
     let o = c.etcdctl(&["compact", &r2.to_string()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", &o.stderr);
     let end = etcd_gateway::prefix_end(b"/pidbeat/");
     // etcd creates the watch, then cancels it with the compaction revision.
     let err = match cl.watch(b"/pidbeat/", &end, r1) {
@@ -282,8 +284,8 @@ fn ctl(c: &Cluster, args: &[&str]) {
     assert!(
         o.status.success(),
         "etcdctl {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        &o.stdout,
+        &o.stderr
     );
 }
 
@@ -410,7 +412,7 @@ fn a_host_role_cannot_write_another_hosts_prefix() {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
-fn make_certs(dir: &std::path::Path) {
+pub fn make_certs(dir: &std::path::Path) {
     let script = r#"
 set -e
 ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
@@ -426,18 +428,16 @@ openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out c
         .arg("-c")
         .arg(script)
         .current_dir(dir)
-        .output()
-        .expect("bash");
-    assert!(
-        o.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .finish();
+    assert!(o.status.success(), "openssl: {}", &o.stderr);
 }
 
 #[test]
 fn tls_with_client_certificates() {
     require_etcd!();
+    if !crate::common::have("openssl", "openssl") {
+        return;
+    }
     let _s = serial();
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
@@ -505,10 +505,10 @@ fn tls_with_client_certificates() {
         for (flag, file) in ["--cacert", "--cert", "--key"].iter().zip(extra) {
             cmd.arg(flag).arg(file);
         }
-        cmd.output().unwrap()
+        cmd.finish()
     };
     let o = ps(&[&p("ca.pem"), &p("client.pem"), &p("client.key")]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", &o.stderr);
     let o = ps(&[&p("ca.pem")]);
     assert_eq!(o.status.code(), Some(1), "no client certificate");
     // Half a key pair is a usage mistake, said before any connection.

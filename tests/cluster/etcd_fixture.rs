@@ -4,16 +4,18 @@
 //! or partitioned member), `restart`, and `leader`. Drop SIGKILLs and reaps every member by
 //! PID, so nothing outlives a failing test.
 //!
-//! etcd missing: with `PIDBEAT_REQUIRE_ETCD=1` (CI) that is a failure; otherwise the test is
-//! skipped with a loud message on stderr, never silently.
+//! etcd missing: the test is skipped by the one skip policy (`common::skip`), a failure where
+//! tools are required.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_gateway::{Tls, http_agent};
-use rustix::process::{Pid, Signal};
+use rustix::process::Signal;
+
+use crate::common::{Finish, Guard, Out, have, signal};
 
 pub const MEMBERS: usize = 3;
 
@@ -21,7 +23,7 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
-    child: Option<Child>,
+    etcd: Option<Guard>,
 }
 
 pub struct Cluster {
@@ -37,41 +39,16 @@ pub struct Cluster {
     probe: ureq::Agent,
 }
 
-/// `etcd` on PATH? If not: panic under `PIDBEAT_REQUIRE_ETCD=1`, else say so loudly and let
-/// the caller skip.
+/// `etcd` and `etcdctl` on PATH? If not, the caller skips (`common::skip`).
 pub fn etcd_available() -> bool {
-    let found = Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new("etcdctl")
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("PIDBEAT_REQUIRE_ETCD").is_ok_and(|v| v == "1") {
-        panic!(
-            "etcd/etcdctl not found on PATH and PIDBEAT_REQUIRE_ETCD=1: install etcd-server and etcd-client"
-        );
-    }
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: etcd/etcdctl not found on PATH; the multi-host tests did not run. \
-         Install Debian's etcd-server and etcd-client (CI sets PIDBEAT_REQUIRE_ETCD=1 to fail instead) !!!!!!!!\n"
-    );
-    false
+    have("etcd", "etcd-server") && have("etcdctl", "etcd-client")
 }
 
 /// Skips the calling test (returning from it) when etcd is missing, per `etcd_available`.
 #[macro_export]
 macro_rules! require_etcd {
     () => {
-        if !$crate::etcd_fixture::etcd_available() {
+        if !$crate::cluster::etcd_fixture::etcd_available() {
             return;
         }
     };
@@ -127,7 +104,7 @@ impl Cluster {
                 name: format!("m{i}"),
                 client_port: ports[2 * i],
                 peer_port: ports[2 * i + 1],
-                child: None,
+                etcd: None,
             })
             .collect();
         let initial = members
@@ -145,7 +122,7 @@ impl Cluster {
             probe,
         };
         for i in 0..MEMBERS {
-            c.spawn(i, "new");
+            c.start_member(i, "new");
         }
         c.wait_healthy(Duration::from_secs(20));
         c
@@ -155,7 +132,7 @@ impl Cluster {
         self.dir.path().to_owned()
     }
 
-    fn spawn(&mut self, i: usize, state: &str) {
+    fn start_member(&mut self, i: usize, state: &str) {
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
         let log = std::fs::OpenOptions::new()
@@ -165,33 +142,33 @@ impl Cluster {
             .unwrap();
         let client = format!("{}://127.0.0.1:{}", self.scheme, m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new("etcd")
-            .args(["--name", &m.name])
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &self.initial])
-            .args(["--initial-cluster-token", &self.token])
-            .args(["--initial-cluster-state", state])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn etcd");
-        self.members[i].child = Some(child);
+        let etcd = Guard::spawn(
+            Command::new("etcd")
+                .args(["--name", &m.name])
+                .arg("--data-dir")
+                .arg(&data)
+                .args([
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
+                .args(["--initial-cluster", &self.initial])
+                .args(["--initial-cluster-token", &self.token])
+                .args(["--initial-cluster-state", state])
+                .args(["--logger", "zap", "--log-level", "warn"])
+                .args(&self.extra)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        );
+        self.members[i].etcd = Some(etcd);
     }
 
     /// Client URL of member `i`.
@@ -211,7 +188,7 @@ impl Cluster {
     }
 
     pub fn pid(&self, i: usize) -> Option<i32> {
-        self.members[i].child.as_ref().map(|c| c.id() as i32)
+        self.members[i].etcd.as_ref().map(Guard::pid)
     }
 
     pub fn pids(&self) -> Vec<i32> {
@@ -219,15 +196,13 @@ impl Cluster {
     }
 
     fn signal(&self, i: usize, sig: Signal) {
-        let pid = Pid::from_raw(self.pid(i).expect("member running")).unwrap();
-        rustix::process::kill_process(pid, sig).unwrap();
+        crate::common::send_signal(self.pid(i).expect("member running"), sig);
     }
 
     /// SIGKILL member `i` and reap it.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.members[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut etcd) = self.members[i].etcd.take() {
+            etcd.kill();
         }
     }
 
@@ -244,7 +219,7 @@ impl Cluster {
     /// Starts a killed member again on its data dir.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
-        self.spawn(i, "existing");
+        self.start_member(i, "existing");
     }
 
     /// `/health` of member `i` says true (it has a leader and can serve).
@@ -261,7 +236,7 @@ impl Cluster {
     pub fn wait_healthy(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         for i in 0..MEMBERS {
-            if self.members[i].child.is_none() {
+            if self.members[i].etcd.is_none() {
                 continue;
             }
             while !self.healthy(i) {
@@ -316,20 +291,19 @@ impl Cluster {
         }
     }
 
-    /// `etcdctl` against the cluster, with its output.
-    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+    /// `etcdctl` against the cluster, run to completion.
+    pub fn etcdctl(&self, args: &[&str]) -> Out {
         Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.urls_from(0)))
             .args(args)
-            .output()
-            .expect("run etcdctl")
+            .finish()
     }
 
     /// The store's current revision.
     pub fn revision(&self) -> i64 {
         let o = self.etcdctl(&["endpoint", "status", "-w", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("endpoint status json");
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("endpoint status json");
         v.as_array()
             .unwrap()
             .iter()
@@ -344,7 +318,7 @@ impl Drop for Cluster {
         for i in 0..MEMBERS {
             if let Some(pid) = self.pid(i) {
                 // A stopped member dies of SIGKILL too; CONT first only makes its exit tidier.
-                let _ = rustix::process::kill_process(Pid::from_raw(pid).unwrap(), Signal::CONT);
+                signal(pid, Signal::CONT);
             }
             self.kill(i);
         }

@@ -1,18 +1,19 @@
-//! The multi-host contract under faults, with its numbers (issue 14, "Must show"): remote
+//! The multi-host contract under faults, with its numbers: remote
 //! death latency, a SIGKILLed bridge, a SIGKILLed leader, a SIGSTOPped member, lost quorum,
 //! and the cost (no etcd write per beat, the bridge's memory).
 //!
-//! Each test prints what it measured on stderr (`cargo test --test cluster -- --nocapture`).
+//! Each test prints what it measured on stderr (`cargo test --test integration -- cluster:: --nocapture`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::etcd_fixture::{Cluster, MEMBERS};
+use super::hosts::*;
+use super::serial;
 use crate::common::*;
-use crate::etcd_fixture::{Cluster, MEMBERS};
-use crate::hosts::*;
-use crate::{require_etcd, serial};
+use crate::require_etcd;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -457,7 +458,7 @@ fn publish_with_1000_agents_stays_under_8_mib() {
     // holds per agent is the same object whatever the state).
     let me = std::process::id() as i32;
     for k in 0..1000 {
-        let ms = pidbeat::testing::now_ms();
+        let ms = now_ms();
         let line = format!(
             r#"{{"ts":{},"pid":{me},"status":"dead","ts_ms":{ms},"seq":7,"interval":15.0,"backend":"pidfd","watcher_pid":{me},"start_time":1,"exit":{{"code":{},"signal":null,"core":false}},"died_ms":{ms},"watcher_start_time":1}}"#,
             ms / 1000,
@@ -466,7 +467,7 @@ fn publish_with_1000_agents_stays_under_8_mib() {
         std::fs::write(h.sb.record_path(&format!("agent-{k:04}")), line + "\n").unwrap();
     }
     h.publish(&c.urls_from(0), 10);
-    let mut cl = crate::client::client(&c, 1, SEC);
+    let mut cl = super::client::client(&c, 1, SEC);
     let prefix = String::from("/pidbeat/h1/");
     let end = etcd_gateway::prefix_end(prefix.as_bytes());
     let t = Instant::now();

@@ -123,15 +123,11 @@ pub fn ps_etcd(sb: &Sandbox, urls: &str) -> BTreeMap<String, Value> {
 
 /// `ps_etcd`, or its stderr when it fails (etcd unavailable).
 pub fn try_ps_etcd(sb: &Sandbox, urls: &str) -> Result<BTreeMap<String, Value>, String> {
-    let o = sb
-        .cmd()
-        .args(["ps", "--etcd", urls, "--json"])
-        .output()
-        .expect("run ps --etcd");
+    let o = sb.cmd().args(["ps", "--etcd", urls, "--json"]).finish();
     if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        return Err(o.stderr);
     }
-    let v: Value = serde_json::from_slice(&o.stdout).expect("ps --etcd --json is JSON");
+    let v: Value = serde_json::from_str(&o.stdout).expect("ps --etcd --json is JSON");
     Ok(v.as_array()
         .unwrap()
         .iter()
@@ -188,11 +184,14 @@ pub struct Reader {
 
 impl Reader {
     pub fn spawn(sb: &Sandbox, args: &[&str], name: &str) -> Reader {
+        Reader::spawn_cmd(sb, sb.cmd().args(args), name)
+    }
+
+    /// `spawn` of a command built by the caller (a reader inside a lab namespace).
+    pub fn spawn_cmd(sb: &Sandbox, cmd: &mut Command, name: &str) -> Reader {
         let err = sb.path(&format!("{name}.stderr"));
         let mut g = Guard::spawn(
-            sb.cmd()
-                .args(args)
-                .stdin(Stdio::null())
+            cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(std::fs::File::create(&err).unwrap()),
         );

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::client::client;
+use super::client::client;
+use super::etcd_fixture::Cluster;
+use super::hosts::*;
+use super::keys;
+use super::serial;
 use crate::common::*;
-use crate::etcd_fixture::Cluster;
-use crate::hosts::*;
-use crate::keys;
-use crate::{require_etcd, serial};
+use crate::require_etcd;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -29,7 +30,7 @@ fn publishes_verdicts_and_readers_see_them() {
     h.add_agent("pi", "1");
     h.add_agent("codex", "1");
     // A death recorded before the bridge started (planted as a watcher writes it).
-    let ms = pidbeat::testing::now_ms();
+    let ms = now_ms();
     let done = format!(
         r#"{{"ts":{},"pid":1234,"status":"dead","ts_ms":{ms},"seq":3,"interval":15.0,"backend":"pidfd","start_time":1,"exit":{{"code":3,"signal":null,"core":false}},"died_ms":{ms}}}"#,
         ms / 1000
@@ -100,8 +101,8 @@ fn publishes_verdicts_and_readers_see_them() {
     serde_json::from_str::<Value>(&raw).expect("the value is JSON");
 
     // The table and Prometheus read the same view.
-    let o = h.sb.cmd().args(["ps", "--etcd", &urls]).output().unwrap();
-    let table = String::from_utf8(o.stdout).unwrap();
+    let o = h.sb.cmd().args(["ps", "--etcd", &urls]).finish();
+    let table = o.utf8_stdout().to_owned();
     assert!(table.starts_with("AGENT"), "{table}");
     assert!(
         table
@@ -109,12 +110,8 @@ fn publishes_verdicts_and_readers_see_them() {
             .any(|l| l.starts_with("h1/done") && l.contains("dead") && l.contains("code 3")),
         "{table}"
     );
-    let o =
-        h.sb.cmd()
-            .args(["ps", "--etcd", &urls, "--prom"])
-            .output()
-            .unwrap();
-    let prom = String::from_utf8(o.stdout).unwrap();
+    let o = h.sb.cmd().args(["ps", "--etcd", &urls, "--prom"]).finish();
+    let prom = o.utf8_stdout().to_owned();
     assert!(
         prom.contains(r#"pidbeat_agent_state{agent="h1/pi",state="unreachable"} 0"#),
         "{prom}"
@@ -123,10 +120,9 @@ fn publishes_verdicts_and_readers_see_them() {
     let o =
         h.sb.cmd()
             .args(["ps", "--etcd", &urls, "h1/pi", "h9/x"])
-            .output()
-            .unwrap();
+            .finish();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("h9/x: no key in etcd"));
+    assert!(o.stderr.contains("h9/x: no key in etcd"));
 
     // A death reaches wait --etcd; a removed record removes the key.
     let w = Reader::spawn(
@@ -149,9 +145,8 @@ fn publishes_verdicts_and_readers_see_them() {
             .args(["forget", "--run-dir"])
             .arg(h.sb.run_dir())
             .arg("pi")
-            .output()
-            .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            .finish();
+    assert!(o.status.success(), "{}", &o.stderr);
     std::fs::remove_file(h.sb.record_path("codex")).unwrap();
     poll_ps_etcd(&h.sb, &urls, 5 * SEC, "pi and codex removed", |v| {
         !v.contains_key("h1/codex") && !v.contains_key("h1/pi")
@@ -183,7 +178,7 @@ fn publishes_verdicts_and_readers_see_them() {
 #[test]
 fn the_command_line_refuses_what_it_cannot_do() {
     let sb = Sandbox::new();
-    let run = |args: &[&str]| sb.cmd().args(args).output().unwrap();
+    let run = |args: &[&str]| sb.cmd().args(args).finish();
     for (args, says) in [
         (&["ps", "h1/pi"][..], "add --etcd"),
         (&["ps", "--etcd", "http://127.0.0.1:1", "pi"], "HOST/AGENT"),
@@ -208,14 +203,14 @@ fn the_command_line_refuses_what_it_cannot_do() {
         (&["ps", "--cert", "c.pem"], "--etcd"),
     ] {
         let o = run(args);
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = &o.stderr;
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
     // No member answers: a runtime error naming what failed.
     let o = run(&["ps", "--etcd", "http://127.0.0.1:1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the fleet from etcd"));
+    assert!(o.stderr.contains("cannot read the fleet from etcd"));
 }
 
 #[test]
@@ -223,7 +218,7 @@ fn per_host_credentials_from_a_file_or_the_environment() {
     require_etcd!();
     let _s = serial();
     let c = Cluster::start();
-    crate::client::enable_per_host_auth(&c, &["h1", "h2"]);
+    super::client::enable_per_host_auth(&c, &["h1", "h2"]);
     let urls = c.urls_from(0);
     let mut h = Host::new("h1");
     h.add_agent("pi", "1");
@@ -242,17 +237,14 @@ fn per_host_credentials_from_a_file_or_the_environment() {
         h.sb.cmd()
             .env("PIDBEAT_ETCD_PASSWORD", env_pw)
             .args(["ps", "--etcd", &urls, "--json", "--user", "reader"])
-            .output()
-            .unwrap()
+            .finish()
     };
     poll(
         5 * SEC,
         Duration::from_millis(50),
         || {
             let o = ps("pw-reader");
-            (o.status.success()
-                && String::from_utf8_lossy(&o.stdout).contains(r#""state":"alive""#))
-            .then_some(())
+            (o.status.success() && o.stdout.contains(r#""state":"alive""#)).then_some(())
         },
         || {
             format!(
@@ -263,11 +255,7 @@ fn per_host_credentials_from_a_file_or_the_environment() {
     );
     let o = ps("wrong");
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("authentication failed"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.stderr.contains("authentication failed"), "{}", &o.stderr);
 
     // h1's credentials cannot publish as h2: refused at once, exit 1, saying why.
     let h2 = Host::new("h2");
@@ -275,10 +263,9 @@ fn per_host_credentials_from_a_file_or_the_environment() {
         .publish_cmd(&urls, 3)
         .args(["--user", "h1", "--password-file"])
         .arg(&pw)
-        .output()
-        .unwrap();
+        .finish();
     assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = &o.stderr;
     assert!(
         err.contains("permission denied") && err.contains("/pidbeat/h2/"),
         "{err}"
@@ -290,13 +277,15 @@ fn a_bridge_started_while_etcd_is_down_publishes_once_it_is_back() {
     require_etcd!();
     let _s = serial();
     let c = Cluster::start();
-    for i in 0..crate::etcd_fixture::MEMBERS {
+    for i in 0..super::etcd_fixture::MEMBERS {
         c.stop(i);
     }
     let mut h = Host::new("h1");
     h.add_agent("pi", "1");
     h.publish(&c.urls_from(0), 3);
-    std::thread::sleep(3 * SEC);
+    // Before it has measured the link, the bridge gives each member 1 s: its first request
+    // has failed on all three after 3 s.
+    std::thread::sleep(4 * SEC);
     assert!(
         h.bridge
             .as_mut()
@@ -308,7 +297,7 @@ fn a_bridge_started_while_etcd_is_down_publishes_once_it_is_back() {
         "the bridge gave up"
     );
     h.kill9("pi");
-    for i in 0..crate::etcd_fixture::MEMBERS {
+    for i in 0..super::etcd_fixture::MEMBERS {
         c.cont(i);
     }
     let (v, _) = poll_ps_etcd(
@@ -346,7 +335,7 @@ fn a_lost_lease_is_replaced_and_every_key_put_again() {
     let bridge_key = keys::bridge_key("h1");
     let lease = cl.range(bridge_key.as_bytes(), None, 0).unwrap().kvs[0].lease;
     let o = c.etcdctl(&["lease", "revoke", &format!("{lease:x}")]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", &o.stderr);
     cl.delete(keys::agent_key("h1", "codex").as_bytes(), None)
         .unwrap();
     let revoked = std::time::Instant::now();
@@ -370,7 +359,7 @@ fn a_reader_whose_history_was_compacted_reads_everything_again() {
     require_etcd!();
     let _s = serial();
     let c = Cluster::start();
-    let follower = (c.wait_leader(5 * SEC) + 1) % crate::etcd_fixture::MEMBERS;
+    let follower = (c.wait_leader(5 * SEC) + 1) % super::etcd_fixture::MEMBERS;
     let mut h = Host::new("h1");
     h.add_agent("pi", "1");
     h.add_agent("codex", "1");
@@ -403,7 +392,7 @@ fn a_reader_whose_history_was_compacted_reads_everything_again() {
     cl.put(b"/elsewhere", b"x", 0).unwrap();
     let rev = cl.put(b"/elsewhere", b"y", 0).unwrap();
     let o = c.etcdctl(&["compact", &rev.to_string()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", &o.stderr);
     let (_, frame) = poll(
         10 * SEC,
         Duration::from_millis(10),

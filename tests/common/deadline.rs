@@ -1,5 +1,7 @@
 //! Deadlines: the one poll loop every `wait_*` helper is built on, and the one way to run a
-//! command to completion with a deadline.
+//! command to completion with a deadline (`run_with_deadline`, or `finish` for the usual
+//! one). Every other child a test starts is a `Guard`'s, which kills it when the test ends;
+//! `harness::every_child_runs_under_a_deadline` keeps it so.
 
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
@@ -50,7 +52,10 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 #[derive(Debug)]
 pub struct Out {
     pub status: ExitStatus,
+    /// Its stdout as text (invalid UTF-8 replaced; `utf8_stdout` refuses it).
     pub stdout: String,
+    /// Its stdout as it was written.
+    pub raw_stdout: Vec<u8>,
     pub stderr: String,
     /// From the spawn until it had exited and both pipes had reached EOF: what a caller of
     /// `out=$(cmd)` waits.
@@ -60,6 +65,28 @@ pub struct Out {
 impl Out {
     pub fn code(&self) -> Option<i32> {
         self.status.code()
+    }
+
+    /// Its stdout, panicking unless it was valid UTF-8.
+    pub fn utf8_stdout(&self) -> &str {
+        std::str::from_utf8(&self.raw_stdout)
+            .unwrap_or_else(|e| panic!("stdout is not UTF-8 ({e}): {:?}", self.stdout))
+    }
+}
+
+/// How long a command run by `finish` may take: far beyond any command a test runs to
+/// completion, so only a hang reaches it.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `run_with_deadline` with the usual `DEADLINE`, as a method of a command built in place
+/// (`sb.cmd().args(…).finish()`).
+pub trait Finish {
+    fn finish(&mut self) -> Out;
+}
+
+impl Finish for Command {
+    fn finish(&mut self) -> Out {
+        run_within(self, DEADLINE)
     }
 }
 
@@ -75,11 +102,15 @@ const EOF_GRACE: Duration = Duration::from_secs(5);
 /// has exited, so a detached process that inherited it instead of opening /dev/null shows up
 /// in `/proc/PID/fd/0`.
 pub fn run_with_deadline(mut cmd: Command, timeout: Duration) -> Out {
+    run_within(&mut cmd, timeout)
+}
+
+fn run_within(cmd: &mut Command, timeout: Duration) -> Out {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut g = Guard::spawn(&mut cmd);
+    let mut g = Guard::spawn(cmd);
     let stdin = g.child().stdin.take();
     let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>();
     let pipes: Vec<Box<dyn Read + Send>> = vec![
@@ -107,11 +138,12 @@ pub fn run_with_deadline(mut cmd: Command, timeout: Duration) -> Out {
         out[i] = buf;
     }
     let elapsed = start.elapsed();
-    let [stdout, stderr] = out.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let [raw_stdout, raw_stderr] = out;
     Out {
         status,
-        stdout,
-        stderr,
+        stdout: String::from_utf8_lossy(&raw_stdout).into_owned(),
+        raw_stdout,
+        stderr: String::from_utf8_lossy(&raw_stderr).into_owned(),
         elapsed,
     }
 }

@@ -2,32 +2,38 @@
 //! kill and reap everything a test starts (so nothing outlives a failing assertion), and a
 //! leak check.
 //!
+//! - `alone`: the one lock that lets a latency-bound test have the machine to itself
 //! - `sandbox`: the `Sandbox` (temp dir, private HOME, run dir, pidbeat commands, leak check)
 //! - `proc`: the `Guard`, spawners, signals, reaping
 //! - `procfs`: what /proc says about a process
-//! - `deadline`: the poll loop and `run_with_deadline`
-//! - `record`: records and `ps --json` as text
-//! - `internals`: the only uses of pidbeat's library API
+//! - `deadline`: the poll loop, and `run_with_deadline` / `finish()`, the one way to run a
+//!   command to completion
+//! - `record`: records, `ps --json` and `ps --prom` as text
+//! - `plant`: records and locks made as a watcher makes them, from the contract alone
 //! - `mountns`: a private mount namespace with a small tmpfs, for run-dir faults
+//! - `skip`: the one skip policy (a failure where tools are required, else loud and counted)
 //! - `tmux`: a real tmux server on a private socket dir, for the launcher
-#![allow(dead_code, unused_imports)]
 
+mod alone;
 mod deadline;
-mod internals;
 mod mountns;
+mod plant;
 mod proc;
 mod procfs;
 mod record;
 mod sandbox;
+mod skip;
 pub mod tmux;
 
+pub use alone::*;
 pub use deadline::*;
-pub use internals::*;
 pub use mountns::*;
+pub use plant::*;
 pub use proc::*;
 pub use procfs::*;
 pub use record::*;
 pub use sandbox::*;
+pub use skip::*;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -36,11 +42,6 @@ use std::sync::mpsc;
 pub use rustix::process::Signal;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pidbeat");
-
-/// Says that `test` passes without running, and why (a kernel or sandbox feature is missing).
-pub fn skip(test: &str, reason: &str) {
-    eprintln!("SKIP {test}: {reason}");
-}
 
 /// Delivers the lines of `r` (a child's stdout) through a channel as they come, from a
 /// thread that ends at EOF or once the receiver is gone.

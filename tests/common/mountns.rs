@@ -1,12 +1,12 @@
 //! Run-dir faults: a private mount namespace with a size-limited tmpfs, for a full disk and
 //! read-only mounts that touch nothing outside the test.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{BIN, Guard, Out, Sandbox, run_with_deadline};
+use super::{BIN, Guard, Out, Sandbox, line_channel, run_with_deadline};
 
 /// A private mount namespace held open by a sleeping process, with a size-limited tmpfs
 /// at `<sandbox>/mnt`. Its files are reachable from the test through /proc/HOLDER/root.
@@ -33,10 +33,9 @@ impl MountNs {
                 .stderr(Stdio::piped()),
         )
         .map_err(|e| format!("cannot run unshare: {e}"))?;
-        let mut line = String::new();
         let out = holder.child().stdout.take().unwrap();
-        let _ = BufReader::new(out).read_line(&mut line);
-        if line.trim() != "ready" {
+        let line = line_channel(out).recv_timeout(Duration::from_secs(10));
+        if line.as_deref().map(str::trim) != Ok("ready") {
             let st = holder.kill();
             let mut err = String::new();
             let _ = holder

@@ -1,7 +1,6 @@
 //! Processes a test starts: the one `Guard` that kills and reaps them, the spawners, signals
 //! and reaping.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitOptions};
 
-use super::{poll, poll_for, skip, wait_until};
+use super::{Finish, have, line_channel, poll, poll_for, skip, wait_until};
 
 const TICK: Duration = Duration::from_millis(5);
 
@@ -228,9 +227,10 @@ pub fn spawn_exit_on_eof(code: i32) -> Guard {
 
 /// The PID of a process that existed and is gone (exited and reaped).
 pub fn exited_pid() -> i32 {
-    let mut g = spawn_target(&["true"]);
-    g.child().wait().unwrap();
-    g.pid()
+    let g = spawn_target(&["true"]);
+    let pid = g.pid();
+    g.reap_within(Duration::from_secs(5));
+    pid
 }
 
 /// A parent that never reaps: `sh` starts `child` (a shell command) in the background, writes
@@ -281,22 +281,23 @@ pub fn unshare_pid_ns_works(flags: &[&str]) -> bool {
         .args(["--pid", "--fork", "--mount-proc"])
         .args(flags)
         .arg("true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .finish()
+        .status
+        .success()
 }
 
-/// Whether python3 with ctypes and threading runs here; if not, says that `test` skips.
-pub fn python3(test: &str) -> bool {
+/// Whether python3 with ctypes and threading runs here; if not, `skip`s.
+pub fn python3() -> bool {
+    if !have("python3", "python3") {
+        return false;
+    }
     let ok = Command::new("python3")
         .args(["-c", "import ctypes, threading"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+        .finish()
+        .status
+        .success();
     if !ok {
-        skip(test, "python3 with ctypes is not available");
+        skip("python3 with ctypes is not available");
     }
     ok
 }
@@ -312,10 +313,9 @@ pub fn spawn_python(code: &str) -> (Guard, i32, ChildStdin) {
             .stderr(Stdio::null()),
     );
     let stdin = g.child().stdin.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(g.child().stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = line_channel(g.child().stdout.take().unwrap())
+        .recv_timeout(Duration::from_secs(10))
+        .expect("python3 printed its PID");
     let pid: i32 = line.trim().parse().expect("python pid");
     assert_eq!(pid, g.pid(), "python3 forked instead of exec'ing (a shim?)");
     (g, pid, stdin)

@@ -1,12 +1,14 @@
-//! Records as a reader outside pidbeat sees them: JSON text in a file, and `ps --json`.
+//! Records as a reader outside pidbeat sees them: JSON text in a file, `ps --json`, and
+//! `ps --prom`'s exposition.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::poll;
+use super::{Sandbox, poll, run_with_deadline};
 
 /// The keys of a record, in the order the record contract fixes.
 pub const RECORD_KEYS: [&str; 15] = [
@@ -26,6 +28,19 @@ pub const RECORD_KEYS: [&str; 15] = [
     "boottime_ms",
     "pidns",
 ];
+
+/// Asserts that the record `text` has every contract key, in the contract's order (serde_json's
+/// `Value` sorts its keys, so this reads the text).
+pub fn assert_contract_keys_in_order(text: &str) {
+    let at: Vec<usize> = RECORD_KEYS
+        .iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("no {k}: {text}"))
+        })
+        .collect();
+    assert!(at.is_sorted(), "keys out of order: {text}");
+}
 
 /// Reads and parses a record; `None` if it is missing. Panics on a partial record, which
 /// atomic replacement must make impossible.
@@ -79,6 +94,59 @@ pub fn status_is(v: &Value, s: &str) -> bool {
 /// The record's `seq`, panicking if it has none.
 pub fn seq(v: &Value) -> u64 {
     v["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {v}"))
+}
+
+/// `CMD ps --json --run-dir DIR [AGENT…]` run to completion, where `cmd` is pidbeat, perhaps
+/// wrapped (nsenter, libfaketime): agent → the object ps printed. It must succeed.
+pub fn ps_json_with(mut cmd: Command, dir: &Path, agents: &[&str]) -> BTreeMap<String, Value> {
+    cmd.args(["ps", "--json", "--run-dir"])
+        .arg(dir)
+        .args(agents);
+    let o = run_with_deadline(cmd, Duration::from_secs(5));
+    assert!(o.status.success(), "ps failed ({}): {}", o.status, o.stderr);
+    parse_ps(&o.stdout)
+}
+
+/// The state `ps --json` (`m`) gives `agent`, panicking if it does not list it.
+pub fn state_of(m: &BTreeMap<String, Value>, agent: &str) -> String {
+    m.get(agent)
+        .unwrap_or_else(|| panic!("ps does not list {agent}: {m:?}"))["state"]
+        .as_str()
+        .expect("state")
+        .to_owned()
+}
+
+impl Sandbox {
+    /// `ps --json [AGENT…]` over the sandbox's run dir: agent → the object ps printed.
+    pub fn ps_json(&self, agents: &[&str]) -> BTreeMap<String, Value> {
+        ps_json_with(self.cmd(), &self.run_dir(), agents)
+    }
+
+    /// The state `ps` gives `agent`.
+    pub fn ps_state(&self, agent: &str) -> String {
+        state_of(&self.ps_json(&[agent]), agent)
+    }
+}
+
+/// A Prometheus text exposition, parsed (panicking if it does not parse).
+pub fn prom_parse(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
+/// The gauge `metric` with all of `labels`, if present.
+pub fn prom_value(
+    scrape: &prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric} is {other:?}"),
+        })
 }
 
 /// `ps --json` output as agent → the object ps printed.

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ use rustix::process::Signal;
 use serde_json::Value;
 
 use super::{
-    BIN, Guard, all_pids, cmdline, describe, environ_has, pid_running, poll_for, reap, signal,
-    status_is, wait_gone, wait_record,
+    BIN, Finish, Guard, Out, Share, all_pids, cmdline, describe, environ_has, pid_running,
+    poll_for, reap, share, signal, status_is, wait_gone, wait_record,
 };
 
 /// The environment variable that marks every process a sandbox starts.
@@ -31,6 +31,8 @@ pub struct Sandbox {
     /// PIDs `procs` has seen (alive at some point): reaped by `sweep` even if they exited
     /// before it ran (a tmux server whose last session ended, reparented to us).
     seen: Mutex<BTreeSet<i32>>,
+    /// Dropped last: the test leaves the machine once everything it started is gone.
+    _share: Share,
 }
 
 impl Default for Sandbox {
@@ -51,6 +53,7 @@ impl Sandbox {
         Sandbox {
             dir,
             seen: Mutex::new(BTreeSet::new()),
+            _share: share(),
         }
     }
 
@@ -137,6 +140,18 @@ impl Sandbox {
         Watch { g, err }
     }
 
+    /// `pidbeat run --agent AGENT FLAGS… --run-dir <run dir> -- CMD…`.
+    pub fn run_cmd(&self, agent: &str, flags: &[&str], cmd: &[&str]) -> Command {
+        let mut c = self.cmd();
+        c.args(["run", "--agent", agent])
+            .args(flags)
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--")
+            .args(cmd);
+        c
+    }
+
     /// `pidbeat ps --run-dir <run dir> ARGS…`.
     pub fn ps_cmd(&self, args: &[&str]) -> Command {
         let mut c = self.cmd();
@@ -145,8 +160,13 @@ impl Sandbox {
     }
 
     /// Runs `ps_cmd(args)` to completion.
-    pub fn ps(&self, args: &[&str]) -> Output {
-        self.ps_cmd(args).output().expect("run ps")
+    pub fn ps(&self, args: &[&str]) -> Out {
+        self.ps_cmd(args).finish()
+    }
+
+    /// Runs `pidbeat ARGS…` (`cmd`) to completion.
+    pub fn pidbeat(&self, args: &[&str]) -> Out {
+        self.cmd().args(args).finish()
     }
 
     /// Waits until `agent`'s record has status `status`, panicking after `timeout`.

@@ -6,11 +6,11 @@
 //! PID 1 in the sandbox does not reap orphans.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Out, Sandbox, become_subreaper, run_with_deadline};
+use super::{Finish, Out, Sandbox, become_subreaper, run_with_deadline};
 
 /// Real-tmux tests run one at a time: the pidfd latency bound is tight on a 2-core machine.
 fn serial() -> MutexGuard<'static, ()> {
@@ -79,12 +79,8 @@ impl TmuxSandbox {
     }
 
     /// Real tmux on this sandbox's socket dir (never a shim).
-    pub fn tmux(&self, args: &[&str]) -> Output {
-        self.scrubbed("tmux")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run tmux")
+    pub fn tmux(&self, args: &[&str]) -> Out {
+        self.scrubbed("tmux").args(args).finish()
     }
 
     pub fn pane_pid(&self, agent: &str) -> Option<i32> {
@@ -95,7 +91,7 @@ impl TmuxSandbox {
             "-F",
             "#{pane_pid}",
         ]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        out.stdout.trim().parse().ok()
     }
 
     /// Kills the tmux server and everything else the test started, reaps what we adopted,

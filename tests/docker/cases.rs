@@ -294,12 +294,8 @@ fn user_1000_runs_the_app(c: &Ctx) {
 /// `docker run -it` and Ctrl-C: the child, in the terminal's foreground group, gets exactly
 /// one SIGINT. 25 rounds, five at a time.
 fn ctrl_c_through_docker_run_it_reaches_the_child_once(c: &Ctx) {
-    if Command::new("script").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-            "script (util-linux) is required"
-        );
-        return skip("docker tty", "script is not installed");
+    if !have("script", "util-linux") {
+        return;
     }
     let dir = c.dir("tty");
     std::fs::write(

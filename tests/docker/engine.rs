@@ -19,40 +19,25 @@ pub struct Engine {
 
 const ANSWER: Duration = Duration::from_secs(30);
 
+/// Whether an engine answers `docker info` at `host` (a hung engine counts as none).
 fn answers(host: &str) -> bool {
-    Command::new("docker")
-        .arg("info")
-        .env("DOCKER_HOST", host)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let mut cmd = Command::new("docker");
+    cmd.arg("info").env("DOCKER_HOST", host);
+    crate::common::run_with_deadline(cmd, ANSWER)
+        .status
+        .success()
 }
 
 fn unavailable(why: &str) -> Option<Engine> {
-    assert!(
-        std::env::var_os("PIDBEAT_REQUIRE_TOOLS").is_none(),
-        "no Docker engine can run here ({why}), and PIDBEAT_REQUIRE_TOOLS is set"
-    );
-    eprintln!();
-    eprintln!("**************************************************************");
-    eprintln!("SKIP the Docker tests: no Docker engine can run here: {why}");
-    eprintln!("**************************************************************");
+    crate::common::skip(&format!("no Docker engine can run here: {why}"));
     None
 }
 
 impl Engine {
     pub fn start() -> Option<Engine> {
         let tag = format!("pidbeat-test-{}", std::process::id());
-        let have = |t: &str| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !have("docker") {
-            return unavailable("the docker CLI is not installed (Debian: docker.io)");
+        if !crate::common::have("docker", "docker.io") {
+            return None;
         }
         let existing = std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
@@ -63,7 +48,7 @@ impl Engine {
                 tag,
             });
         }
-        if !have("dockerd") {
+        if !crate::common::have("dockerd", "docker.io") {
             return unavailable("no engine answers and dockerd is not installed");
         }
         let dir = tempfile::Builder::new()

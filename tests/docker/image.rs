@@ -22,8 +22,11 @@ const APPLETS: [&str; 16] = [
 /// The static busybox (Debian's busybox-static installs it as /bin/busybox).
 fn busybox() -> &'static str {
     for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        let out = Command::new("file").arg(p).output();
-        let static_ = out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("statically"));
+        let static_ = Command::new("file")
+            .arg(p)
+            .finish()
+            .stdout
+            .contains("statically");
         if static_ {
             return p;
         }
@@ -53,9 +56,8 @@ impl<'e> Image<'e> {
             .arg("-cf")
             .arg(&tar)
             .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success(), "tar");
+            .finish();
+        assert!(st.status.success(), "tar: {}", st.stderr);
         engine.ok(&["import", tar.to_str().unwrap(), &name]);
         Image { name, engine }
     }

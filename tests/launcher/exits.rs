@@ -1,7 +1,7 @@
-//! Issue 11, item 4: every tmux pane death carries its exit status, launched as users launch
+//! Every tmux pane death carries its exit status, launched as users launch
 //! (`scripts/start-agent-session.sh`, real tmux on a private socket dir, detached watchers).
 //!
-//! Three kinds of death, where the status used to be lost:
+//! Three kinds of death, where a status is easily lost:
 //! - a pane that exits with a code (`read _; exit N`, woken by `send-keys`): Debian's tmux
 //!   misses some of its panes' SIGCHLDs (libutempter) and never reaps them;
 //! - `kill-session` / `kill-pane` (SIGHUP), same;
@@ -60,11 +60,7 @@ fn kill(h: &TmuxSandbox, p: &Pane) {
         Death::KillPane => vec!["kill-pane", "-t", &target],
     };
     let out = h.tmux(&args);
-    assert!(
-        out.status.success(),
-        "tmux {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "tmux {args:?}: {}", &out.stderr);
 }
 
 /// Waits for the `dead` record and for its watcher to end; the final record then says all
@@ -114,10 +110,7 @@ fn exit_status_of_100_pane_deaths() {
         };
         let p = launch(&h, &format!("last{i}"), death);
         let server = h.tmux(&["display", "-p", "#{pid}"]);
-        let server: i32 = String::from_utf8_lossy(&server.stdout)
-            .trim()
-            .parse()
-            .unwrap();
+        let server: i32 = server.stdout.trim().parse().unwrap();
         kill(&h, &p);
         misses.extend(settle(&h, &p));
         wait_gone(server, Duration::from_secs(5));
@@ -158,8 +151,8 @@ fn exit_status_of_100_pane_deaths() {
     h.finish();
 }
 
-/// `scripts/demo.sh` as a newcomer runs it: its last `ps` shows both agents' exits (issue 11:
-/// `demo-codex` lost its `code 3` in 8 of 40 runs). 40 runs are measured in the README.
+/// `scripts/demo.sh` as a newcomer runs it: its last `ps` shows both agents' exits, `demo-codex`
+/// its `code 3` too.
 #[test]
 fn demo_shows_both_exits() {
     let h = TmuxSandbox::real();

@@ -112,11 +112,7 @@ fn real_backend(backend: &str, dead_within: Duration) {
     assert_eq!(mode(&h.run_dir()), 0o700);
 
     let out = h.tmux(&["kill-session", "-t", &format!("={agent}")]);
-    assert!(
-        out.status.success(),
-        "kill-session: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "kill-session: {}", &out.stderr);
     let killed = Instant::now();
     let v = wait_record_reaping(&hb, Duration::from_secs(5), pane, |v| status_is(v, "dead"));
     let took = killed.elapsed();
@@ -160,7 +156,9 @@ fn real_none_backend_has_no_watcher() {
     let pane = h.pane_pid("quiet").expect("pane");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!h.run_dir().exists(), "no run dir, no record, no log");
-    let server = String::from_utf8_lossy(&h.tmux(&["display", "-p", "#{pid}"]).stdout)
+    let server = h
+        .tmux(&["display", "-p", "#{pid}"])
+        .stdout
         .trim()
         .parse::<i32>()
         .unwrap();
@@ -267,13 +265,8 @@ fn real_arguments_and_path_reach_the_runtime_unchanged() {
         .args(["new-session", "-d", "-s", "other", "sleep", "1000"])
         .env("PATH", "/usr/bin:/bin")
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .finish();
+    assert!(out.status.success(), "{}", &out.stderr);
     h.sb.procs();
 
     let bin2 = h.path("bin2");

@@ -135,13 +135,8 @@ fn sidecar_usage_errors() {
         valid_and(&["--interval", "86401"]),
         valid_and(&["--bogus"]),
     ] {
-        let out = sidecar_cmd(&h, &args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = sidecar_cmd(&h, &args).finish();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", &out.stderr);
     }
     assert!(!run_dir.exists(), "a usage error writes nothing");
     h.finish();
@@ -183,14 +178,10 @@ fn sidecar_after_a_pidbeat_watcher_is_alive_not_lost() {
     wait_record(&h.record_path("moved"), Duration::from_secs(5), |v| {
         v["backend"] == "shell" && v["pid"] == target.pid()
     });
-    let o = h.sb.ps(&["--json"]);
-    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(all[0]["state"], "alive", "{all}");
+    let all = h.sb.ps_json(&[]);
+    assert_eq!(state_of(&all, "moved"), "alive", "{all:?}");
     let o =
-        h.sb.cmd()
-            .args(["prune", "--run-dir", run_dir.to_str().unwrap()])
-            .output()
-            .unwrap();
+        h.sb.pidbeat(&["prune", "--run-dir", run_dir.to_str().unwrap()]);
     assert!(o.status.success(), "{o:?}");
     assert!(
         h.record_path("moved").exists(),

@@ -30,15 +30,20 @@ fn during_outage(
             "{what}: {a} must warn once:\n{}",
             w.stderr()
         );
-        let rec = read_record(&ns.host(&run.join(format!("{a}.hb"))));
-        if let Some(rec) = rec {
-            assert_eq!(
-                seq(&rec),
-                seq_at[*a],
-                "{what}: {a} wrote during the outage?"
-            );
-        }
+        let path = ns.host(&run.join(format!("{a}.hb")));
+        let rec = read_record(&path)
+            .unwrap_or_else(|| panic!("{what}: {a}'s last record is gone: {}", w.stderr()));
+        assert_eq!(
+            seq(&rec),
+            seq_at[*a],
+            "{what}: {a} wrote during the outage?"
+        );
     }
+}
+
+/// A private mount namespace with a 64 KiB tmpfs, or `None` where there is none (skipped).
+fn small_tmpfs(sb: &Sandbox) -> Option<MountNs> {
+    MountNs::new(sb, "64k").map_err(|e| skip(&e)).ok()
 }
 
 fn fault_scenario(
@@ -48,9 +53,8 @@ fn fault_scenario(
     err_text: &str,
 ) {
     let sb = Sandbox::new();
-    let ns = match MountNs::new(&sb, "64k") {
-        Ok(ns) => ns,
-        Err(e) => return skip(test, &e),
+    let Some(ns) = small_tmpfs(&sb) else {
+        return;
     };
     let run = ns.mnt.join("run");
     let hrun = ns.host(&run);
@@ -100,7 +104,7 @@ fn fault_scenario(
         "{test}: temp files during the fault"
     );
     // The records still say alive and cannot change: ps must not believe them.
-    let m = ps_json_in(&sb, Some(&ns), &run, &["ff", "fp"]);
+    let m = ps_json_with(ns.pidbeat(&sb), &run, &["ff", "fp"]);
     for a in ["ff", "fp"] {
         assert_eq!(
             m[a]["state"], "lost",
@@ -241,9 +245,8 @@ fn rundir_deleted_and_recreated() {
 #[test]
 fn sigterm_during_outage_still_stops_the_watcher() {
     let sb = Sandbox::new();
-    let ns = match MountNs::new(&sb, "64k") {
-        Ok(ns) => ns,
-        Err(e) => return skip("sigterm_during_outage_still_stops_the_watcher", &e),
+    let Some(ns) = small_tmpfs(&sb) else {
+        return;
     };
     let run = ns.mnt.join("run");
     let hrun = ns.host(&run);

@@ -1,4 +1,4 @@
-//! Issue 11, item 2: one writer per agent even when the lock file at the path stops being the
+//! One writer per agent even when the lock file at the path stops being the
 //! one the watcher holds (deleted alone, run dir deleted and recreated, run dir renamed away).
 //!
 //! Which watcher writes is proven from the names: a watcher renames only its own temp name

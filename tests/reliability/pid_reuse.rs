@@ -10,13 +10,10 @@ use crate::common::*;
 
 const ROUNDS: usize = 20;
 
-fn pidns_available(test: &str) -> bool {
+fn pidns_available() -> bool {
     let ok = unshare_pid_ns_works(&["--kill-child"]);
     if !ok {
-        skip(
-            test,
-            "`unshare --pid --fork --mount-proc` does not work here",
-        );
+        skip("`unshare --pid --fork --mount-proc` does not work here");
     }
     ok
 }
@@ -161,7 +158,7 @@ fn rounds(lines: &[String]) -> Vec<(usize, i32, i32, u64)> {
 
 #[test]
 fn pid_reuse_both_backends_record_dead() {
-    if !pidns_available("pid_reuse_both_backends_record_dead") {
+    if !pidns_available() {
         return;
     }
     let sb = Sandbox::new();
@@ -195,7 +192,7 @@ fn pid_reuse_both_backends_record_dead() {
 /// still says `alive` while the impostor holds the PID: ps must see through that.
 #[test]
 fn ps_pid_reuse_never_calls_the_impostor_alive() {
-    if !pidns_available("ps_pid_reuse_never_calls_the_impostor_alive") {
+    if !pidns_available() {
         return;
     }
     let sb = Sandbox::new();

@@ -65,7 +65,6 @@ fn signals_hup_and_pipe_are_survived_term_and_int_unwatch() {
 fn ps_states_for_stopped_zombie_and_unwatched_targets() {
     become_subreaper();
     let sb = Sandbox::new();
-    let run = sb.run_dir();
     let mut stopped = spawn_sleep();
     let (mut parent, c) = zombie_family(&sb.path("zpid"));
     let _c = Guard::adopt(c);
@@ -80,7 +79,7 @@ fn ps_states_for_stopped_zombie_and_unwatched_targets() {
     sb.wait_status("zombie", "dead", SEC);
     sb.wait_status("unwatched", "unwatched", SEC);
     std::thread::sleep(Duration::from_millis(300));
-    let m = ps_json(&sb, &run, &[]);
+    let m = sb.ps_json(&[]);
     assert_eq!(m["stopped"]["state"], "alive", "{m:?}");
     assert_eq!(m["zombie"]["state"], "dead", "{m:?}");
     assert_eq!(m["unwatched"]["state"], "unwatched", "{m:?}");
@@ -90,8 +89,15 @@ fn ps_states_for_stopped_zombie_and_unwatched_targets() {
     stopped.kill();
     parent.kill();
     drop(unw);
-    for w in [&mut w1, &mut w2, &mut w3] {
-        w.exits(3 * SEC);
+    // Each ends as a watcher does: after writing `dead` (the stopped target killed, the
+    // zombie's parent gone), or on the SIGTERM that made the record `unwatched`.
+    for (w, a) in [
+        (&mut w1, "stopped"),
+        (&mut w2, "zombie"),
+        (&mut w3, "unwatched"),
+    ] {
+        let st = w.exits(3 * SEC);
+        assert!(st.success(), "{a}: watcher exit {st}: {}", w.stderr());
     }
     drop(_c);
     sb.assert_clean(&[c]);

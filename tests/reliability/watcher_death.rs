@@ -107,8 +107,8 @@ fn ps_killed_or_stalled_watcher_is_never_alive() {
     let mut w = watch_in(&sb, None, &run, pid, "k", "pidfd", "0.2");
     let mut s = watch_in(&sb, None, &run, pid, "s", "pidfd", "0.2");
     wait_all(&sb, &["k", "s"], "alive", 3 * SEC);
-    assert_eq!(ps_state(&sb, &run, "k"), "alive");
-    assert_eq!(ps_state(&sb, &run, "s"), "alive");
+    assert_eq!(sb.ps_state("k"), "alive");
+    assert_eq!(sb.ps_state("s"), "alive");
 
     let wpid = w.pid();
     w.g.kill();
@@ -119,7 +119,7 @@ fn ps_killed_or_stalled_watcher_is_never_alive() {
     while Instant::now() < deadline {
         // `now` before ps runs: our age of a record is at most the age ps judged.
         let now = now_ms();
-        let m = ps_json(&sb, &run, &["k", "s"]);
+        let m = sb.ps_json(&["k", "s"]);
         for a in ["k", "s"] {
             let o = &m[a];
             let written = read_record(&sb.record_path(a)).unwrap()["ts_ms"]
@@ -149,15 +149,11 @@ fn ps_killed_or_stalled_watcher_is_never_alive() {
     wait_record(&sb.record_path("s"), 2 * SEC, |v| {
         Duration::from_millis(now_ms() - v["ts_ms"].as_u64().unwrap()) < limit
     });
-    assert_eq!(ps_state(&sb, &run, "s"), "alive");
+    assert_eq!(sb.ps_state("s"), "alive");
     t.kill();
     sb.wait_status("s", "dead", SEC);
     assert!(s.exits(3 * SEC).success());
-    assert_eq!(ps_state(&sb, &run, "s"), "dead");
-    assert_eq!(
-        ps_state(&sb, &run, "k"),
-        "lost",
-        "target and watcher both gone"
-    );
+    assert_eq!(sb.ps_state("s"), "dead");
+    assert_eq!(sb.ps_state("k"), "lost", "target and watcher both gone");
     sb.assert_clean(&[pid, wpid]);
 }

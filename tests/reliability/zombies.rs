@@ -69,7 +69,7 @@ fn zombie_target_is_dead_and_cannot_be_watched() {
 /// refuse it as a zombie.
 #[test]
 fn leader_exited_but_threads_run_is_alive() {
-    if !python3("leader_exited_but_threads_run_is_alive") {
+    if !python3() {
         return;
     }
     let sb = Sandbox::new();
@@ -105,7 +105,7 @@ fn leader_exited_but_threads_run_is_alive() {
         });
         assert_eq!(v["status"], "alive");
     }
-    let m = ps_json(&sb, &sb.run_dir(), &["tf", "tp"]);
+    let m = sb.ps_json(&["tf", "tp"]);
     for a in ["tf", "tp"] {
         assert_eq!(m[a]["state"], "alive", "ps: live thread group: {m:?}");
     }
@@ -131,7 +131,7 @@ fn exec_is_not_death() {
     let stdin = g.child().stdin.take().unwrap();
     let p = g.pid();
     targets.push((g, p, stdin, "main"));
-    if python3("exec_is_not_death (thread exec part)") {
+    if python3() {
         let (g, p, stdin) = spawn_python(
             "import os, sys, threading\n\
              print(os.getpid(), flush=True)\n\
@@ -174,7 +174,7 @@ fn exec_is_not_death() {
     for (_, a) in &watchers {
         stays_alive(&sb.record_path(a), 4, &format!("{a}: exec taken for death"));
     }
-    let m = ps_json(&sb, &sb.run_dir(), &[]);
+    let m = sb.ps_json(&[]);
     for (_, a) in &watchers {
         assert_eq!(m[a.as_str()]["state"], "alive", "ps after exec: {m:?}");
     }

@@ -1,9 +1,9 @@
-//! Item 5: records written in another PID namespace. `pidbeat run` and `pidbeat watch` run in
+//! Records written in another PID namespace. `pidbeat run` and `pidbeat watch` run in
 //! a container made with `unshare --pid --fork --mount-proc`, writing to a run dir the host
 //! reads. The host's `ps` and `wait` must give the verdict a reader inside gives (one entered
 //! with `nsenter`): alive, dead with the exit status, stale when the watcher is stopped,
-//! lost when it is killed. Before, the host judged the record's PIDs as its own, and called
-//! a healthy container agent `lost`.
+//! lost when it is killed. A host that judged the record's PIDs as its own would call a
+//! healthy container agent `lost`.
 
 use std::process::Stdio;
 use std::time::Instant;
@@ -13,10 +13,10 @@ use super::*;
 /// `unshare` with `--kill-child`, so that the container's init dies with it.
 const UNSHARE: [&str; 5] = ["--pid", "--fork", "--kill-child", "--mount-proc", "--"];
 
-fn available(test: &str) -> bool {
+fn available() -> bool {
     let ok = unshare_pid_ns_works(&["--kill-child"]);
     if !ok {
-        unavailable(test, "unshare --pid --fork --mount-proc does not work here");
+        skip("unshare --pid --fork --mount-proc does not work here");
     }
     ok
 }
@@ -149,7 +149,7 @@ fn kill_until_lost(sb: &Sandbox, watcher: i32, agent: &str) {
 /// table marks its PID as the container's.
 #[test]
 fn run_in_a_container_is_judged_as_inside() {
-    if !available("run_in_a_container_is_judged_as_inside") {
+    if !available() {
         return;
     }
     let sb = Sandbox::new();
@@ -185,7 +185,7 @@ fn run_in_a_container_is_judged_as_inside() {
 /// stopped, lost when killed, the same on both sides of the namespace.
 #[test]
 fn watch_in_a_container_is_judged_as_inside() {
-    if !available("watch_in_a_container_is_judged_as_inside") {
+    if !available() {
         return;
     }
     let sb = Sandbox::new();
@@ -206,7 +206,7 @@ fn watch_in_a_container_is_judged_as_inside() {
 /// A container agent's death reaches the host with its exit status, in `ps` and `wait`.
 #[test]
 fn a_container_agents_exit_status_reaches_the_host() {
-    if !available("a_container_agents_exit_status_reaches_the_host") {
+    if !available() {
         return;
     }
     let sb = Sandbox::new();

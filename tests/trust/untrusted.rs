@@ -1,4 +1,4 @@
-//! Item 3: records are untrusted input. Out-of-range values are `corrupt` with the reason;
+//! Records are untrusted input. Out-of-range values are `corrupt` with the reason;
 //! `alive` needs a proven writer; a record's strings cannot add rows to the table or reach
 //! the terminal as escape sequences; an unreadable run dir is an error that says why; and
 //! thousands of generated hostile records make no reader panic, hang or miscount.

@@ -32,6 +32,33 @@ pub enum Op {
     Delete {
         key: String,
     },
+    /// Reads `key` (in a transaction: its value, as of the transaction, in [`TxnResponse`]).
+    Get {
+        key: String,
+    },
+}
+
+/// A condition of [`Client::txn_if`], on one key. A key that does not exist has every
+/// revision and its lease equal to 0 (etcd compares it as an empty key-value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The revision that created the key (0: the key does not exist).
+    CreateRevision { key: String, revision: i64 },
+    /// The revision of the key's last change (0: the key does not exist).
+    ModRevision { key: String, revision: i64 },
+    /// The lease the key is attached to (0: none, or no key).
+    Lease { key: String, lease: i64 },
+}
+
+/// The answer to [`Client::txn_if`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnResponse {
+    /// Whether every comparison held (the success branch ran) or not (the failure branch).
+    pub succeeded: bool,
+    /// The store's revision after the transaction (unchanged if it wrote nothing).
+    pub revision: i64,
+    /// For each [`Op::Get`] of the branch that ran, in order: the key-value, if it exists.
+    pub gets: Vec<Option<KeyValue>>,
 }
 
 /// Most operations per transaction we send (etcd's default limit is 128).
@@ -99,24 +126,63 @@ impl Client {
     /// the revision after it. etcd allows 128 operations per transaction by default
     /// (`--max-txn-ops`): callers batch below that.
     pub fn txn(&mut self, ops: &[Op]) -> Result<i64, Error> {
-        let ops: Vec<Value> = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put { key, value, lease } => {
-                    let mut put = json!({"key": b64(key.as_bytes()), "value": b64(value)});
-                    if *lease != 0 {
-                        put["lease"] = lease.to_string().into();
-                    }
-                    json!({ "request_put": put })
-                }
-                Op::Delete { key } => {
-                    json!({"request_delete_range": {"key": b64(key.as_bytes())}})
-                }
-            })
-            .collect();
-        let r: wire::Revisioned = parse(&self.call("/v3/kv/txn", &json!({ "success": ops }))?)?;
-        Ok(r.header.revision)
+        self.txn_if(&[], ops, &[]).map(|r| r.revision)
     }
+
+    /// A transaction: if every comparison in `compare` holds, `success` is applied, else
+    /// `failure`, atomically, at one revision. A transaction that puts the same key it
+    /// compares by revision commits at most once however often it is sent: once it has
+    /// committed, the comparison no longer holds.
+    pub fn txn_if(
+        &mut self,
+        compare: &[Compare],
+        success: &[Op],
+        failure: &[Op],
+    ) -> Result<TxnResponse, Error> {
+        let body = json!({
+            "compare": compare.iter().map(compare_json).collect::<Vec<_>>(),
+            "success": success.iter().map(op_json).collect::<Vec<_>>(),
+            "failure": failure.iter().map(op_json).collect::<Vec<_>>(),
+        });
+        let r: wire::TxnResponse = parse(&self.call("/v3/kv/txn", &body)?)?;
+        let mut gets = Vec::new();
+        for resp in r.responses {
+            if let Some(range) = resp.response_range {
+                let kv = range.kvs.into_iter().next().map(wire::Kv::decode);
+                gets.push(kv.transpose()?);
+            }
+        }
+        Ok(TxnResponse {
+            succeeded: r.succeeded,
+            revision: r.header.revision,
+            gets,
+        })
+    }
+}
+
+fn op_json(op: &Op) -> Value {
+    match op {
+        Op::Put { key, value, lease } => {
+            let mut put = json!({"key": b64(key.as_bytes()), "value": b64(value)});
+            if *lease != 0 {
+                put["lease"] = lease.to_string().into();
+            }
+            json!({ "request_put": put })
+        }
+        Op::Delete { key } => json!({"request_delete_range": {"key": b64(key.as_bytes())}}),
+        Op::Get { key } => json!({"request_range": {"key": b64(key.as_bytes())}}),
+    }
+}
+
+fn compare_json(c: &Compare) -> Value {
+    let (key, target, field, v) = match c {
+        Compare::CreateRevision { key, revision } => (key, "CREATE", "create_revision", revision),
+        Compare::ModRevision { key, revision } => (key, "MOD", "mod_revision", revision),
+        Compare::Lease { key, lease } => (key, "LEASE", "lease", lease),
+    };
+    let mut c = json!({"key": b64(key.as_bytes()), "target": target, "result": "EQUAL"});
+    c[field] = v.to_string().into();
+    c
 }
 
 /// etcd's `range_end` for "every key starting with `prefix`": the prefix with its last byte

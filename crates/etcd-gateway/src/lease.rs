@@ -33,6 +33,14 @@ impl Client {
         }
     }
 
+    /// The seconds `lease` has left, -1 when etcd no longer has it. etcd rounds down to
+    /// whole seconds.
+    pub fn time_to_live(&mut self, lease: i64) -> Result<i64, Error> {
+        let l: wire::Lease =
+            parse(&self.call("/v3/lease/timetolive", &json!({"ID": lease.to_string()}))?)?;
+        Ok(l.ttl)
+    }
+
     pub fn revoke(&mut self, lease: i64) -> Result<(), Error> {
         self.call("/v3/lease/revoke", &json!({"ID": lease.to_string()}))
             .map(drop)

@@ -28,7 +28,7 @@ use serde_json::Value;
 use tls::tls_config;
 
 pub use auth::Credentials;
-pub use kv::{KeyValue, MAX_TXN_OPS, Op, Range, prefix_end};
+pub use kv::{Compare, KeyValue, MAX_TXN_OPS, Op, Range, TxnResponse, prefix_end};
 pub use tls::Tls;
 pub use watch::{Event, EventKind, WatchResponse};
 
@@ -38,7 +38,8 @@ pub struct Config {
     pub endpoints: Vec<String>,
     pub tls: Tls,
     pub credentials: Option<Credentials>,
-    /// The bound on each request (connect + send + answer). A watch stream's body is exempt.
+    /// The bound on each request (connect + send + answer) until [`Client::set_timeout`]
+    /// changes it. A watch stream's body is exempt.
     pub timeout: Duration,
 }
 
@@ -96,6 +97,10 @@ pub struct Client {
     current: usize,
     credentials: Option<Credentials>,
     token: Option<String>,
+    /// The bound on each unary request.
+    timeout: Duration,
+    /// How long the last unary call that etcd answered took, from send to the whole answer.
+    last_round_trip: std::cell::Cell<Option<Duration>>,
 }
 
 /// A ureq agent that speaks to etcd members with `tls` and answers non-2xx statuses as
@@ -138,6 +143,8 @@ impl Client {
             current: 0,
             credentials: cfg.credentials.clone(),
             token: None,
+            timeout: cfg.timeout,
+            last_round_trip: std::cell::Cell::new(None),
         })
     }
 
@@ -148,6 +155,23 @@ impl Client {
 
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// Bounds each unary request from now on (a caller that measures the link sets it from
+    /// the round trips it sees).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long the last unary call that a member answered took (an error answer counts: it
+    /// crossed the link too); `None` before the first. Taken, so that each answer is counted
+    /// once.
+    pub fn take_round_trip(&self) -> Option<Duration> {
+        self.last_round_trip.take()
     }
 
     /// Moves on to the next member (the current one failed, or a caller saw it hang).
@@ -173,8 +197,15 @@ impl Client {
 
     /// One unary call to the current member.
     fn post_once(&self, path: &str, body: &Value) -> Result<Vec<u8>, Error> {
+        let t = self.timeout;
+        let sent = std::time::Instant::now();
         let resp = self
             .request(&self.unary, path)
+            .config()
+            .timeout_global(Some(t))
+            .timeout_connect(Some(t))
+            .timeout_recv_response(Some(t))
+            .build()
             .send(body.to_string())
             .map_err(|e| Error::Unavailable(format!("{}: {e}", self.member())))?;
         let status = resp.status().as_u16();
@@ -184,6 +215,7 @@ impl Client {
             .limit(256 << 20)
             .read_to_vec()
             .map_err(|e| Error::Unavailable(format!("{}: {e}", self.member())))?;
+        self.last_round_trip.set(Some(sent.elapsed()));
         if status == 200 {
             return Ok(bytes);
         }

@@ -37,11 +37,23 @@ impl Client {
         range_end: &[u8],
         start_revision: i64,
     ) -> Result<Watch, Error> {
+        self.watch_with(key, range_end, start_revision, true)
+    }
+
+    /// [`Client::watch`], with each event's previous value only if `prev_kv` (a watcher that
+    /// does not need them saves their bytes: a prefix deleted at once comes as one answer).
+    pub fn watch_with(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+        prev_kv: bool,
+    ) -> Result<Watch, Error> {
         let body = json!({"create_request": {
             "key": b64(key),
             "range_end": b64(range_end),
             "start_revision": start_revision.to_string(),
-            "prev_kv": true,
+            "prev_kv": prev_kv,
             "progress_notify": true,
         }});
         let mut last = None;
@@ -99,6 +111,9 @@ impl Client {
 /// member that hangs would never return.
 const WATCH_SILENCE_MAX: Duration = Duration::from_secs(10 * 60 + 30);
 
+/// The line buffer a stream keeps between answers; a longer answer's is given back.
+const LINE_KEPT: usize = 64 * 1024;
+
 /// An open watch stream on one member.
 pub struct Watch {
     lines: BufReader<ureq::BodyReader<'static>>,
@@ -124,7 +139,13 @@ impl Watch {
                 )));
             }
         }
-        let line: wire::StreamLine<wire::Watch> = parse(&self.buf)?;
+        let line: Result<wire::StreamLine<wire::Watch>, Error> = parse(&self.buf);
+        if self.buf.capacity() > LINE_KEPT {
+            // A big answer (a transaction of a hundred values) is rare: its buffer goes back
+            // to the allocator rather than staying the stream's for good.
+            self.buf = Vec::new();
+        }
+        let line = line?;
         match (line.result, line.error) {
             (_, Some(e)) => Err(from_status(
                 e.grpc_code,

@@ -65,6 +65,23 @@ pub struct Revisioned {
 }
 
 #[derive(Deserialize)]
+pub struct TxnResponse {
+    #[serde(default)]
+    pub header: Header,
+    #[serde(default)]
+    pub succeeded: bool,
+    #[serde(default)]
+    pub responses: Vec<TxnOpResponse>,
+}
+
+/// One operation's answer in a transaction; only reads are looked at.
+#[derive(Deserialize)]
+pub struct TxnOpResponse {
+    #[serde(default)]
+    pub response_range: Option<RangeResponse>,
+}
+
+#[derive(Deserialize)]
 pub struct Lease {
     #[serde(rename = "ID", default, deserialize_with = "int")]
     pub id: i64,

@@ -20,7 +20,7 @@ pub fn write_top(cmd: Command, out: &mut dyn Write) -> std::io::Result<()> {
     let cmd = &prepared(cmd);
     let mut text = Vec::new();
     render(cmd, &pages::TOP, &top_refs(cmd), &mut text)?;
-    out.write_all(&ascii_roff(&text))
+    out.write_all(&ascii_roff(&code_spans(&text)))
 }
 
 /// groff reads its input as Latin-1 unless a preprocessor says otherwise, so a `…` in a help
@@ -35,6 +35,36 @@ fn ascii_roff(text: &[u8]) -> Vec<u8> {
         } else {
             out.push_str(&format!("\\[u{:04X}]", c as u32));
         }
+    }
+    out.into_bytes()
+}
+
+/// The help texts mark commands, states and literals as `code`, which reads well in
+/// `--help`; in a page each span is set in bold instead, so no backtick reaches the reader.
+/// A font change lasts across text lines (a span wrapped over two), and a control line
+/// (`.TP`, `.SH` …) ends any span left open, so one stray backtick cannot embolden the rest
+/// of the page.
+fn code_spans(text: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(text);
+    let mut out = String::with_capacity(text.len());
+    let mut open = false;
+    for line in text.split_inclusive('\n') {
+        if open && (line.starts_with('.') || line.starts_with('\'')) {
+            out.push_str("\\fP\n");
+            open = false;
+        }
+        for c in line.chars() {
+            match c {
+                '`' => {
+                    out.push_str(if open { "\\fP" } else { "\\fB" });
+                    open = !open;
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    if open {
+        out.push_str("\\fP");
     }
     out.into_bytes()
 }
@@ -59,7 +89,7 @@ pub fn write_dir(cmd: Command, dir: &Path) -> Result<Vec<PathBuf>> {
         let path = dir.join(format!("{name}.1"));
         let mut text = Vec::new();
         render(sub, page, refs, &mut text).expect("writing to a Vec cannot fail");
-        std::fs::write(&path, ascii_roff(&text))
+        std::fs::write(&path, ascii_roff(&code_spans(&text)))
             .map_err(|e| runtime!("cannot write {}: {e}", path.display()))?;
         written.push(path);
         Ok(())
@@ -197,6 +227,39 @@ fn see_also(roff: &mut Roff, refs: &[String], page: &Page) {
         inlines.push(roman(format!("({section}")));
     }
     roff.text(inlines);
+    let from: Vec<String> = refs
+        .iter()
+        .map(String::as_str)
+        .chain(page.see_also.iter().copied())
+        .filter_map(|r| source(r).map(|pkg| (r, pkg)))
+        .enumerate()
+        .map(|(i, (r, pkg))| match i {
+            0 => format!("{r} comes with {pkg}"),
+            _ => format!("{r} with {pkg}"),
+        })
+        .collect();
+    if !from.is_empty() {
+        roff.control("PP", [])
+            .text([roman(format!("On Debian, {}.", from.join(", ")))]);
+    }
+}
+
+/// Where the pages pidbeat refers to, other than its own, come from on Debian 12: the
+/// package that installs each (every external SEE ALSO entry must be here).
+const SOURCES: &[(&str, &str)] = &[
+    ("flock(1)", "util-linux"),
+    ("pidfd_open(2)", "manpages-dev"),
+    ("inotify(7)", "manpages"),
+    ("etcd(1)", "etcd-server"),
+    ("systemctl(1)", "systemd"),
+];
+
+/// The Debian package of an external page (`None` for pidbeat's own and unknown ones).
+fn source(page: &str) -> Option<&'static str> {
+    SOURCES
+        .iter()
+        .find(|(p, _)| *p == page)
+        .map(|(_, pkg)| *pkg)
 }
 
 /// The environment of every command with `--run-dir`, in the order it is searched.
@@ -235,11 +298,86 @@ const RUN_DIR_FILES: &[Item] = &[
         "the agent's record: one line of JSON, replaced atomically (docs/record.schema.json)",
     ),
     (
+        "<run-dir>/<agent>.deaths",
+        "the agent's death history: its last 10 ended records, one JSON line each, oldest first (ps --history)",
+    ),
+    (
+        "<run-dir>/<agent>.log",
+        "the launcher's log of the agent (its watcher's and sidecar's stderr); removed by forget and prune only with --logs",
+    ),
+    (
         "<run-dir>/.<agent>.lock",
         "held (flock) by the agent's one watcher for its whole life",
     ),
     (
-        "<run-dir>/.<agent>.hb.<pid>.tmp",
-        "a record being written; removed by the next watcher if one was killed mid-write",
+        "<run-dir>/.<agent>.hb.<pid>.tmp, .<agent>.deaths.<pid>.tmp",
+        "a record or history being written; removed by the next watcher if one was killed mid-write",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every page, as `man --dir` writes it: (file name, roff text).
+    fn all_pages() -> Vec<(String, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        write_dir(crate::command(), dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(p).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn code_spans_become_bold_and_never_leak() {
+        assert_eq!(
+            code_spans(b"run `pidbeat ps` or\n`pidbeat\nwait`.\n"),
+            b"run \\fBpidbeat ps\\fP or\n\\fBpidbeat\nwait\\fP.\n"
+        );
+        // A stray one is closed at the next control line.
+        assert_eq!(code_spans(b"a `b\n.TP\nc\n"), b"a \\fBb\n\\fP\n.TP\nc\n");
+        for (name, text) in all_pages() {
+            assert!(!text.contains('`'), "{name} has a literal backtick");
+        }
+    }
+
+    #[test]
+    fn see_also_names_only_pages_with_a_known_home() {
+        let mut own: Vec<String> = all_pages().into_iter().map(|(n, _)| n).collect();
+        own.iter_mut()
+            .for_each(|n| *n = format!("{}(1)", n.trim_end_matches(".1")));
+        let sub_names = crate::command()
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect::<Vec<_>>();
+        for name in sub_names.iter().map(String::as_str).chain(["top"]) {
+            let page = if name == "top" {
+                &pages::TOP
+            } else {
+                pages::page(name)
+            };
+            for r in page.see_also {
+                assert!(
+                    own.iter().any(|o| o == r) || source(r).is_some(),
+                    "{name}'s SEE ALSO names {r}: neither a pidbeat page nor in SOURCES"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn files_name_every_file_of_an_agent() {
+        let pages = all_pages();
+        let (_, wait) = pages.iter().find(|(n, _)| n == "pidbeat-wait.1").unwrap();
+        for f in ["hb", "deaths", "log", "lock"] {
+            assert!(
+                wait.contains(&format!("<agent>.{f}")),
+                "FILES lacks <agent>.{f}"
+            );
+        }
+    }
+}

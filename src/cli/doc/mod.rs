@@ -53,9 +53,23 @@ pub fn completions(cmd: &Command, shell: clap_complete::Shell) -> Result<ExitCod
     let mut script = Vec::new();
     completer
         .write_registration(COMPLETE_VAR, bin, bin, bin, &mut script)
+        .map(|()| {
+            if shell == clap_complete::Shell::Zsh {
+                script.extend_from_slice(zsh_autoload_bridge(bin).as_bytes());
+            }
+        })
         .and_then(|()| std::io::stdout().write_all(&script))
         .map(|()| ExitCode::Success)
         .map_err(|e| runtime!("cannot write the completion script: {e}"))
+}
+
+/// clap's zsh script is made to be sourced: it defines the completer and binds it with
+/// `compdef`. Installed as `_pidbeat` in a directory of `$fpath` (where the package puts it),
+/// zsh instead runs the file as the function `_pidbeat` at the first TAB, which would only bind
+/// the completer, and that TAB would complete nothing. This line completes that first TAB too;
+/// when the script is sourced, `_pidbeat` is not running, and it does nothing.
+fn zsh_autoload_bridge(bin: &str) -> String {
+    format!("if [[ ${{funcstack[1]}} = _{bin} ]]; then _clap_dynamic_completer_{bin} \"$@\"; fi\n")
 }
 
 /// `pidbeat man`: pidbeat(1) on stdout, or with `dir` every page into it (their paths on

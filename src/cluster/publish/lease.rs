@@ -1,103 +1,90 @@
-//! The host's lease: its timing against the TTL, and a new one (the bridge key on it, every
-//! verdict put again, and with the first, this host's keys without a record deleted).
+//! The host's lease, kept alive by its own thread on its own connections: a slow transaction
+//! (a hundred verdicts over a slow link) never holds a keep-alive back, and a keep-alive's
+//! bound follows its own round trips (see [`timing`](super::timing)).
 
 use std::time::{Duration, Instant};
 
-use super::Writer;
-use crate::cluster::keys;
-use etcd_gateway::{Error, MAX_TXN_OPS, Op};
+use super::outbox::Outbox;
+use super::timing::{RoundTrips, keepalive_every};
+use etcd_gateway::Client;
 
-/// Keep-alives go out every TTL/5: four can be lost before the lease is.
-pub fn keepalive_every(ttl: Duration) -> Duration {
-    ttl / 5
-}
+/// How soon a keep-alive that failed is tried again (the client has moved on to the next
+/// member already).
+const RETRY: Duration = Duration::from_millis(100);
 
-/// Each request may take at most TTL/6, so that one hung member cannot cost the lease: a
-/// keep-alive that times out still leaves time for the next member within the TTL. And at
-/// most [`REQUEST_TIMEOUT_MAX`]: with a long TTL, a hung member would otherwise hold every
-/// put back for minutes.
-pub fn request_timeout(ttl: Duration) -> Duration {
-    (ttl / 6).min(REQUEST_TIMEOUT_MAX)
-}
-
-pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(5);
-
-impl<'a> Writer<'a> {
-    /// Grants a lease, puts the bridge key on it, and marks every verdict for putting again
-    /// (if the old lease expired, readers may have marked this host unreachable meanwhile; and
-    /// at start, etcd may hold anything).
-    pub(super) fn new_lease(&mut self) -> Result<(), Error> {
-        let ttl = self.opts.ttl.as_secs().max(1) as i64;
-        let lease = self.client.grant(ttl)?;
-        self.next_keepalive = Instant::now() + keepalive_every(self.opts.ttl);
-        if !self.cleaned {
-            self.clean_up()?;
-            self.cleaned = true;
-        }
-        let bridge = serde_json::json!({
-            "host": self.opts.host,
-            "pid": std::process::id(),
-            "ttl": ttl,
-            "ts_ms": crate::record::now_ms(),
-        });
-        self.client.put(
-            keys::bridge_key(&self.opts.host).as_bytes(),
-            bridge.to_string().as_bytes(),
-            lease,
-        )?;
-        self.lease = lease;
-        let mut b = self.outbox.lock();
-        let all: Vec<String> = b.latest.keys().cloned().collect();
-        b.dirty.extend(all);
-        Ok(())
-    }
-
-    /// At start: deletes this host's agent keys that have no local record (agents forgotten
-    /// while the bridge was down).
-    fn clean_up(&mut self) -> Result<(), Error> {
-        let prefix = keys::host_prefix(&self.opts.host);
-        let end = etcd_gateway::prefix_end(prefix.as_bytes());
-        // Keys only: the values of a thousand agents would be the bridge's peak memory.
-        let existing = self
-            .client
-            .range_with(prefix.as_bytes(), Some(&end), 0, true)?;
-        let stale: Vec<Op> = {
-            let b = self.outbox.lock();
-            existing
-                .kvs
-                .iter()
-                .filter(|kv| match keys::parse(&kv.key) {
-                    Some(keys::Key::Agent { agent, .. }) => !b.latest.contains_key(agent),
-                    _ => false,
-                })
-                .map(|kv| Op::Delete {
-                    key: kv.key.clone(),
-                })
-                .collect()
+/// Renews the writer's lease (`Board::lease`) every TTL/5 until the outbox is closed. When
+/// etcd says the lease expired, tells the writer (`Board::lease_lost`), which grants another.
+pub(super) fn keep_alive(outbox: &Outbox, mut client: Client, ttl: Duration) {
+    let mut rt = RoundTrips::default();
+    let mut next = Instant::now() + keepalive_every(ttl);
+    let mut renewing = 0;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let lease = {
+            let mut b = outbox.lock();
+            loop {
+                if b.quit {
+                    return;
+                }
+                if b.lease != renewing {
+                    // A new lease was just granted: its first renewal is a period away.
+                    renewing = b.lease;
+                    next = Instant::now() + keepalive_every(ttl);
+                }
+                let now = Instant::now();
+                if b.lease != 0 && now >= next {
+                    break b.lease;
+                }
+                let wait = if b.lease == 0 {
+                    keepalive_every(ttl)
+                } else {
+                    next - now
+                };
+                b = outbox
+                    .wake_keepalive
+                    .wait_timeout(b, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
         };
-        for chunk in stale.chunks(MAX_TXN_OPS) {
-            self.client.txn(chunk)?;
+        client.set_timeout(rt.keepalive_timeout(ttl));
+        let answer = client.keepalive(lease);
+        if let Some(d) = client.take_round_trip() {
+            rt.add(d);
         }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_timing_follows_the_ttl() {
-        let ttl = Duration::from_secs(3);
-        assert_eq!(keepalive_every(ttl), Duration::from_millis(600));
-        assert_eq!(request_timeout(ttl), Duration::from_millis(500));
-        assert_eq!(
-            request_timeout(Duration::from_secs(30)),
-            REQUEST_TIMEOUT_MAX
-        );
-        assert_eq!(
-            request_timeout(Duration::from_secs(3600)),
-            REQUEST_TIMEOUT_MAX
-        );
+        match answer {
+            Ok(left) if left > 0 => {
+                if let Some(since) = failing_since.take() {
+                    eprintln!(
+                        "pidbeat publish: lease keep-alives go through again (via {}) after \
+                         {:.1}s",
+                        client.member(),
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                next = Instant::now() + keepalive_every(ttl);
+            }
+            Ok(_) => {
+                let mut b = outbox.lock();
+                if b.lease == lease {
+                    b.lease = 0;
+                    b.lease_lost = true;
+                    renewing = 0;
+                }
+                drop(b);
+                outbox.wake.notify_all();
+            }
+            Err(e) => {
+                rt.timed_out();
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    eprintln!(
+                        "pidbeat publish: a lease keep-alive failed ({e}); retrying on the next \
+                         member"
+                    );
+                }
+                next = Instant::now() + RETRY;
+            }
+        }
     }
 }

@@ -76,14 +76,54 @@ pub(super) struct Board {
     pub(super) dirty: BTreeSet<String>,
     /// Agents whose record is gone: their keys go too.
     pub(super) gone: BTreeSet<String>,
+    /// Agents in a transaction whose answer has not come yet.
+    pub(super) inflight: BTreeSet<String>,
     pub(super) quit: bool,
+    /// The lease the keep-alives renew (0: none yet); the writer's.
+    pub(super) lease: i64,
+    /// etcd said `lease` has expired: the keep-alive thread's news for the writer.
+    pub(super) lease_lost: bool,
+    /// The last `.bridge` values this bridge sent (the prefix watch knows its own writes by
+    /// them), newest last.
+    pub(super) bridge_sent: Vec<Box<[u8]>>,
+    /// Agents whose keys the prefix watch saw changed by someone else, for the writer to
+    /// check against etcd.
+    pub(super) suspects: BTreeSet<String>,
+    /// The prefix watch saw `.bridge` changed or deleted by someone else.
+    pub(super) bridge_suspect: bool,
+    /// Why the bridge stops (another bridge holds the host): the command's error.
+    pub(super) fatal: Option<String>,
+    /// The revision the prefix watch starts from: just after the read the claim began with.
+    pub(super) watch_from: i64,
 }
 
-/// The verdicts between the follower and the writer.
+/// How many of its own `.bridge` values the bridge remembers for the prefix watch.
+pub(super) const BRIDGE_SENT_KEPT: usize = 4;
+
+impl Board {
+    /// Is the agent's key about to be written (so whatever etcd shows for it now is moot)?
+    pub(super) fn pending(&self, agent: &str) -> bool {
+        self.dirty.contains(agent) || self.gone.contains(agent) || self.inflight.contains(agent)
+    }
+
+    /// Remembers a `.bridge` value about to be sent.
+    pub(super) fn sent_bridge(&mut self, value: &[u8]) {
+        if self.bridge_sent.len() >= BRIDGE_SENT_KEPT {
+            self.bridge_sent.remove(0);
+        }
+        self.bridge_sent.push(value.into());
+    }
+}
+
+/// The verdicts between the follower and the writer, and the writer's news from the
+/// keep-alive thread and the prefix watch.
 #[derive(Default)]
 pub struct Outbox {
     board: Mutex<Board>,
+    /// The writer waits on it.
     pub(super) wake: Condvar,
+    /// The keep-alive thread waits on it.
+    pub(super) wake_keepalive: Condvar,
 }
 
 impl Outbox {
@@ -122,10 +162,16 @@ impl Outbox {
         self.lock().latest.keys().cloned().collect()
     }
 
-    /// Tells the writer to stop.
+    /// Tells the writer and the keep-alive thread to stop.
     pub fn close(&self) {
         self.lock().quit = true;
         self.wake.notify_all();
+        self.wake_keepalive.notify_all();
+    }
+
+    /// Why the bridge had to stop, if it had to.
+    pub fn fatal(&self) -> Option<String> {
+        self.lock().fatal.clone()
     }
 
     /// Agents waiting to be written, and how many verdicts are held.

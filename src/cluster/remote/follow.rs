@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::view::{View, prefix, snapshot};
 use crate::cluster::keys;
+use crate::record::now_ms;
 use etcd_gateway::{Client, Config, Error, WatchResponse};
 
 /// What woke a [`Follower`].
@@ -18,14 +19,38 @@ pub enum Change {
     Hosts(Vec<String>),
     /// Everything was read again (after a compaction): anything may have changed.
     All,
+    /// The view stopped or started being current (see [`Follower::stale`]).
+    Currency,
     /// Nothing changed before the deadline.
     Timeout,
 }
 
+/// Why the view is not current, and since when it is out of date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    pub reason: String,
+    /// Unix ms of the last proof that the view was current: states and ages are as of then.
+    pub as_of_ms: u64,
+}
+
+impl Stale {
+    /// `13:47:32Z`: the time of day (UTC) the view dates from.
+    pub fn as_of(&self) -> String {
+        let s = self.as_of_ms / 1000 % 86_400;
+        format!("{:02}:{:02}:{:02}Z", s / 3600, s % 3600 / 60, s % 60)
+    }
+
+    /// Whole seconds from the view's time to `now_ms`.
+    pub fn secs_ago(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.as_of_ms) / 1000
+    }
+}
+
 /// How often the watched member is asked a linearizable read, and how long it has to answer.
 /// A SIGSTOPped or partitioned member keeps its TCP connections open and just says nothing,
-/// which a watch stream cannot tell from a quiet fleet.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// which a watch stream cannot tell from a quiet fleet. Every half second plus the timeout
+/// keeps "the view is not current" on the screen within 1.5 s of the member going quiet.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -42,7 +67,17 @@ pub struct Follower {
     generation: Arc<AtomicU64>,
     /// The watched member; `None` while no member answers.
     watching: Option<String>,
+    /// The member last given up on, for the messages.
+    gave_up: String,
     next_probe: Instant,
+    /// Unix ms of the last proof that the view is current: the start's read, or a probe
+    /// answered by the watched member.
+    current_ms: u64,
+    /// Why the view is not current; `None` while it is.
+    stale: Option<String>,
+    /// The watched member failed: the view was marked stale and the caller told; the
+    /// move to another member, which may block for a timeout per member, comes next.
+    switch_due: Option<String>,
 }
 
 impl Follower {
@@ -60,7 +95,11 @@ impl Follower {
             tx,
             generation: Arc::new(AtomicU64::new(0)),
             watching: None,
+            gave_up: String::new(),
             next_probe: Instant::now() + PROBE_EVERY,
+            current_ms: now_ms(),
+            stale: None,
+            switch_due: None,
         };
         f.rewatch().map_err(|e| e.to_string())?;
         Ok(f)
@@ -68,6 +107,22 @@ impl Follower {
 
     pub fn view(&self) -> &View {
         &self.view
+    }
+
+    /// `Some` while the view may be out of date: the watched member stopped answering, lost
+    /// its leader, or no member answers. Readers must not present the view as current then.
+    pub fn stale(&self) -> Option<Stale> {
+        self.stale.as_ref().map(|reason| Stale {
+            reason: reason.clone(),
+            as_of_ms: self.current_ms,
+        })
+    }
+
+    /// Marks the view out of date; true if it was current until now.
+    fn mark_stale(&mut self, reason: String) -> bool {
+        let was_current = self.stale.is_none();
+        self.stale = Some(reason);
+        was_current
     }
 
     /// Starts a watch from `view.revision + 1` on the client's member (or the next that
@@ -119,10 +174,18 @@ impl Follower {
     }
 
     /// Gives up on the watched member (saying why on stderr) and resumes on another, from
-    /// where the view is. If none answers, says so once; `next` tries again every second.
-    /// True if everything was read again.
+    /// where the view is. If none answers, says so once and marks the view stale; `next`
+    /// tries again every probe interval. True if everything was read again.
     fn switch(&mut self, why: &str) -> bool {
-        let from = self.watching.take().unwrap_or_default();
+        let from = match self.watching.take() {
+            Some(m) => {
+                self.gave_up = m.clone();
+                m
+            }
+            None => self.gave_up.clone(),
+        };
+        let first = self.stale.is_none() || self.switch_due.is_some();
+        self.switch_due = None;
         self.client.rotate();
         let was = self.view.revision;
         match self.rewatch() {
@@ -135,10 +198,13 @@ impl Follower {
                 reread
             }
             Err(e) => {
-                if !from.is_empty() {
+                self.mark_stale(format!(
+                    "etcd member {from} {why}, and no member answers ({e})"
+                ));
+                if first {
                     eprintln!(
                         "pidbeat: etcd member {from} {why}, and no other member answers ({e}); \
-                         retrying every second"
+                         retrying every {PROBE_EVERY:?}"
                     );
                 }
                 false
@@ -147,31 +213,75 @@ impl Follower {
     }
 
     /// Is the watched member still serving? A linearizable read needs its leader.
-    fn probe_ok(&mut self) -> bool {
+    fn probe(&mut self) -> Result<(), Error> {
         let Some(c) = &mut self.probe else {
-            return false;
+            return Err(Error::Unavailable("no client for the probe".into()));
         };
-        c.range(keys::ROOT.as_bytes(), None, 0).is_ok()
+        c.range(keys::ROOT.as_bytes(), None, 0).map(drop)
     }
 
-    /// Blocks until keys change or `until` passes.
+    /// Probes the watched member: the view is current when it answers; when it does not,
+    /// the view is marked stale and a move to another member is due. True if the view's
+    /// currency changed.
+    fn check(&mut self) -> bool {
+        let member = self.watching.clone().unwrap_or_default();
+        match self.probe() {
+            Ok(()) => {
+                self.current_ms = now_ms();
+                self.stale.take().is_some()
+            }
+            Err(e) => {
+                let why = format!("did not answer a read within {PROBE_TIMEOUT:?} ({e})");
+                let changed = self.mark_stale(format!("etcd member {member} {why}"));
+                self.switch_due = Some(why);
+                changed
+            }
+        }
+    }
+
+    /// Blocks until keys change, the view's currency changes, or `until` passes.
     pub fn next(&mut self, until: Option<Instant>) -> Change {
         loop {
+            if let Some(why) = self.switch_due.clone() {
+                let reread = self.switch(&why);
+                // On another member: it proves the view current at once, or not. If not,
+                // the next move waits for the next probe, so a member that accepts watches
+                // but has no leader is not asked in a tight loop.
+                let changed = self.watching.is_some() && self.check();
+                self.switch_due = None;
+                self.next_probe = Instant::now() + PROBE_EVERY;
+                if reread {
+                    return Change::All;
+                }
+                if changed {
+                    return Change::Currency;
+                }
+                continue;
+            }
             let now = Instant::now();
             if until.is_some_and(|u| now >= u) {
                 return Change::Timeout;
             }
             if now >= self.next_probe {
                 self.next_probe = now + PROBE_EVERY;
+                let before = self.stale.is_some();
                 let reread = if self.watching.is_none() {
-                    self.switch("was unreachable")
-                } else if !self.probe_ok() {
-                    self.switch("did not answer a read within 1 s")
+                    let reread = self.switch("was unreachable");
+                    if self.watching.is_some() {
+                        self.check();
+                    }
+                    reread
                 } else {
+                    // A failed probe marks the view stale and returns at once, so that the
+                    // caller shows it before the move to another member (which may block).
+                    self.check();
                     false
                 };
                 if reread {
                     return Change::All;
+                }
+                if before != self.stale.is_some() {
+                    return Change::Currency;
                 }
                 continue;
             }
@@ -202,13 +312,33 @@ impl Follower {
                     return Change::All;
                 }
                 Ok((_, Err(e))) => {
-                    if self.switch(&format!("failed ({e})")) {
-                        return Change::All;
+                    let member = self.watching.clone().unwrap_or_default();
+                    let why = format!("failed ({e})");
+                    let changed = self.mark_stale(format!("etcd member {member} {why}"));
+                    self.switch_due = Some(why);
+                    if changed {
+                        return Change::Currency;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the follower holds a sender"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stale;
+
+    #[test]
+    fn a_stale_view_dates_itself() {
+        let s = Stale {
+            reason: "etcd member m did not answer".into(),
+            as_of_ms: 1_795_630_754_902,
+        };
+        assert_eq!(s.as_of(), "18:19:14Z");
+        assert_eq!(s.secs_ago(1_795_630_754_902 + 12_345), 12);
+        assert_eq!(s.secs_ago(0), 0);
     }
 }

@@ -9,12 +9,14 @@ use super::view::{UNREACHABLE, View};
 use crate::cluster::RemoteWaitConfig;
 use crate::exitcode::{ExitCode, Result as CliResult, runtime};
 use crate::reader::wait::dead_line;
-use crate::record::ExitInfo;
+use crate::record::{ExitInfo, now_ms};
 
 /// `pidbeat wait --etcd HOST/AGENT…`: `HOST/AGENT dead signal 9`, `… dead code 3`, `… dead`
 /// (exit unknown) or `… lost`, one line per agent as each ends; exit 0 once all have, 124
 /// after `--timeout`. `unreachable` ends nothing (the host may come back, and its deaths are
-/// published then); it is said once on stderr.
+/// published then); it is said once on stderr. So is a view that is not current (its member
+/// stopped answering or lost quorum): wait says so, with the reason and the time the view
+/// dates from, and goes on waiting; and says when it is current again.
 pub fn wait_command(cfg: RemoteWaitConfig) -> CliResult<ExitCode> {
     let mut waiting: Vec<Name> = Vec::new();
     for a in cfg.agents {
@@ -26,7 +28,25 @@ pub fn wait_command(cfg: RemoteWaitConfig) -> CliResult<ExitCode> {
     let mut follower = Follower::start(&cfg.client)
         .map_err(|e| runtime!("cannot read the fleet from etcd: {e}"))?;
     let mut warned: Vec<Name> = Vec::new();
+    let mut said_stale = false;
     loop {
+        match (follower.stale(), said_stale) {
+            (Some(s), false) => {
+                eprintln!(
+                    "pidbeat: wait: the fleet view is not current (as of {}, {} s ago): {}; \
+                     still waiting",
+                    s.as_of(),
+                    s.secs_ago(now_ms()),
+                    s.reason
+                );
+                said_stale = true;
+            }
+            (None, true) => {
+                eprintln!("pidbeat: wait: the fleet view is current again");
+                said_stale = false;
+            }
+            _ => {}
+        }
         let view = follower.view();
         waiting.retain(|name| {
             let state = view.state(name);

@@ -170,7 +170,7 @@ impl std::error::Error for ColumnError {}
 fn up(e: &AgentVerdict, now: u64) -> Option<String> {
     let r = e.record.as_ref()?;
     if let Some(died) = r.died_ms.filter(|_| r.status == Status::Dead) {
-        return Some(format!("-{}", short(now.saturating_sub(died))));
+        return Some(ago(now.saturating_sub(died)));
     }
     let running = match e.state {
         State::Alive | State::Hung | State::Stale => true,
@@ -183,6 +183,15 @@ fn up(e: &AgentVerdict, now: u64) -> Option<String> {
     };
     let started = started_ms(e).filter(|_| running)?;
     Some(short(now.saturating_sub(started)))
+}
+
+/// How long ago a death was, as UP shows it: `-5m`; `-<1s` within its first second, where
+/// whole seconds would read `-0s`.
+fn ago(ms: u64) -> String {
+    match ms {
+        0..1000 => "-<1s".to_owned(),
+        _ => format!("-{}", short(ms)),
+    }
 }
 
 fn style(state: &str) -> Style {
@@ -225,8 +234,19 @@ pub fn render(
     layout: &Layout,
     color: bool,
 ) -> String {
+    render_at(entries, missing, layout, color, now_ms())
+}
+
+/// `render` with UP as of `now` (Unix ms): a remote view that is not current shows it as of
+/// the view's time.
+pub fn render_at(
+    entries: &[AgentVerdict],
+    missing: &[String],
+    layout: &Layout,
+    color: bool,
+    now: u64,
+) -> String {
     let cols = &layout.columns;
-    let now = now_ms();
     let mut rows: Vec<(String, Vec<String>)> = entries
         .iter()
         .map(|e| {
@@ -375,6 +395,14 @@ mod tests {
         for bad in ["", "agent,,state", "nope", "agent,agent"] {
             assert!(Column::parse_list(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn deaths_ago() {
+        assert_eq!(ago(0), "-<1s");
+        assert_eq!(ago(999), "-<1s");
+        assert_eq!(ago(1000), "-1s");
+        assert_eq!(ago(301_000), "-5m");
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub struct Page {
     /// the interval that every command with those flags shares.
     pub env: &'static [Item],
     pub files: &'static [Item],
-    /// Other man pages worth reading, as `name(section)`.
+    /// Other man pages worth reading, as `name(section)`: pidbeat's own, or one that
+    /// `man::SOURCES` names the Debian package of (checked by its tests).
     pub see_also: &'static [&'static str],
 }
 
@@ -102,7 +103,7 @@ pub const TOP: Page = Page {
     sections: &[],
     env: &[],
     files: &[],
-    see_also: &["flock(1)", "waitpid(1)", "pidfd_open(2)", "inotify(7)"],
+    see_also: &["flock(1)", "pidfd_open(2)", "inotify(7)"],
 };
 
 /// The page of the subcommand `name`.

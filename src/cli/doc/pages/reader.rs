@@ -227,7 +227,7 @@ pub const WAIT: Page = Page {
     )],
     env: &[],
     files: &[],
-    see_also: &["pidbeat-ps(1)", "pidbeat-status(1)", "waitpid(1)"],
+    see_also: &["pidbeat-ps(1)", "pidbeat-status(1)", "inotify(7)"],
 };
 
 pub const STATUS: Page = Page {

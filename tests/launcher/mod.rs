@@ -13,9 +13,6 @@
 //! sandbox finds them all by scanning `/proc/*/environ`, and its cleanup (also run from `Drop`
 //! when an assertion fails) kills the tmux server and every such process and reaps them.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod exits;
 mod real;
 mod shim;
@@ -24,8 +21,8 @@ mod sidecar;
 use std::path::Path;
 use std::process::Command;
 
-use common::tmux::TmuxSandbox;
-use common::*;
+use crate::common::tmux::TmuxSandbox;
+use crate::common::*;
 
 const LAUNCHER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -83,19 +80,15 @@ fn scripts_are_executable_and_shellcheck_clean() {
         assert!(text.starts_with("#!/usr/bin/env bash\n"), "{s}: shebang");
         assert!(text.contains("set -euo pipefail"), "{s}: strict mode");
     }
-    match Command::new("shellcheck").arg("--version").output() {
-        Ok(o) if o.status.success() => {
-            let out = Command::new("shellcheck")
-                .args([LAUNCHER, SIDECAR])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "shellcheck:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        _ => eprintln!("shellcheck not installed: skipping the lint half of this test"),
+    if have("shellcheck", "shellcheck") {
+        let out = Command::new("shellcheck")
+            .args([LAUNCHER, SIDECAR])
+            .finish();
+        assert!(
+            out.status.success(),
+            "shellcheck:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
     }
 }

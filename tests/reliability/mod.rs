@@ -1,4 +1,4 @@
-//! Issue 7: neither a false `alive` nor a false `dead` under real faults.
+//! Neither a false `alive` nor a false `dead` under real faults.
 //!
 //! Real processes, real signals, a private PID namespace for PID reuse, private mount
 //! namespaces (tmpfs with a size limit, read-only bind mounts) for run-dir faults. Every test
@@ -7,12 +7,9 @@
 //!
 //! Tests that need `pidbeat ps` are named `ps_*` or say so (a few others also ask `ps` once
 //! for its verdict). Where the kernel or sandbox lacks a feature (PID or mount namespaces,
-//! python3 for the thread cases) the test prints `SKIP <test>: <reason>` and passes.
+//! python3 for the thread cases) the test skips (`common::skip`).
 //!
 //! Helper: tests/reliability/pid_reuse.sh, the PID-1 script of the PID-reuse tests.
-
-#[path = "../common/mod.rs"]
-mod common;
 
 mod atomic;
 mod bad_input;
@@ -27,11 +24,10 @@ mod soak;
 mod watcher_death;
 mod zombies;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Small beats keep the file fast; 20 beats a second.
@@ -83,37 +79,6 @@ fn watch_in(
 
 fn watch(sb: &Sandbox, pid: i32, agent: &str, backend: &str) -> Watch {
     watch_in(sb, None, &sb.run_dir(), pid, agent, backend, IV)
-}
-
-/// `pidbeat ps --json` for `dir`: agent → the object ps printed.
-fn ps_json(sb: &Sandbox, dir: &Path, agents: &[&str]) -> BTreeMap<String, Value> {
-    ps_json_in(sb, None, dir, agents)
-}
-
-fn ps_json_in(
-    sb: &Sandbox,
-    ns: Option<&MountNs>,
-    dir: &Path,
-    agents: &[&str],
-) -> BTreeMap<String, Value> {
-    let mut c = pidbeat(sb, ns);
-    c.args(["ps", "--json", "--run-dir"]).arg(dir).args(agents);
-    let o = run_with_deadline(c, 5 * SEC);
-    assert!(
-        o.status.success(),
-        "pidbeat ps failed ({}): {}",
-        o.status,
-        o.stderr
-    );
-    parse_ps(&o.stdout)
-}
-
-fn ps_state(sb: &Sandbox, dir: &Path, agent: &str) -> String {
-    let m = ps_json(sb, dir, &[agent]);
-    let o = m
-        .get(agent)
-        .unwrap_or_else(|| panic!("ps does not list {agent}: {m:?}"));
-    o["state"].as_str().expect("state").to_owned()
 }
 
 /// Dot-files other than the agents' lock files: temp files a watcher left behind.

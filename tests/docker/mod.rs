@@ -15,8 +15,7 @@
 //!
 //! The cases run in parallel threads of one test, which owns the engine and the image.
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 mod cases;
 mod engine;
