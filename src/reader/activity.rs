@@ -205,6 +205,16 @@ mod tests {
     }
 
     #[test]
+    fn hostile_times_saturate() {
+        let line = br#"{"ts":1,"pid":2,"status":"alive","ts_ms":18446744073709551615,"interval":0.001,"progress":{"cpu_at_ms":18446744073709551615,"claim":"waiting","claim_ms":0,"watchdog_usec":18446744073709551615,"watchdog_ms":18446744073709551615}}"#;
+        let (r, _) = crate::record::parse(line).unwrap();
+        for now in [0, u64::MAX] {
+            judge(&r, now, &T).unwrap();
+        }
+        assert!(!hung(&r));
+    }
+
+    #[test]
     fn hung_is_judged_at_the_write() {
         let line = br#"{"ts":10,"pid":2,"status":"alive","ts_ms":10000,"progress":{"watchdog_usec":1000000,"watchdog_ms":8500}}"#;
         let (r, _) = crate::record::parse(line).unwrap();

@@ -169,7 +169,8 @@ fn activity_of(
     t: &Thresholds,
 ) -> Option<Judged> {
     let r = record.filter(|_| matches!(state, State::Alive | State::Hung | State::Stale))?;
-    activity::judge(r, r.written_ms() + age_ms.unwrap_or(0), t)
+    // A hostile record's times may be anything: saturate, never overflow.
+    activity::judge(r, r.written_ms().saturating_add(age_ms.unwrap_or(0)), t)
 }
 
 /// What is known of the process that writes a record.

@@ -116,7 +116,7 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
                     if unsettled_until.is_none() {
                         next_settle = next_settle
                             .into_iter()
-                            .chain(recheck.map(|d| now + d))
+                            .chain(recheck.and_then(|d| now.checked_add(d)))
                             .min();
                     }
                     (done && unsettled_until.is_none()).then(|| want.name().to_owned())

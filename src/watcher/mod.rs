@@ -496,7 +496,9 @@ impl Watcher {
     fn unwritten_expiry(&self) -> Option<u64> {
         let p = self.progress.as_ref()?;
         let (usec, at) = (p.watchdog_usec?, p.watchdog_ms?);
-        (self.expiry_written != Some(at)).then_some(at + usec / 1000 + 1)
+        // The agent's WATCHDOG_USEC= may be any number: saturate, never overflow.
+        (self.expiry_written != Some(at))
+            .then_some(at.saturating_add(usec / 1000).saturating_add(1))
     }
 
     /// Is a write for the evidence due now (outside the beats)?
