@@ -19,7 +19,9 @@
 #   it prints once detached. Run dir: $MOSAIC_HEARTBEAT_RUN_DIR, else
 #   $XDG_CONFIG_HOME/mosaic/fleet/run, else ~/.config/mosaic/fleet/run (created mode 0700);
 #   it is passed to the watcher as an absolute $MOSAIC_HEARTBEAT_RUN_DIR, and
-#   $MOSAIC_HEARTBEAT_INTERVAL passes through unchanged.
+#   $MOSAIC_HEARTBEAT_INTERVAL passes through unchanged. With `pidfd`/`poll`, the pane gets
+#   NOTIFY_SOCKET=<run-dir>/.AGENT.notify, the watcher's sd_notify socket, so that the runtime
+#   and its hooks can report progress (`pidbeat notify`, `systemd-notify`).
 # * The heartbeat is best-effort: a missing watcher binary, an unresolvable pane PID or a
 #   watcher that fails to start prints one "start-agent-session: warning: ..." line on stderr
 #   and the launch still exits 0. Failing to start the tmux session (including an existing
@@ -133,12 +135,27 @@ command -v tmux >/dev/null 2>&1 || {
 # literal ';'. So every argument that ends in ';' gets that ';' escaped.
 # shellcheck disable=SC2016 # $1 and $@ are for the pane's bash, not for this one
 pane_script='PATH=$1; export PATH; shift; exec "$@"'
+# The run dir, resolved as pidbeat resolves it (empty: none). Known before the session starts,
+# so that the pane gets NOTIFY_SOCKET, the watcher's sd_notify socket for the agent.
+run_dir=
+if [[ -n ${MOSAIC_HEARTBEAT_RUN_DIR:-} ]]; then
+	run_dir=$MOSAIC_HEARTBEAT_RUN_DIR
+elif [[ ${XDG_CONFIG_HOME:-} == /* ]]; then # a relative XDG_CONFIG_HOME is invalid: ignore it
+	run_dir=$XDG_CONFIG_HOME/mosaic/fleet/run
+elif [[ -n ${HOME:-} ]]; then
+	run_dir=$HOME/.config/mosaic/fleet/run
+fi
+[[ -z $run_dir || $run_dir == /* ]] || run_dir=$PWD/$run_dir
+session_env=()
+if [[ -n $run_dir && ($backend == pidfd || $backend == poll) ]]; then
+	session_env=(-e "NOTIFY_SOCKET=$run_dir/.$agent.notify")
+fi
 pane_argv=()
 for arg in "$BASH" -c "$pane_script" "$prog" "$PATH" "$@"; do
 	[[ $arg == *';' ]] && arg=${arg%;}'\;'
 	pane_argv+=("$arg")
 done
-if ! tmux new-session -d -s "$agent" -- "${pane_argv[@]}"; then
+if ! tmux new-session -d -s "$agent" "${session_env[@]}" -- "${pane_argv[@]}"; then
 	printf '%s: error: could not start tmux session %s (tmux says why above); no watcher started\n' \
 		"$prog" "$agent" >&2
 	exit 1
@@ -164,16 +181,8 @@ esac
 command -v setsid >/dev/null 2>&1 ||
 	skip_heartbeat "setsid not found on PATH; session $agent runs without a heartbeat"
 
-if [[ -n ${MOSAIC_HEARTBEAT_RUN_DIR:-} ]]; then
-	run_dir=$MOSAIC_HEARTBEAT_RUN_DIR
-elif [[ ${XDG_CONFIG_HOME:-} == /* ]]; then # a relative XDG_CONFIG_HOME is invalid: ignore it
-	run_dir=$XDG_CONFIG_HOME/mosaic/fleet/run
-elif [[ -n ${HOME:-} ]]; then
-	run_dir=$HOME/.config/mosaic/fleet/run
-else
+[[ -n $run_dir ]] ||
 	skip_heartbeat "no run dir: set MOSAIC_HEARTBEAT_RUN_DIR or HOME; session $agent runs without a heartbeat"
-fi
-[[ $run_dir == /* ]] || run_dir=$PWD/$run_dir
 (umask 077 && mkdir -p -- "$run_dir") 2>/dev/null ||
 	skip_heartbeat "cannot create run dir $run_dir; session $agent runs without a heartbeat"
 log=$run_dir/$agent.log

@@ -13,11 +13,13 @@ use clap::{Args, Parser, Subcommand};
 mod admin;
 pub mod doc;
 mod etcd;
+mod notify;
 mod reader;
 mod values;
 mod writer;
 pub use admin::{ForgetArgs, PruneArgs};
 pub use etcd::{PublishArgs, Source};
+pub use notify::NotifyArgs;
 pub use reader::{PsArgs, StatusArgs, WaitArgs};
 pub use writer::{RunArgs, WatchArgs};
 
@@ -54,6 +56,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Forget every ended agent that matches (by state, by age).
     Prune(PruneArgs),
+    /// Tell an agent's watcher something over sd_notify (a systemd-notify that never blocks).
+    Notify(NotifyArgs),
     /// Print a shell completion script to stdout (see --help for how to install it).
     Completions {
         /// The shell to complete in

@@ -29,6 +29,9 @@ mod wholefile;
 // The writer.
 mod watcher;
 
+// `pidbeat notify`: an sd_notify sender for the watcher's socket.
+mod notify;
+
 // The readers.
 mod reader;
 
@@ -139,6 +142,7 @@ fn run(etcd: fn(cluster::Command) -> exitcode::Result<ExitCode>) -> i32 {
         Command::Status(a) => a.into_config().and_then(reader::status::command),
         Command::Forget(a) => a.into_config().and_then(admin::forget::command),
         Command::Prune(a) => a.into_config().and_then(admin::prune::command),
+        Command::Notify(a) => a.into_config().and_then(notify::command),
         Command::Completions { shell } => cli::doc::completions(&command(), shell),
         Command::Man { dir } => cli::doc::man(command(), dir.as_deref()),
     };

@@ -104,16 +104,23 @@ pub struct Record {
     /// known (`reaped`, `hidden`); absent otherwise. Not in [`RECORD_KEYS`]: rarely written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_unknown: Option<Cow<'static, str>>,
+    /// Not in the seed: the evidence of progress (`progress.rs`), absent when the watcher
+    /// samples none. Not in [`RECORD_KEYS`]: a watcher with sampling off never writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 mod check;
+pub mod progress;
+pub use progress::{Claim, Progress};
 
 /// Records larger than this are not records: readers refuse them without reading them all.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// Room for any record a watcher writes: every number at its widest, the longest boot id a
-/// record may carry, the longest `exit` and `exit_unknown` (about 700 bytes in all).
-pub const LINE_CAPACITY: usize = 1024;
+/// record may carry, the longest `exit` and `exit_unknown` (about 700 bytes in all), and the
+/// widest `progress` (its `STATUS=` at most twice [`progress::STATUS_MAX`] once escaped).
+pub const LINE_CAPACITY: usize = 2048;
 
 impl Record {
     #[cfg(test)]
@@ -306,6 +313,7 @@ mod tests {
             boottime_ms: Some(6),
             pidns: Some(7),
             exit_unknown: None,
+            progress: None,
         };
         let line = String::from_utf8(r.to_line()).unwrap();
         assert_eq!(
@@ -345,6 +353,21 @@ mod tests {
             boottime_ms: Some(u64::MAX),
             pidns: Some(u64::MAX),
             exit_unknown: Some("reaped".into()),
+            progress: Some(Progress {
+                cpu_ms: Some(u64::MAX),
+                cpu_at_ms: Some(u64::MAX),
+                cpu_since_ms: Some(u64::MAX),
+                output_ms: Some(u64::MAX),
+                input_ms: Some(u64::MAX),
+                notify_ms: Some(u64::MAX),
+                status_text: Some("\"".repeat(progress::STATUS_MAX)),
+                claim: Some(Claim::Waiting),
+                claim_ms: Some(u64::MAX),
+                ready_ms: Some(u64::MAX),
+                stopping_ms: Some(u64::MAX),
+                watchdog_usec: Some(u64::MAX),
+                watchdog_ms: Some(u64::MAX),
+            }),
         };
         let mut line = Vec::with_capacity(LINE_CAPACITY);
         r.write_line(&mut line);

@@ -304,6 +304,12 @@ pub fn lock_name(agent: &str) -> String {
     format!(".{agent}.lock")
 }
 
+/// The agent's sd_notify socket, bound by its watcher while it runs and removed when it
+/// ends (`forget` removes one a killed watcher left).
+pub fn notify_name(agent: &str) -> String {
+    format!(".{agent}.notify")
+}
+
 /// The agent whose lock `file_name` would be (not yet checked as a valid name).
 pub fn agent_of_lock(file_name: &str) -> Option<&str> {
     file_name.strip_prefix('.')?.strip_suffix(".lock")

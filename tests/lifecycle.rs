@@ -52,18 +52,21 @@ fn forget_removes_ended_agents_and_refuses_live_ones() {
         "{}",
         o.stderr
     );
-    assert_eq!(names(&sb), [".live.lock", "gone.log", "live.hb"]);
+    assert_eq!(
+        names(&sb),
+        [".live.lock", ".live.notify", "gone.log", "live.hb"]
+    );
     // The log goes only with --logs.
     let o = run(&sb, &["forget", "--logs", "gone"]);
     assert_eq!(o.code(), Some(0), "{}", o.stderr);
-    assert_eq!(names(&sb), [".live.lock", "live.hb"]);
+    assert_eq!(names(&sb), [".live.lock", ".live.notify", "live.hb"]);
     // Nothing left of it: exit 4, as for `status`.
     let o = run(&sb, &["forget", "gone"]);
     assert_eq!(o.code(), Some(4));
     assert!(o.stderr.contains("gone: no record"), "{}", o.stderr);
     assert_eq!(
         names(&sb),
-        [".live.lock", "live.hb"],
+        [".live.lock", ".live.notify", "live.hb"],
         "no lock file made for it"
     );
     let mut c = sb.cmd();
@@ -187,7 +190,7 @@ fn prune_by_state_and_age() {
     let o = run(&sb, &["prune"]);
     assert_eq!(o.stdout, "forgot new-dead (dead)\n");
     // The live agent is never pruned, whatever the filters.
-    assert_eq!(names(&sb), [".live.lock", "live.hb"]);
+    assert_eq!(names(&sb), [".live.lock", ".live.notify", "live.hb"]);
     let o = run(&sb, &["prune", "--state", "alive"]);
     assert_eq!(o.code(), Some(2));
     assert!(o.stderr.contains("--state"), "{}", o.stderr);

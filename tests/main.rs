@@ -5,7 +5,8 @@
 //!
 //! - `cli`, `completion`: help, man pages, completions, what the package ships;
 //! - `watch`, `run`: the writer; `ps`, `wait`, `prom`, `scripting`, `schema`: the readers and
-//!   the record contract; `lifecycle`: `status`, `forget`, `prune`;
+//!   the record contract; `lifecycle`: `status`, `forget`, `prune`; `progress`: the evidence
+//!   of progress, sd_notify and the activities;
 //! - `reliability`: no false `alive` nor false `dead` under real faults;
 //! - `trust`: verdicts whatever the clocks, the records and the PID namespaces do;
 //! - `launcher`: the tmux launcher and the shell sidecar;
@@ -22,6 +23,7 @@ mod docker;
 mod harness;
 mod launcher;
 mod lifecycle;
+mod progress;
 mod prom;
 mod ps;
 mod reliability;

@@ -84,6 +84,12 @@ fn real_records_and_ps_json_match_the_schemas() {
     // alive, then unwatched: a real watcher, stopped by SIGTERM while its target lives.
     let (t1, t2) = (spawn_sleep(), spawn_sleep());
     let mut stays = sb.watch_alive(t1.pid(), "stays", &["--interval", "0.05"]);
+    // hung: a watchdog nobody feeds (its expiry is written at once).
+    let mut hung = sb.watch_alive(t1.pid(), "hung", &["--watchdog", "0.1s"]);
+    wait_record(&sb.record_path("hung"), 5 * SEC, |v| {
+        let p = &v["progress"];
+        v["ts_ms"].as_u64() > p["watchdog_ms"].as_u64().map(|w| w + 100)
+    });
     let stopped = sb.watch_alive(t2.pid(), "stopped", &[]);
     signal(stopped.pid(), Signal::TERM);
     stopped.reap_within(5 * SEC);
@@ -165,7 +171,7 @@ fn real_records_and_ps_json_match_the_schemas() {
     let sig9 = read_record(&sb.record_path("sig9")).unwrap();
     assert_eq!(sig9["exit"]["signal"], 9);
     for agent in [
-        "stays", "stopped", "code7", "sig9", "side", "reaped", "hidden",
+        "stays", "hung", "stopped", "code7", "sig9", "side", "reaped", "hidden",
     ] {
         let r = read_record(&sb.record_path(agent)).unwrap();
         assert_valid(&record, &r, &format!("{agent}'s record"));
@@ -198,7 +204,15 @@ fn real_records_and_ps_json_match_the_schemas() {
     states.dedup();
     assert_eq!(
         states,
-        ["alive", "corrupt", "dead", "lost", "stale", "unwatched"]
+        [
+            "alive",
+            "corrupt",
+            "dead",
+            "hung",
+            "lost",
+            "stale",
+            "unwatched"
+        ]
     );
     // The schema's states are exactly those `ps` prints, and `unreachable`, which only
     // `ps --etcd` prints (tests/cluster validates those elements).
@@ -236,6 +250,7 @@ fn real_records_and_ps_json_match_the_schemas() {
     assert!(text.contains(exit), "ps --json reorders {exit}:\n{text}");
 
     stays.kill();
+    hung.kill();
     drop((t1, t2));
     sb.assert_clean(&[t4_pid]);
 }

@@ -47,8 +47,8 @@ fn first_alive_record_is_immediate_and_complete() {
         !text.contains(' ') && text.matches('\n').count() == 1,
         "{text}"
     );
-    // Nothing but the record and the lock in the run dir, and it is private.
-    assert_eq!(dir_names(&sb.run_dir()), [".a.lock", "a.hb"]);
+    // Nothing but the record, the lock and the sd_notify socket in the run dir, and it is private.
+    assert_eq!(dir_names(&sb.run_dir()), [".a.lock", ".a.notify", "a.hb"]);
     assert_eq!(mode(&sb.run_dir()) & 0o777, 0o700);
     w.kill();
     sb.assert_home_untouched();

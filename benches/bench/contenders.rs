@@ -12,9 +12,14 @@ use crate::{Ctx, PIDBEAT};
 #[derive(Clone, Copy, PartialEq)]
 pub enum Kind {
     Pidfd,
+    /// The pidfd watcher with `--no-progress`: no evidence sampled, no sd_notify socket. The
+    /// cost of progress sampling is pidfd's CPU per beat over this one's, same run.
+    PidfdBare,
     Poll,
     Floor,
-    Shell { interval_s: u32 },
+    Shell {
+        interval_s: u32,
+    },
 }
 
 pub struct Contender {
@@ -25,7 +30,7 @@ pub struct Contender {
 impl Contender {
     /// pidbeat itself, judged; the others are baselines, reported.
     pub fn is_pidbeat(&self) -> bool {
-        matches!(self.kind, Kind::Pidfd | Kind::Poll)
+        matches!(self.kind, Kind::Pidfd | Kind::PidfdBare | Kind::Poll)
     }
 
     /// A `sleep` target and this contender watching it, as two children of the bench (the
@@ -70,7 +75,7 @@ impl Contender {
     /// death lands at a uniformly random phase of its check cycle.
     pub fn period(&self) -> Duration {
         match self.kind {
-            Kind::Pidfd | Kind::Floor => Duration::ZERO,
+            Kind::Pidfd | Kind::PidfdBare | Kind::Floor => Duration::ZERO,
             Kind::Poll => Duration::from_millis(100),
             Kind::Shell { interval_s } => Duration::from_secs(interval_s.into()),
         }
@@ -98,18 +103,21 @@ impl Contender {
     ) -> Command {
         let pid = pid.to_string();
         match self.kind {
-            Kind::Pidfd | Kind::Poll => {
+            Kind::Pidfd | Kind::PidfdBare | Kind::Poll => {
                 let mut c = Command::new(PIDBEAT);
                 c.args(["watch", "--pid", &pid, "--agent", agent, "--run-dir"])
                     .arg(dir)
                     .args([
                         "--backend",
-                        if self.kind == Kind::Pidfd {
-                            "pidfd"
-                        } else {
+                        if self.kind == Kind::Poll {
                             "poll"
+                        } else {
+                            "pidfd"
                         },
                     ]);
+                if self.kind == Kind::PidfdBare {
+                    c.arg("--no-progress");
+                }
                 if let Some(i) = interval {
                     c.args(["--interval", i]);
                 }
@@ -137,6 +145,10 @@ impl Contender {
 pub const PIDFD: Contender = Contender {
     name: "pidfd",
     kind: Kind::Pidfd,
+};
+pub const PIDFD_BARE: Contender = Contender {
+    name: "pidfd-bare",
+    kind: Kind::PidfdBare,
 };
 pub const POLL: Contender = Contender {
     name: "poll",

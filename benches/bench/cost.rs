@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::contenders::{Contender, FLOOR, PIDFD, POLL, SHELL1};
+use crate::contenders::{Contender, FLOOR, PIDFD, PIDFD_BARE, POLL, SHELL1};
 use crate::forks::ForkCounter;
 use crate::procs::{Cpu, pss_kib, status_kib};
 use crate::rundir::{DirWatch, mkdir_private, seq_of};
@@ -18,6 +18,7 @@ pub fn run_cost(ctx: &mut Ctx) -> io::Result<()> {
     mkdir_private(&dir)?;
     let contenders: Vec<(&Contender, u64)> = [
         (&PIDFD, ctx.cfg.cost_beats),
+        (&PIDFD_BARE, ctx.cfg.cost_beats),
         (&FLOOR, ctx.cfg.cost_beats),
         (&POLL, ctx.cfg.cost_beats),
         (&SHELL1, ctx.cfg.shell_cost_beats),
@@ -30,6 +31,16 @@ pub fn run_cost(ctx: &mut Ctx) -> io::Result<()> {
         if let Err(e) = cost_one(ctx, &dir, c, beats) {
             let msg = format!("{}: cost run failed: {e}", c.name);
             ctx.results.fail_or_note(c.is_pidbeat(), msg);
+        }
+    }
+    if ctx.has(&PIDFD) {
+        eprintln!(
+            "bench: cost: pidfd and pidfd-bare side by side, {} beats",
+            ctx.cfg.cost_beats
+        );
+        if let Err(e) = progress_pair(ctx, &dir, ctx.cfg.cost_beats) {
+            ctx.results
+                .fail_or_note(true, format!("progress pair: cost run failed: {e}"));
         }
     }
     for (name, path) in [
@@ -117,6 +128,53 @@ fn cost_one(ctx: &mut Ctx, dir: &Path, c: &Contender, beats: u64) -> Result<(), 
         if let Some(v) = kib {
             r.add(c.name, metric, v as f64, "KiB");
         }
+    }
+    Ok(())
+}
+
+/// The cost of progress sampling: pidfd and pidfd-bare (`--no-progress`) beat at 10 ms side
+/// by side, over the same seconds, so that whatever else loads the machine loads both alike
+/// (run one after the other, the two differed by ±40 % on a shared machine). Recorded as
+/// `pair-pidfd` and `pair-bare`.
+fn progress_pair(ctx: &mut Ctx, dir: &Path, beats: u64) -> Result<(), String> {
+    let tick = ctx.tick_ns;
+    let mut started = Vec::new();
+    for (c, agent) in [(&PIDFD, "pair-pidfd"), (&PIDFD_BARE, "pair-bare")] {
+        let mut watch = DirWatch::new(dir).map_err(|e| format!("inotify: {e}"))?;
+        let (target, watcher) = c.start(ctx, &mut watch, dir, agent, Some("0.01"))?;
+        started.push((agent, target, watcher));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let read_seq = |agent: &str| {
+        fs::read_to_string(dir.join(format!("{agent}.hb")))
+            .ok()
+            .and_then(|r| seq_of(&r))
+    };
+    let mut first = Vec::new();
+    for (agent, _, w) in &started {
+        let seq = read_seq(agent).ok_or("record has no seq")?;
+        first.push((seq, Cpu::read(w.pid, tick).ok_or("watcher gone")?));
+    }
+    let deadline =
+        Instant::now() + Duration::from_millis(beats * 10 * 10) + Duration::from_secs(10);
+    while started
+        .iter()
+        .zip(&first)
+        .any(|((a, _, _), (s0, _))| read_seq(a).unwrap_or(0) < s0 + beats)
+    {
+        if Instant::now() > deadline {
+            return Err("too few beats".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for ((agent, target, mut watcher), (s0, cpu0)) in started.into_iter().zip(first) {
+        let cpu1 = Cpu::read(watcher.pid, tick).ok_or("watcher gone")?;
+        let s1 = read_seq(agent).unwrap_or(s0);
+        watcher.stop(Duration::from_secs(3));
+        drop(target);
+        let n = (s1 - s0) as f64;
+        let us = cpu1.total_ns(tick).saturating_sub(cpu0.total_ns(tick)) as f64 / 1e3 / n;
+        ctx.results.add(agent, "cpu_per_beat", us, "us");
     }
     Ok(())
 }

@@ -9,6 +9,8 @@ use crate::stats::fmt;
 
 /// CPU per beat of a pidbeat backend over the floor's, same run.
 const CPU_VS_FLOOR: f64 = 1.2;
+/// CPU per beat with progress sampling over the same watcher without it (`--no-progress`).
+const PROGRESS_CPU: f64 = 1.10;
 /// Growth of the fleet's total PSS per watcher added, KiB.
 const PSS_PER_ADDED_KIB: f64 = 256.0;
 
@@ -97,6 +99,20 @@ pub fn goals(r: &Results) -> Vec<Goal> {
         g.push(forks_goal(r, c));
         g.push(cpu_goal(r, c));
     }
+    let cpu = |c| fmt(r.get(c, "cpu_per_beat"), 1);
+    g.push(
+        Goal::at_most(
+            "progress_cpu_per_beat_over_bare",
+            ratio(r, "pair-pidfd", "pair-bare", "cpu_per_beat"),
+            PROGRESS_CPU,
+        )
+        .what("CPU per beat with progress sampling / without (--no-progress), side by side")
+        .ratio(format!(
+            "({} µs vs {} µs)",
+            cpu("pair-pidfd"),
+            cpu("pair-bare")
+        )),
+    );
     g.push(pss_goal(r));
     g.push(
         Goal::at_most(

@@ -114,7 +114,7 @@ fn cost(s: &mut String, ctx: &Ctx) {
         "contender | beats | period ms | CPU µs/beat | (ticks only) | forks/beat | VmHWM KiB | RssAnon KiB | PSS KiB | size bytes",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
-    for c in ["pidfd", "floor", "poll", "shell-1s"] {
+    for c in ["pidfd", "pidfd-bare", "floor", "poll", "shell-1s"] {
         let forks = r
             .get(c, "forks_per_beat")
             .map(|v| format!("{v:.3}"))

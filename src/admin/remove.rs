@@ -65,7 +65,11 @@ pub fn remove(dir: &Path, agent: &str, filter: &Filter) -> io::Result<Removed> {
         if read_record(dir, agent) != before {
             continue;
         }
-        let mut names = vec![rundir::record_name(agent), rundir::deaths_name(agent)];
+        let mut names = vec![
+            rundir::record_name(agent),
+            rundir::deaths_name(agent),
+            rundir::notify_name(agent),
+        ];
         if filter.logs {
             names.push(rundir::log_name(agent));
         }
@@ -101,7 +105,7 @@ pub fn matches(dir: &Path, v: &AgentVerdict, filter: &Filter) -> bool {
 fn refuse(dir: &Path, v: &AgentVerdict, filter: &Filter) -> Option<String> {
     // A target that died a moment ago under its watcher: about to be `dead`.
     let dying = v.unsettled.is_some();
-    if matches!(v.state, State::Alive | State::Stale) && !dying {
+    if v.is_live() && !dying {
         return Some(format!("it is {} (stop its watcher first)", v.state));
     }
     let state = if dying { State::Dead } else { v.state };
@@ -136,6 +140,7 @@ fn any_file(dir: &Path, agent: &str, logs: bool) -> bool {
         rundir::record_name(agent),
         rundir::deaths_name(agent),
         rundir::lock_name(agent),
+        rundir::notify_name(agent),
     ];
     if logs {
         names.push(rundir::log_name(agent));

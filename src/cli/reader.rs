@@ -10,15 +10,38 @@ use super::etcd::{EtcdArgs, Source};
 use super::values::{ValueError, parse_agent, parse_agent_arg, parse_duration};
 use crate::cluster::{RemoteFormat, RemotePsConfig, RemoteWaitConfig};
 use crate::exitcode::{Error, Result};
+use crate::reader::activity::{Activity, Thresholds};
 use crate::reader::ps::{Column, Format, Layout, PsConfig, View};
 use crate::reader::status::StatusConfig;
 use crate::reader::trust::Untrusted;
 use crate::reader::wait::{Until, WaitConfig};
 
+/// The thresholds a reader judges a live agent's activity by (see `reader/activity.rs`).
+#[derive(Args, Debug, Clone)]
+pub struct ThresholdArgs {
+    /// A live agent without CPU progress or a `working` claim for this long is idle (90s, 2m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub idle_after: Duration,
+    /// An agent whose last claim was `working` and whose process tree used no CPU for this long is stuck
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub stuck_after: Duration,
+}
+
+impl ThresholdArgs {
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            idle_after: self.idle_after,
+            stuck_after: self.stuck_after,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct PsArgs {
     #[command(flatten)]
     pub run_dir: RunDirArg,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
     /// One JSON array: the record's keys plus agent, state, age_ms
     #[arg(long, conflicts_with = "prom")]
     pub json: bool,
@@ -28,7 +51,7 @@ pub struct PsArgs {
     /// Redraw whenever a record changes (and every second for ages)
     #[arg(long)]
     pub watch: bool,
-    /// Table columns, comma-separated: agent,state,pid,up,age,backend,exit,interval,seq,watcher
+    /// Table columns, comma-separated: agent,state,pid,up,age,backend,exit,interval,seq,watcher,activity,idle,status
     #[arg(short = 'o', long = "fields", value_name = "FIELD,…", value_parser = parse_columns, conflicts_with_all = ["json", "prom"])]
     pub fields: Option<Columns>,
     /// Print the table without its header line
@@ -88,6 +111,7 @@ impl PsArgs {
             agents: self.agents,
             layout,
             output: self.output,
+            thresholds: self.thresholds.thresholds(),
         })
     }
 }
@@ -96,6 +120,8 @@ impl PsArgs {
 pub struct WaitArgs {
     #[command(flatten)]
     pub run_dir: RunDirArg,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
     /// Give up after SECS and exit 124
     #[arg(short = 't', long, value_name = "SECS", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -105,9 +131,12 @@ pub struct WaitArgs {
     /// Return once N of the named agents are done
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub count: Option<u32>,
-    /// What each agent is waited for: ended (dead or lost), or alive
+    /// What each agent is waited for: ended (dead or lost), alive, or an activity of a live agent (working, idle, waiting)
     #[arg(long, value_enum, value_name = "STATE", default_value_t = UntilChoice::Ended)]
     pub until: UntilChoice,
+    /// With --until working|idle|waiting: each agent must have been in it for at least this long
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub for_: Option<Duration>,
     /// Refuse at once (exit 4) a named agent that has no record
     #[arg(long)]
     pub exists: bool,
@@ -126,6 +155,12 @@ pub enum UntilChoice {
     Ended,
     /// Alive (its watcher has written an alive record and the target runs)
     Alive,
+    /// Live and working (CPU progress of its tree, or a fresh working claim)
+    Working,
+    /// Live and idle (no sign of progress for --idle-after)
+    Idle,
+    /// Live and waiting for its user (its own claim)
+    Waiting,
 }
 
 impl WaitArgs {
@@ -145,10 +180,23 @@ impl WaitArgs {
             untrusted: self.trust.policy(),
             timeout: self.timeout,
             agents: self.agents,
-            until: match self.until {
-                UntilChoice::Ended => Until::Ended,
-                UntilChoice::Alive => Until::Alive,
+            until: match (self.until, self.for_) {
+                (UntilChoice::Ended, None) => Until::Ended,
+                (UntilChoice::Alive, None) => Until::Alive,
+                (UntilChoice::Working, f) => {
+                    Until::Activity(Activity::Working, f.unwrap_or_default())
+                }
+                (UntilChoice::Idle, f) => Until::Activity(Activity::Idle, f.unwrap_or_default()),
+                (UntilChoice::Waiting, f) => {
+                    Until::Activity(Activity::Waiting, f.unwrap_or_default())
+                }
+                (_, Some(_)) => {
+                    return Err(Error::Usage(
+                        "--for goes with --until working, idle or waiting".into(),
+                    ));
+                }
             },
+            thresholds: self.thresholds.thresholds(),
             count,
             exists: self.exists,
         })
@@ -263,7 +311,7 @@ impl WaitArgs {
                 refuse(self.any, "--any")?;
                 refuse(self.count.is_some(), "--count")?;
                 refuse(self.exists, "--exists")?;
-                refuse(self.until == UntilChoice::Alive, "--until alive")?;
+                refuse(self.until != UntilChoice::Ended, "--until other than ended")?;
                 Ok(Source::Etcd(RemoteWaitConfig {
                     client,
                     timeout: self.timeout,

@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 
 use super::RunDirArg;
-use super::values::{parse_agent, parse_interval, parse_pid};
+use super::values::{parse_agent, parse_duration, parse_interval, parse_pid};
 use crate::exitcode::{Error, Result};
 use crate::rundir::Interval;
 use crate::watcher::run::RunConfig;
@@ -47,6 +47,12 @@ pub struct WriterArgs {
     pub run_dir: RunDirArg,
     #[command(flatten)]
     pub interval: IntervalArg,
+    /// The agent promises WATCHDOG=1 over sd_notify at least this often (as WATCHDOG_USEC= would); past it without one, readers call it hung
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub watchdog: Option<std::time::Duration>,
+    /// Sample no evidence of progress (CPU, terminal) and bind no sd_notify socket: the record has no `progress`
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 impl WriterArgs {
@@ -57,6 +63,8 @@ impl WriterArgs {
             interval: self.interval.resolve()?,
             agent: self.agent,
             run_dir,
+            progress: !self.no_progress,
+            watchdog: self.watchdog,
         })
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! `admin/` (`forget`, `prune`) judges agents through what is re-exported here.
 
+pub mod activity;
 pub(crate) mod batch;
 mod dirwatch;
 pub(crate) mod file;

@@ -30,12 +30,8 @@ pub fn command(config: StatusConfig) -> Result<ExitCode> {
     let mut code = ExitCode::Success;
     let mut out = String::new();
     for agent in &config.agents {
-        let state = snap
-            .entries
-            .iter()
-            .find(|e| &e.agent == agent)
-            .map(|e| e.state);
-        let (word, c) = match state {
+        let entry = snap.entries.iter().find(|e| &e.agent == agent);
+        let (word, c) = match entry.map(|e| e.state) {
             Some(State::Alive) => ("alive", ExitCode::Success),
             Some(s) => (s.name(), ExitCode::NotAlive),
             None => ("missing", ExitCode::NoRecord),

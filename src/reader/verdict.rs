@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::activity::{self, Judged, Thresholds};
 use crate::clock::{self, Age};
 use crate::incarnation::{Incarnation, Liveness};
 use crate::pidns;
@@ -25,6 +26,8 @@ use crate::rundir::{self, EXIT_GRACE, Interval};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Alive,
+    /// Alive, but the agent announced a watchdog and let it run out (`activity::hung`).
+    Hung,
     Stale,
     Dead,
     Lost,
@@ -36,8 +39,9 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Alive,
+        State::Hung,
         State::Stale,
         State::Dead,
         State::Lost,
@@ -53,6 +57,7 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::Alive => "alive",
+            State::Hung => "hung",
             State::Stale => "stale",
             State::Dead => "dead",
             State::Lost => "lost",
@@ -110,6 +115,9 @@ pub struct AgentVerdict {
     /// The record's PIDs are of another PID namespace (a container's): not this reader's.
     pub foreign_pids: bool,
     pub unsettled: Option<Unsettled>,
+    /// What a live agent does, judged with the default thresholds (`rejudge_activity` applies
+    /// a command's own); `None` for ended agents and records without `progress`.
+    pub activity: Option<Judged>,
 }
 
 impl AgentVerdict {
@@ -124,6 +132,7 @@ impl AgentVerdict {
             age_ms: None,
             foreign_pids: false,
             unsettled: None,
+            activity: None,
         }
     }
 
@@ -141,6 +150,27 @@ impl AgentVerdict {
     pub fn needs_confirming(&self) -> bool {
         self.state == State::Lost || self.unsettled.is_some()
     }
+
+    /// Is the target running under its watcher (alive, hung, or stale)?
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, State::Alive | State::Hung | State::Stale)
+    }
+
+    /// Judges the activity again with `t` (see `activity.rs`).
+    pub fn rejudge_activity(&mut self, t: &Thresholds) {
+        self.activity = activity_of(self.state, self.record.as_ref(), self.age_ms, t);
+    }
+}
+
+fn activity_of(
+    state: State,
+    record: Option<&Record>,
+    age_ms: Option<u64>,
+    t: &Thresholds,
+) -> Option<Judged> {
+    let r = record.filter(|_| matches!(state, State::Alive | State::Hung | State::Stale))?;
+    // A hostile record's times may be anything: saturate, never overflow.
+    activity::judge(r, r.written_ms().saturating_add(age_ms.unwrap_or(0)), t)
 }
 
 /// What is known of the process that writes a record.
@@ -187,8 +217,12 @@ pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) 
             exit_pending(dir, agent, &record, foreign, procs),
         ),
         Status::Unwatched => (State::Unwatched, None),
-        Status::Alive => judge_alive(dir, agent, &record, age, foreign, procs),
+        Status::Alive => match judge_alive(dir, agent, &record, age, foreign, procs) {
+            (State::Alive, None) if activity::hung(&record) => (State::Hung, None),
+            judged => judged,
+        },
     };
+    let activity = activity_of(state, Some(&record), age.ms(), &Thresholds::DEFAULT);
     AgentVerdict {
         agent: agent.to_owned(),
         state,
@@ -199,6 +233,7 @@ pub fn judge(dir: &Path, agent: &str, bytes: &[u8], procs: &mut impl ProcStats) 
         age_ms: age.ms(),
         foreign_pids: foreign,
         unsettled,
+        activity,
     }
 }
 

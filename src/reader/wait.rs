@@ -19,6 +19,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::activity::{Activity, Thresholds};
 use super::batch::Look;
 use super::follow::{Follow, Wakeups};
 use super::settle::Settler;
@@ -43,6 +44,8 @@ pub struct WaitConfig {
     pub count: Option<usize>,
     /// Refuse (exit 4) an agent that has no record now.
     pub exists: bool,
+    /// What live agents' activity is judged by.
+    pub thresholds: Thresholds,
 }
 
 /// What each agent is waited for.
@@ -50,6 +53,8 @@ pub struct WaitConfig {
 pub enum Until {
     Ended,
     Alive,
+    /// Live and in this activity for at least this long.
+    Activity(Activity, Duration),
 }
 
 pub fn command(config: WaitConfig) -> Result<ExitCode> {
@@ -107,6 +112,17 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
                 Until::Ended => ended(&v, unsettled_until.is_some()),
                 Until::Alive => (v.state == State::Alive && unsettled_until.is_none())
                     .then(|| "alive".to_owned()),
+                Until::Activity(want, min) => {
+                    v.rejudge_activity(&config.thresholds);
+                    let (done, recheck) = in_activity(&v, want, min, &config.thresholds);
+                    if unsettled_until.is_none() {
+                        next_settle = next_settle
+                            .into_iter()
+                            .chain(recheck.and_then(|d| now.checked_add(d)))
+                            .min();
+                    }
+                    (done && unsettled_until.is_none()).then(|| want.name().to_owned())
+                }
             };
             if let Some(outcome) = outcome {
                 // The reader of our stdout may be gone; the exit status still matters.
@@ -141,6 +157,33 @@ pub fn command(config: WaitConfig) -> Result<ExitCode> {
         let relevant = |n: &std::ffi::OsStr| waiting.iter().any(|a| rundir::is_agent_file(n, a));
         follow.next(relevant, wake)?;
     }
+}
+
+/// Has `v` been live and in `want` for `min`? If not, when its verdict may change with time
+/// alone (no record written), so the wait looks again then.
+fn in_activity(
+    v: &AgentVerdict,
+    want: Activity,
+    min: Duration,
+    t: &Thresholds,
+) -> (bool, Option<Duration>) {
+    let Some(j) = v.activity.filter(|_| v.is_live()) else {
+        return (false, None);
+    };
+    let min_ms = min.as_millis() as u64;
+    if j.activity == want {
+        if j.for_ms >= min_ms {
+            return (true, None);
+        }
+        return (false, Some(Duration::from_millis(min_ms - j.for_ms)));
+    }
+    // A working agent turns idle, or stuck, once the time passes without progress.
+    let idle_after = t.idle_after.as_millis() as u64;
+    let at = match j.activity {
+        Activity::Working => idle_after.saturating_sub(j.idle_ms) + 1,
+        _ => return (false, None),
+    };
+    (false, Some(Duration::from_millis(at)))
 }
 
 /// The line to print if the agent has ended, per `wait`'s contract.

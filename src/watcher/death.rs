@@ -142,6 +142,8 @@ mod tests {
                 agent: "a".into(),
                 run_dir: dir.path().to_path_buf(),
                 interval: Interval::DEFAULT,
+                progress: true,
+                watchdog: None,
             };
             let mut child = Reaped::spawn(Command::new("sleep").arg("30"));
             let target = Target::open(child.pid(), BackendPref::Pidfd, false).unwrap();
@@ -159,6 +161,14 @@ mod tests {
                 .unwrap()
                 .unwrap();
 
+            // Evidence of every kind, the STATUS= text among it, rides in the dead record.
+            let p = watcher.progress.as_mut().expect("progress is sampled");
+            crate::watcher::notify::apply(
+                b"STATUS=compiling\nX_PIDBEAT_ACTIVITY=working\nWATCHDOG_USEC=1000000",
+                p,
+                crate::record::now_ms(),
+            );
+            watcher.sample();
             watcher.target.signal(rustix::process::Signal::KILL);
             if reaped {
                 child.0.wait().unwrap();
@@ -181,6 +191,8 @@ mod tests {
             let line = std::fs::read_to_string(dir.path().join("a.hb")).unwrap();
             let (record, _) = crate::record::parse(line.as_bytes()).unwrap();
             assert_eq!((record.status, record.exit), (Status::Dead, exit), "{line}");
+            let p = record.progress.expect("the evidence is in the dead record");
+            assert_eq!(p.status_text.as_deref(), Some("compiling"), "{line}");
         }
     }
 }

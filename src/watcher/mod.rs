@@ -22,25 +22,34 @@ mod death;
 mod detach;
 mod history;
 mod lock;
+mod notify;
 mod oom;
 pub mod run;
+mod sample;
 mod store;
 mod target;
 
 pub use target::BackendPref;
 
 use crate::exitcode::{ExitCode, Result, runtime};
-use crate::record::{ExitInfo, Record, Status, now_ms};
+use crate::record::{ExitInfo, Progress, Record, Status, now_ms};
 use crate::rundir::Interval;
 use crate::timer::Timer;
 use detach::Detach;
 use lock::AgentLock;
+use notify::Listener;
+use sample::Sampler;
 use store::{RecordWriter, Written};
 use target::{Backend, Target};
 
 const SIG: Token = Token(0);
 const BEAT: Token = Token(1);
 const TARGET: Token = Token(2);
+const NOTIFY: Token = Token(3);
+
+/// Writes a change the agent told over sd_notify at once, but at most once per this period:
+/// `wait --until waiting` returns promptly, and a flood of claims costs a few writes a second.
+pub const NOTIFY_WRITE_PERIOD: Duration = Duration::from_millis(250);
 
 /// How often the poll backend looks at /proc: death shows within 250 ms with margin.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
@@ -75,6 +84,10 @@ pub struct WriterConfig {
     pub agent: String,
     pub run_dir: PathBuf,
     pub interval: Interval,
+    /// Sample the evidence of progress and listen for sd_notify (`--no-progress` turns off).
+    pub progress: bool,
+    /// `--watchdog`: the watchdog the agent is held to from the start.
+    pub watchdog: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -111,6 +124,17 @@ pub struct Watcher {
     child_exit: Option<ExitInfo>,
     /// Set once a dead target's status proved unknowable: the record's `exit_unknown`.
     exit_unknown: Option<&'static str>,
+    /// The evidence of progress the records carry (`None`: `--no-progress`), with what
+    /// samples it each beat and what hears the agent's sd_notify datagrams.
+    progress: Option<Progress>,
+    sampler: Option<Sampler>,
+    listener: Option<Listener>,
+    /// When the last record was written (rate-limits the writes sd_notify asks for), and
+    /// whether a change heard is still to be written.
+    last_write: Option<Instant>,
+    notify_pending: bool,
+    /// The watchdog expiry (its `watchdog_ms`) that a record has already shown.
+    expiry_written: Option<u64>,
     /// The OOM-kill counter of the target's memory cgroup, where there is one.
     oom: Option<oom::OomCounter>,
 }
@@ -144,6 +168,54 @@ impl Watcher {
             attach,
             child_exit: None,
             exit_unknown: None,
+            progress: None,
+            sampler: None,
+            listener: None,
+            last_write: None,
+            notify_pending: false,
+            expiry_written: None,
+        }
+        .with_progress(config)
+    }
+
+    fn with_progress(mut self, config: &WriterConfig) -> Self {
+        if !config.progress {
+            return self;
+        }
+        let pid = self.target.pid();
+        let sampler = Sampler::new(pid);
+        let mut p = Progress::default();
+        if let Some(w) = config.watchdog {
+            p.watchdog_usec = Some(w.as_micros().max(1) as u64);
+            p.watchdog_ms = Some(now_ms());
+        }
+        self.sampler = Some(sampler);
+        self.progress = Some(p);
+        // `run` binds it once it holds the agent's lock (its first write that can).
+        if self.attach.is_none() {
+            self.bind_listener(config);
+        }
+        self
+    }
+
+    /// Binds the agent's sd_notify socket; the caller holds the agent's lock, which makes the
+    /// name ours (a socket file there is a dead watcher's). The event loop registers it.
+    fn bind_listener(&mut self, config: &WriterConfig) {
+        let Some(sampler) = &self.sampler else {
+            return;
+        };
+        // Only the target's uid is heard: the owner of its /proc entry is its effective uid.
+        match sampler.uid() {
+            Some(uid) => match Listener::bind(&config.run_dir, &config.agent, uid) {
+                Ok(l) => self.listener = Some(l),
+                Err(e) => eprintln!(
+                    "pidbeat: warning: no sd_notify socket for {}: {e}",
+                    config.agent
+                ),
+            },
+            None => {
+                eprintln!("pidbeat: warning: cannot read the target's uid; no sd_notify socket")
+            }
         }
     }
 
@@ -170,6 +242,7 @@ impl Watcher {
             boottime_ms: self.boot_id.map(|_| boottime_ms),
             pidns: crate::pidns::own(),
             exit_unknown: self.exit_unknown.map(Cow::Borrowed),
+            progress: None,
         }
     }
 
@@ -185,6 +258,10 @@ impl Watcher {
         died_ms: Option<u64>,
         durable: bool,
     ) -> Result<io::Result<()>> {
+        // Every attempt counts for the rate limit, written or not: a change heard is never
+        // retried faster than a beat would (no busy loop while the run dir cannot be written).
+        self.last_write = Some(Instant::now());
+        self.notify_pending = false;
         if self.unrecorded {
             return Ok(Ok(()));
         }
@@ -194,6 +271,7 @@ impl Watcher {
                     let writer = RecordWriter::new(&config.run_dir, &config.agent);
                     self.writer = attached(writer, lock, &config);
                     self.attach = None;
+                    self.bind_listener(&config);
                 }
                 run::Attached::Never => {
                     self.unrecorded = true;
@@ -212,8 +290,11 @@ impl Watcher {
         if self.mode == Mode::Run && status == Status::Dead {
             self.writer.last_write();
         }
-        self.record(status, exit, died_ms)
-            .write_line(&mut self.line);
+        // The evidence is moved into the record and back, not copied: no allocation.
+        let mut record = self.record(status, exit, died_ms);
+        record.progress = self.progress.take();
+        record.write_line(&mut self.line);
+        self.progress = record.progress.take();
         Ok(match self.writer.write(&self.line, durable) {
             Ok(Written::Done) => {
                 if self.failing {
@@ -294,6 +375,7 @@ impl Watcher {
         })();
         r.map_err(|e| runtime!("epoll register: {e}"))?;
 
+        self.sample();
         let first = self.write(Status::Alive, None, None, false)?;
         // `run` never keeps its CMD from running for want of a record (it warned, and retries
         // at every beat); `watch` exists for the record.
@@ -315,16 +397,28 @@ impl Watcher {
         }
 
         let mut events = Events::with_capacity(8);
+        let mut listening = false;
         loop {
-            if !crate::eventloop::wait(&mut poll, &mut events, None)? {
+            // Bound at start, or (`run`) once the lock is taken at a later write.
+            if let (false, Some(l)) = (listening, &self.listener) {
+                let fd = l.as_raw_fd();
+                poll.registry()
+                    .register(&mut SourceFd(&fd), NOTIFY, Interest::READABLE)
+                    .map_err(|e| runtime!("epoll register: {e}"))?;
+                listening = true;
+            }
+            let timeout = self.progress_timeout();
+            if !crate::eventloop::wait(&mut poll, &mut events, timeout)? {
                 continue;
             }
-            let (mut sig, mut beat_due, mut target_ev) = (false, false, false);
+            let (mut sig, mut beat_due, mut target_ev, mut notify_ev) =
+                (false, false, false, false);
             for ev in events.iter() {
                 match ev.token() {
                     SIG => sig = true,
                     BEAT => beat_due = true,
                     TARGET => target_ev = true,
+                    NOTIFY => notify_ev = true,
                     _ => {}
                 }
             }
@@ -351,14 +445,74 @@ impl Watcher {
                     None => {}
                 }
             }
+            if notify_ev {
+                self.hear();
+            }
             if beat_due {
                 beat.drain();
                 if let Some(o) = &mut self.oom {
                     o.beat();
                 }
+                self.sample();
+                let _ = self.write(Status::Alive, None, None, false)?;
+            } else if self.progress_write_due() {
                 let _ = self.write(Status::Alive, None, None, false)?;
             }
         }
+    }
+
+    /// One beat's sample of the evidence.
+    fn sample(&mut self) {
+        if let (Some(s), Some(p)) = (&mut self.sampler, &mut self.progress) {
+            s.sample(self.target.pid(), p, now_ms());
+        }
+    }
+
+    /// Takes what the agent said over sd_notify.
+    fn hear(&mut self) {
+        if let (Some(l), Some(p)) = (&mut self.listener, &mut self.progress) {
+            let heard = l.drain(p, now_ms());
+            self.notify_pending |= heard.changed;
+        }
+    }
+
+    /// When the event loop must wake up with no event: to write a change heard once the
+    /// rate limit allows, or to write that the agent's watchdog expired.
+    fn progress_timeout(&self) -> Option<Duration> {
+        let mut wake: Option<Duration> = None;
+        if self.notify_pending {
+            let since = self.last_write.map_or(NOTIFY_WRITE_PERIOD, |t| t.elapsed());
+            wake = Some(NOTIFY_WRITE_PERIOD.saturating_sub(since));
+        }
+        if let Some(expiry) = self.unwritten_expiry() {
+            let until = Duration::from_millis(expiry.saturating_sub(now_ms()));
+            wake = Some(wake.map_or(until, |w| w.min(until)));
+        }
+        wake
+    }
+
+    /// The wall-clock ms just past the agent's watchdog period, if no record has shown that
+    /// expiry yet.
+    fn unwritten_expiry(&self) -> Option<u64> {
+        let p = self.progress.as_ref()?;
+        let (usec, at) = (p.watchdog_usec?, p.watchdog_ms?);
+        // The agent's WATCHDOG_USEC= may be any number: saturate, never overflow.
+        (self.expiry_written != Some(at))
+            .then_some(at.saturating_add(usec / 1000).saturating_add(1))
+    }
+
+    /// Is a write for the evidence due now (outside the beats)?
+    fn progress_write_due(&mut self) -> bool {
+        if let Some(expiry) = self.unwritten_expiry()
+            && now_ms() >= expiry
+        {
+            self.expiry_written = self.progress.as_ref().and_then(|p| p.watchdog_ms);
+            return true;
+        }
+        self.notify_pending
+            && self
+                .last_write
+                .is_none_or(|t| t.elapsed() >= NOTIFY_WRITE_PERIOD)
     }
 
     /// Returns `Some` when a signal ends the watch.

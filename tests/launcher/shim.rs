@@ -95,7 +95,15 @@ fn calls(h: &TmuxSandbox, shim: &str) -> Vec<Call> {
 }
 
 fn assert_new_session(call: &Call, h: &TmuxSandbox, agent: &str, cmd: &[&str]) {
-    let a = &call.argv;
+    // The pane gets the watcher's sd_notify socket (pidfd and poll backends only).
+    let socket = format!("NOTIFY_SOCKET={}/.{agent}.notify", h.run_dir().display());
+    let mut a = call.argv.clone();
+    assert_eq!(
+        a[..6],
+        ["new-session", "-d", "-s", agent, "-e", &socket],
+        "new-session argv {a:?}"
+    );
+    a.drain(4..6);
     assert_eq!(
         a[..5],
         ["new-session", "-d", "-s", agent, "--"],

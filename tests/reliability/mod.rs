@@ -81,11 +81,12 @@ fn watch(sb: &Sandbox, pid: i32, agent: &str, backend: &str) -> Watch {
     watch_in(sb, None, &sb.run_dir(), pid, agent, backend, IV)
 }
 
-/// Dot-files other than the agents' lock files: temp files a watcher left behind.
+/// Dot-files other than the agents' lock files and sd_notify sockets (a live watcher's):
+/// temp files a watcher left behind.
 fn stray_dot_files(dir: &Path) -> Vec<String> {
     dir_names(dir)
         .into_iter()
-        .filter(|n| n.starts_with('.') && !n.ends_with(".lock"))
+        .filter(|n| n.starts_with('.') && !n.ends_with(".lock") && !n.ends_with(".notify"))
         .collect()
 }
 

@@ -252,6 +252,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("inotify(7)", "manpages"),
     ("etcd(1)", "etcd-server"),
     ("systemctl(1)", "systemd"),
+    ("systemd-notify(1)", "systemd"),
 ];
 
 /// The Debian package of an external page (`None` for pidbeat's own and unknown ones).

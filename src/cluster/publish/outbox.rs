@@ -10,8 +10,21 @@ use serde_json::Value;
 /// only in these are the same news. `started_ms` is derived anew by each look (from the start
 /// time in clock ticks and the boot time) and can move by a millisecond; `pid` and
 /// `start_time`, which it derives from, are compared. (A new per-write key in the record
-/// belongs here, or every beat becomes an etcd write: `tests/cluster` counts them.)
-pub const VOLATILE: [&str; 6] = ["age_ms", "ts", "ts_ms", "seq", "boottime_ms", "started_ms"];
+/// belongs here, or every beat becomes an etcd write: `tests/cluster` counts them.) The
+/// record's `progress` evidence and `idle_ms` move with every beat too; what is news of them is
+/// judged into `activity`, `status_text` and `state` (`hung`), which are compared, so an
+/// activity or `STATUS=` change is published, at most as often as the watcher writes one
+/// (4 a second).
+pub const VOLATILE: [&str; 8] = [
+    "age_ms",
+    "ts",
+    "ts_ms",
+    "seq",
+    "boottime_ms",
+    "started_ms",
+    "idle_ms",
+    "progress",
+];
 
 /// One agent's verdict as published: the bytes put to etcd, and what is compared (the same
 /// object without the volatile fields, serialized with its keys sorted). Both are kept as
@@ -175,6 +188,19 @@ mod tests {
 
     fn obj(json: &str) -> &[u8] {
         json.as_bytes()
+    }
+
+    #[test]
+    fn progress_is_news_only_as_activity_or_status() {
+        let v = |activity: &str, status: &str, cpu: u64| {
+            let o = format!(
+                r#"{{"agent":"a","state":"alive","activity":"{activity}","idle_ms":{cpu},"status_text":"{status}","pid":7,"progress":{{"cpu_ms":{cpu},"cpu_at_ms":{cpu}}}}}"#
+            );
+            Verdict::new("h1", o.as_bytes()).unwrap()
+        };
+        assert!(v("working", "x", 1).same_as(&v("working", "x", 2)));
+        assert!(!v("working", "x", 1).same_as(&v("idle", "x", 1)));
+        assert!(!v("working", "x", 1).same_as(&v("working", "y", 1)));
     }
 
     #[test]

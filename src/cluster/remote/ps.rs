@@ -78,6 +78,9 @@ fn entry(
         "state",
         "age_ms",
         "foreign_pids",
+        "activity",
+        "idle_ms",
+        "status_text",
         "stale_view",
     ];
     let foreign_pids = fields
@@ -89,7 +92,7 @@ fn entry(
         .chain(stale_field())
         .chain(fields.into_iter().filter(|(k, _)| !ours.contains(&&**k)))
         .collect();
-    Some(Entry {
+    let mut entry = Entry {
         agent,
         state: State::from_name(state).unwrap_or(State::Corrupt),
         age_ms: Some(at_ms.saturating_sub(record.written_ms())),
@@ -99,7 +102,11 @@ fn entry(
         unreadable: false,
         foreign_pids,
         unsettled: None,
-    })
+        activity: None,
+    };
+    // The activity as this reader judges the published record's evidence now.
+    entry.rejudge_activity(&crate::reader::activity::Thresholds::DEFAULT);
+    Some(entry)
 }
 
 /// The rows for `format`, in name order; ages as of `stale`'s time if the view is stale.

@@ -76,6 +76,7 @@ fn entry(agent: &str, line: &[u8]) -> Option<AgentVerdict> {
         unreadable: false,
         // Shown as recorded; no verdict rests on these PIDs.
         foreign_pids: false,
+        activity: None,
     })
 }
 

@@ -1,6 +1,8 @@
 //! `--json`: one array of objects. Each object is `agent`, `state`, `age_ms` (null when it
 //! cannot be known), `started_ms` (Unix ms of the target's start, from its `start_time`; null
-//! when unknown), `foreign_pids` (the record's PIDs are another PID namespace's), then the
+//! when unknown), `foreign_pids` (the record's PIDs are another PID namespace's), `activity`
+//! and `idle_ms` (a live agent's activity as `activity.rs` judges it; null for ended agents
+//! and records without evidence), `status_text` (its last `STATUS=`), then the
 //! record's own keys in the record's order (unknown keys included, a key that would clash
 //! with ours dropped). A corrupt record gives `agent`, `state`, `error` instead.
 //! Objects are written by hand: serde_json's `Map` would sort the keys. For the same reason
@@ -16,7 +18,16 @@ use super::started_ms;
 use crate::reader::text::json_safe;
 use crate::reader::verdict::AgentVerdict;
 
-const OURS: [&str; 5] = ["agent", "state", "age_ms", "started_ms", "foreign_pids"];
+const OURS: [&str; 8] = [
+    "agent",
+    "state",
+    "age_ms",
+    "started_ms",
+    "foreign_pids",
+    "activity",
+    "idle_ms",
+    "status_text",
+];
 
 /// `pretty`: one object per line (still one JSON document); otherwise the whole array on
 /// one line, as `ps --watch --json` prints one frame per line.
@@ -61,6 +72,17 @@ pub(crate) fn object(out: &mut Vec<u8>, e: &AgentVerdict) {
             pair(out, "started_ms", &started_ms(e));
             out.push(b',');
             pair(out, "foreign_pids", &e.foreign_pids);
+            out.push(b',');
+            pair(out, "activity", &e.activity.map(|a| a.activity.name()));
+            out.push(b',');
+            pair(out, "idle_ms", &e.activity.map(|a| a.idle_ms));
+            out.push(b',');
+            let status = e.record.as_ref().and_then(|r| r.progress.as_ref());
+            pair(
+                out,
+                "status_text",
+                &status.and_then(|p| p.status_text.as_deref()),
+            );
         }
     }
     // A corrupt local record has no fields; a corrupt value in etcd still has its `host`.
@@ -113,6 +135,7 @@ mod tests {
             age_ms: Some(0),
             foreign_pids: false,
             unsettled: None,
+            activity: None,
         };
         render(&[e], false)
     }

@@ -23,6 +23,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::activity::Thresholds;
 use super::batch::judge_all;
 use super::follow::{Follow, Wakeups};
 use super::settle::Settler;
@@ -41,6 +42,8 @@ pub struct PsConfig {
     pub layout: Layout,
     /// Replace this file atomically instead of writing to stdout.
     pub output: Option<PathBuf>,
+    /// What live agents' activity is judged by.
+    pub thresholds: Thresholds,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +75,12 @@ pub(super) struct Snapshot {
 }
 
 impl Snapshot {
+    pub(super) fn rejudge_activity(&mut self, t: &Thresholds) {
+        if *t != Thresholds::DEFAULT {
+            self.entries.iter_mut().for_each(|e| e.rejudge_activity(t));
+        }
+    }
+
     /// The text of one frame in `format`; tables get colour only when `color`.
     fn render(&self, format: Format, layout: &Layout, color: bool, pretty: bool) -> String {
         match format {
@@ -117,6 +126,7 @@ pub fn command(config: PsConfig) -> Result<ExitCode> {
     };
 
     let mut snap = settled_snapshot(&dir, &named)?;
+    snap.rejudge_activity(&config.thresholds);
     // A table or JSON of a broken run dir would claim an empty fleet; the exposition says
     // it is broken (`pidbeat_run_dir_readable 0`), so it is still written.
     if let Some(e) = snap.dir_error.as_ref().filter(|_| format != Format::Prom) {

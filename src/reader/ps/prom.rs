@@ -11,8 +11,9 @@
 use std::fmt::Write;
 
 use super::started_ms;
+use crate::reader::activity::Activity;
 use crate::reader::verdict::{AgentVerdict, State};
-use crate::record::Status;
+use crate::record::{Claim, Status};
 
 fn secs(ms: u64) -> String {
     (ms as f64 / 1000.0).to_string()
@@ -24,7 +25,13 @@ pub fn render(entries: &[AgentVerdict], dir_readable: bool) -> String {
     let mut family =
         |name: &str, help: &str, samples: &mut dyn Iterator<Item = (String, String)>| {
             let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            // Prometheus's naming: a counter's name ends in `_total`.
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in samples {
                 let _ = match labels.as_str() {
                     "" => writeln!(out, "{name} {value}"),
@@ -95,6 +102,42 @@ pub fn render(entries: &[AgentVerdict], dir_readable: bool) -> String {
         &mut entries.iter().filter_map(|e| {
             let r = e.record.as_ref().filter(|r| r.status == Status::Dead)?;
             Some((agent(e), secs(r.died_ms?)))
+        }),
+    );
+    family(
+        "pidbeat_agent_activity",
+        "A live agent's activity as pidbeat ps judges it (working, idle, waiting, stuck): 1 for the current one, 0 for the others.",
+        &mut entries.iter().flat_map(|e| {
+            e.activity.into_iter().flat_map(move |j| {
+                Activity::ALL.iter().map(move |a| {
+                    (
+                        format!("{},activity=\"{}\"", agent(e), a.name()),
+                        u8::from(j.activity == *a).to_string(),
+                    )
+                })
+            })
+        }),
+    );
+    fn progress(e: &AgentVerdict) -> Option<&crate::record::Progress> {
+        let p = e.record.as_ref()?.progress.as_ref()?;
+        e.activity.map(|_| p)
+    }
+    family(
+        "pidbeat_agent_last_progress_timestamp_seconds",
+        "Unix time of a live agent's last sign of progress: CPU used by its process tree, or a working claim.",
+        &mut entries.iter().filter_map(|e| {
+            let p = progress(e)?;
+            let claim = p.claim_ms.filter(|_| p.claim == Some(Claim::Working));
+            let last = p.cpu_at_ms.max(claim)?;
+            Some((agent(e), secs(last)))
+        }),
+    );
+    family(
+        "pidbeat_agent_cpu_seconds_total",
+        "CPU seconds of a live agent's process tree (the runtime and its live descendants); it drops when children exit without being waited for.",
+        &mut entries.iter().filter_map(|e| {
+            let ms = progress(e)?.cpu_ms?;
+            Some((agent(e), secs(ms)))
         }),
     );
     let exits = || {

@@ -1,6 +1,8 @@
 //! The table for people: AGENT STATE PID UP AGE BACKEND EXIT by default, aligned, sorted by
-//! agent; `-o` picks other columns and `--no-header` drops the header, for `awk`/`cut`.
-//! Every cell is one word except EXIT's (`signal 9 (KILL)`), which is why EXIT comes last.
+//! agent; `-o` picks other columns (INTERVAL SEQ WATCHER ACTIVITY IDLE STATUS) and
+//! `--no-header` drops the header, for `awk`/`cut`. Every cell is one word except EXIT's
+//! (`signal 9 (KILL)`) and STATUS's (free text), which is why they are best last. ACTIVITY and
+//! IDLE side by side read `idle 12m`, `waiting 3m`, `stuck 14m`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,11 +31,17 @@ pub enum Column {
     Interval,
     Seq,
     Watcher,
+    /// What a live agent does (`activity.rs`): one word.
+    Activity,
+    /// Since its last sign of progress (for `waiting`, since the claim).
+    Idle,
+    /// Its last `STATUS=`: free text, so best last, as EXIT.
+    Status,
 }
 
 impl Column {
     /// Every column; the default table is the first [`Column::DEFAULT_LEN`].
-    const ALL: [Column; 10] = [
+    const ALL: [Column; 13] = [
         Column::Agent,
         Column::State,
         Column::Pid,
@@ -44,6 +52,9 @@ impl Column {
         Column::Interval,
         Column::Seq,
         Column::Watcher,
+        Column::Activity,
+        Column::Idle,
+        Column::Status,
     ];
 
     const DEFAULT_LEN: usize = 7;
@@ -60,6 +71,9 @@ impl Column {
             Column::Interval => "interval",
             Column::Seq => "seq",
             Column::Watcher => "watcher",
+            Column::Activity => "activity",
+            Column::Idle => "idle",
+            Column::Status => "status",
         }
     }
 
@@ -107,6 +121,14 @@ impl Column {
             Column::Watcher => r
                 .and_then(|r| r.watcher_pid)
                 .map_or_else(dash, |p| format!("{p}{mark}")),
+            Column::Activity => e
+                .activity
+                .map_or_else(dash, |a| a.activity.name().to_owned()),
+            Column::Idle => e.activity.map_or_else(dash, |a| short(a.idle_ms)),
+            Column::Status => r
+                .and_then(|r| r.progress.as_ref()?.status_text.as_deref())
+                .filter(|s| !s.is_empty())
+                .map_or_else(dash, |s| printable(s).into_owned()),
         }
     }
 }
@@ -151,7 +173,7 @@ fn up(e: &AgentVerdict, now: u64) -> Option<String> {
         return Some(ago(now.saturating_sub(died)));
     }
     let running = match e.state {
-        State::Alive | State::Stale => true,
+        State::Alive | State::Hung | State::Stale => true,
         // Another PID namespace's PID names some other process here.
         State::Lost | State::Unwatched => {
             !e.foreign_pids && Incarnation::named(r.pid, r.start_time).is_running()
@@ -176,6 +198,7 @@ fn style(state: &str) -> Style {
     let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
     match state {
         "alive" => fg(AnsiColor::Green),
+        "hung" => fg(AnsiColor::Red),
         "stale" => fg(AnsiColor::Yellow),
         "dead" => fg(AnsiColor::Red),
         "lost" => fg(AnsiColor::Magenta).bold(),

@@ -4,15 +4,21 @@
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::process::{Child, Command};
 
 use crate::exitcode::{Error, ExitCode, Result};
 use crate::sys::{self, ChildStart};
 
-pub fn spawn(cmd: &[OsString]) -> Result<Child> {
+/// `notify_socket`: the agent's sd_notify socket, given to CMD as `NOTIFY_SOCKET` so that it
+/// and its hooks can speak to the watcher (`systemd-notify`, `pidbeat notify`).
+pub fn spawn(cmd: &[OsString], notify_socket: Option<&Path>) -> Result<Child> {
     let (prog, rest) = cmd.split_first().expect("clap requires CMD");
     let mut c = Command::new(prog);
     c.args(rest);
+    if let Some(socket) = notify_socket {
+        c.env(crate::notify::NOTIFY_SOCKET_ENV, socket);
+    }
     let stdin = std::io::stdin();
     sys::prepare_child(
         &mut c,

@@ -51,7 +51,10 @@ pub fn command(config: RunConfig) -> Result<ExitCode> {
         }
     }
     // CMD first: a CMD that cannot start leaves nothing behind (no run dir, no lock file).
-    let child = child::spawn(&config.cmd)?;
+    let socket = w
+        .progress
+        .then(|| w.run_dir.join(crate::rundir::notify_name(&w.agent)));
+    let child = child::spawn(&config.cmd, socket.as_deref())?;
     let pid = child.id() as i32;
     // The child is ours and unreaped, so pidfd_open cannot name another process.
     let target = match Target::open(pid, BackendPref::Auto, true) {

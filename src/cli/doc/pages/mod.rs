@@ -111,6 +111,7 @@ pub fn page(name: &str) -> &'static Page {
     match name {
         "watch" => &writer::WATCH,
         "run" => &writer::RUN,
+        "notify" => &writer::NOTIFY,
         "ps" => &reader::PS,
         "wait" => &reader::WAIT,
         "status" => &reader::STATUS,

@@ -9,6 +9,10 @@ const STATES: &[Item] = &[
         "the record says alive, was written within 2 x interval + 1 s, the target runs with the same start time, and a live watcher holds the agent's lock",
     ),
     (
+        "hung",
+        "alive, but the agent announced a watchdog (WATCHDOG_USEC= over sd_notify, or watch/run --watchdog) and sent no WATCHDOG=1 within it",
+    ),
+    (
         "stale",
         "the record says alive while the target still runs, but it is older than that, or no running writer can be proven",
     ),
@@ -34,6 +38,27 @@ const STATES: &[Item] = &[
     ),
 ];
 
+/// What a live agent does (`reader::activity`), judged with --idle-after and --stuck-after.
+const ACTIVITIES: &[Item] = &[
+    (
+        "working",
+        "CPU progress of its process tree, or a `working` claim (X_PIDBEAT_ACTIVITY=working), within --idle-after (default 60s)",
+    ),
+    (
+        "waiting",
+        "it said so (X_PIDBEAT_ACTIVITY=waiting) and no CPU progress came since; IDLE counts from the claim",
+    ),
+    (
+        "stuck",
+        "its last claim was `working`, and no CPU progress nor a new claim came for --stuck-after (default 10m); output such as a spinner does not count. Never without a claim",
+    ),
+    ("idle", "nothing for --idle-after"),
+    (
+        "-",
+        "an ended agent, or a record without evidence (--no-progress, an older watcher)",
+    ),
+];
+
 pub const PS: Page = Page {
     description: "Judges every record of the run dir (or only the named agents) against /proc, the agents' locks and pidfds, and prints one row per agent: AGENT, STATE, PID, UP, AGE, BACKEND, EXIT. UP is the target's uptime (for a recorded death, negative: how long ago it died), AGE the age of the last beat. `lost` is proven, never guessed from age.\n\n`ps` reports; it exits 0 for a dead agent too. Use `pidbeat status` to branch on states.",
     exit_line: "Exit status: 0 success, 1 a named AGENT has no record, a record or the run dir cannot be read, or a runtime error, 2 usage error.",
@@ -53,6 +78,10 @@ pub const PS: Page = Page {
             "keep node_exporter's textfile current: replaced atomically on every change and every 5 s, with no loop",
         ),
         ("pidbeat ps --history pi", "the past deaths of `pi`"),
+        (
+            "pidbeat ps -o agent,state,activity,idle,status --idle-after 2m",
+            "what each live agent does (`idle 12m`, `waiting 3m`, `stuck 14m`) and its last STATUS=",
+        ),
     ],
     exit: &[
         (
@@ -67,12 +96,13 @@ pub const PS: Page = Page {
     ],
     sections: &[
         ("STATES", STATES),
+        ("ACTIVITY", ACTIVITIES),
         (
             "FORMATS",
             &[
                 (
                     "--json",
-                    "one array; each object is agent, state, age_ms, started_ms, foreign_pids, then the record's keys in the file's order; a corrupt record gives agent, state, error",
+                    "one array; each object is agent, state, age_ms, started_ms, foreign_pids, activity, idle_ms, status_text, then the record's keys in the file's order; a corrupt record gives agent, state, error",
                 ),
                 (
                     "--prom",
@@ -140,6 +170,10 @@ pub const WAIT: Page = Page {
             "wait until `codex` is up, for at most 30 seconds",
         ),
         (
+            "pidbeat wait --until idle --for 5s --idle-after 10s codex && send-next-prompt",
+            "return once `codex` has been idle for 5 s (10 s without progress, then 5 s more)",
+        ),
+        (
             "pidbeat wait --exists -t 60 codex || echo \"codex unknown or still running\"",
             "refuse a typo at once (exit 4); give up after a minute (exit 124)",
         ),
@@ -181,6 +215,10 @@ pub const WAIT: Page = Page {
                 "it ended but nobody recorded it (the watcher is gone, or it was unwatched)",
             ),
             ("AGENT alive", "with --until alive: it is up"),
+            (
+                "AGENT working",
+                "with --until working (or idle, waiting): it has been so for --for (see pidbeat-ps(1), ACTIVITY)",
+            ),
             (
                 "",
                 "On stderr: `pidbeat: wait: AGENT: still no record in DIR; waiting` once, after 3 s without a record; a warning for a corrupt record (still waited for); the agents still awaited on --timeout.",

@@ -81,3 +81,36 @@ pub const RUN: Page = Page {
     files: &[],
     see_also: &["pidbeat-watch(1)", "pidbeat-wait(1)"],
 };
+
+pub const NOTIFY: Page = Page {
+    description: "Sends one sd_notify datagram of KEY=VALUE lines to the agent's watcher, which listens on <run-dir>/.<agent>.notify (or to $NOTIFY_SOCKET without --agent; `pidbeat run` sets it for CMD). It never blocks: nothing is awaited, and BARRIER=1 is not sent. The watcher hears only the uid of the process it watches, and closes any fd passed to it at once, so Debian's systemd-notify (with or without --no-block) works as well.\n\nKeys the watcher keeps in the record's `progress`: READY=1, STATUS=TEXT (shown by `ps -o status`), WATCHDOG=1, WATCHDOG_USEC=N (past N µs without WATCHDOG=1 the agent is `hung`), STOPPING=1, and X_PIDBEAT_ACTIVITY=working|waiting|idle, the agent's claim (`ps`'s ACTIVITY). Other keys are ignored. A changed claim or STATUS= is written at once, at most 4 times a second.",
+    exit_line: "Exit status: 0 sent, 1 nobody listens (no watcher, or no such socket), 2 usage error.",
+    examples: &[
+        (
+            "pidbeat notify --agent pi X_PIDBEAT_ACTIVITY=waiting 'STATUS=needs approval'",
+            "say that agent `pi` waits for its user, and why",
+        ),
+        (
+            "pidbeat notify X_PIDBEAT_ACTIVITY=working",
+            "from inside `pidbeat run` (or a launcher pane), through $NOTIFY_SOCKET",
+        ),
+    ],
+    exit: &[
+        ("0", "the datagram was sent"),
+        (
+            "1",
+            "nobody listens at the socket (no watcher runs for the agent), or it cannot be reached",
+        ),
+        USAGE,
+    ],
+    sections: &[],
+    env: &[(
+        "NOTIFY_SOCKET",
+        "the socket to send to when --agent is not given (a leading @ is an abstract name)",
+    )],
+    files: &[(
+        "<run-dir>/.<agent>.notify",
+        "the agent's sd_notify socket, bound by its watcher while it runs",
+    )],
+    see_also: &["pidbeat-watch(1)", "pidbeat-run(1)", "systemd-notify(1)"],
+};
