@@ -33,9 +33,12 @@ impl Attach {
     pub fn try_lock(&mut self) -> Attached {
         let dir = &self.config.run_dir;
         if let Err(e) = rundir::prepare(dir) {
-            // The dir is there, so it was refused as unsafe: no later attempt changes that
-            // (short of someone fixing its mode, which a restart then picks up).
-            if std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            // A dir nobody may trust stays so: no later attempt changes that (short of someone
+            // fixing its owner or mode, which a restart then picks up). Anything else (missing,
+            // not yet mountable, unwritable) may heal, so it is tried again.
+            if std::fs::metadata(dir)
+                .is_ok_and(|m| m.is_dir() && rundir::distrust(dir, &m).is_some())
+            {
                 eprintln!("pidbeat: warning: {e}; CMD runs without records");
                 return Attached::Never;
             }
